@@ -1,0 +1,143 @@
+"""Line image loading and preprocessing: one function for training and serving.
+
+``load_grey`` turns whatever bytes or file a user hands us into an 8-bit grey
+array, or raises ``ImageError`` with a machine-readable code. ``preprocess``
+turns a grey line into the model's input: ink as 1, paper as 0, blank margins
+trimmed, scaled to the model's height with the aspect kept, mirrored so that
+the model reads right to left (see ``recognition.text.reading_order``).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+DEFAULT_MAX_PIXELS = 40_000_000
+NORMALISATION = "grey-ink1-paper0-trim-mirror-v1"
+
+
+class ImageError(ValueError):
+    """An input that cannot be read as a line image; ``code`` is for APIs."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def load_grey(source, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Decode an image (path, bytes or binary file) to a 2-D uint8 grey array.
+
+    Accepts every single-frame image Pillow reads: 1-bit, palette, grey with or
+    without alpha, 16-bit and 32-bit grey, RGB(A), CMYK, EXIF-rotated. Alpha is
+    composited over white paper. Rejects empty, truncated, multi-frame and
+    over-large images with a clear ``ImageError`` instead of guessing.
+    """
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        if len(source) == 0:
+            raise ImageError("empty_file", "the file is empty (0 bytes)")
+        stream = io.BytesIO(source)
+    elif isinstance(source, (str, os.PathLike)):
+        if os.path.getsize(source) == 0:
+            raise ImageError("empty_file", f"{os.fspath(source)} is empty (0 bytes)")
+        stream = open(source, "rb")
+    else:
+        stream = source
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            try:
+                image = Image.open(stream)
+            except UnidentifiedImageError:
+                raise ImageError("not_an_image", "the file is not an image format we can read") from None
+            except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+                raise ImageError("image_too_large", "the image has too many pixels") from None
+        width, height = image.size
+        if width * height > max_pixels:
+            raise ImageError(
+                "image_too_large",
+                f"the image is {width}x{height} = {width * height} pixels; the limit is {max_pixels}",
+            )
+        if width == 0 or height == 0:
+            raise ImageError("empty_image", "the image has no pixels")
+        if getattr(image, "n_frames", 1) > 1:
+            raise ImageError(
+                "multi_frame_image",
+                f"the image has {image.n_frames} frames; send one line image per frame",
+            )
+        try:
+            image.load()
+        except (OSError, SyntaxError, ValueError) as exc:
+            raise ImageError("corrupt_image", f"the image data is truncated or corrupt ({exc})") from None
+        return _to_grey(ImageOps.exif_transpose(image))
+    finally:
+        if stream is not source:
+            stream.close()
+
+
+def _to_grey(image: Image.Image) -> np.ndarray:
+    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        array = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if image.mode.startswith("I;16") or array.max() > 255 else 255.0
+        return np.clip(array * (255.0 / top), 0, 255).astype(np.uint8)
+    if image.mode == "P" or "A" in image.getbands() or image.mode in ("PA", "LA", "RGBa", "La"):
+        rgba = image.convert("RGBA")
+        paper = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(paper, rgba)
+    return np.asarray(image.convert("L"), dtype=np.uint8)
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    """What the model expects; stored in and read back from the model file."""
+
+    height: int = 48
+    mirror: bool = True
+    normalisation: str = NORMALISATION
+
+
+def ink_map(grey: np.ndarray) -> np.ndarray:
+    """Grey paper/ink to float ink strength in [0, 1], contrast-stretched.
+
+    The paper level is the median (most of a line is paper) and the ink level a
+    high percentile of darkness, so faded scans and dark backgrounds end up on
+    the same scale. Light text on dark paper is inverted first.
+    """
+    grey = grey.astype(np.float32)
+    if np.median(grey) < 100:
+        grey = 255.0 - grey
+    ink = 255.0 - grey
+    paper = float(np.median(ink))
+    full = float(np.percentile(ink, 99.5))
+    span = max(full - paper, 40.0)
+    return np.clip((ink - paper) / span, 0.0, 1.0)
+
+
+def _trim(ink: np.ndarray, threshold: float = 0.25) -> np.ndarray:
+    rows = np.flatnonzero(ink.max(axis=1) > threshold)
+    cols = np.flatnonzero(ink.max(axis=0) > threshold)
+    if rows.size == 0 or cols.size == 0:
+        return ink
+    ink = ink[rows[0]: rows[-1] + 1, cols[0]: cols[-1] + 1]
+    margin = max(1, ink.shape[0] // 12)
+    return np.pad(ink, margin)
+
+
+def preprocess(grey: np.ndarray, config: PreprocessConfig = PreprocessConfig()) -> np.ndarray:
+    """Grey line image (H x W uint8) -> model input (height x W' float32)."""
+    if grey.ndim != 2:
+        raise ValueError(f"expected a 2-D grey image, got shape {grey.shape}")
+    ink = _trim(ink_map(grey))
+    h, w = ink.shape
+    new_w = max(1, int(round(w * config.height / h)))
+    interpolation = cv2.INTER_AREA if h > config.height else cv2.INTER_LINEAR
+    line = cv2.resize(ink, (new_w, config.height), interpolation=interpolation)
+    if config.mirror:
+        line = line[:, ::-1]
+    return np.ascontiguousarray(line, dtype=np.float32)

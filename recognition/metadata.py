@@ -1,0 +1,89 @@
+"""What a model file says about itself (ONNX ``metadata_props``).
+
+A model is self-describing: the alphabet, the input height, the width stride,
+the preprocessing and text conventions travel inside the ONNX file, so serving
+never needs a side file and a retrained model with a new alphabet just works.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+
+from .alphabet import Alphabet
+from .image import NORMALISATION, PreprocessConfig
+
+TEXT_NORMALISATION = "nfc-fold-presentation-forms-drop-harakat-v1"
+REQUIRED_KEYS = ("alphabet", "input_height", "width_stride")
+
+
+class ModelMetadataError(ValueError):
+    pass
+
+
+@dataclass
+class ModelInfo:
+    alphabet: Alphabet
+    input_height: int
+    width_stride: int
+    name: str = "unnamed"
+    version: str = "0"
+    mirror: bool = True
+    normalisation: str = NORMALISATION
+    text_normalisation: str = TEXT_NORMALISATION
+    training_data: str = ""
+    validation_cer: float | None = None
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def preprocess_config(self) -> PreprocessConfig:
+        return PreprocessConfig(height=self.input_height, mirror=self.mirror,
+                                normalisation=self.normalisation)
+
+    def to_props(self) -> dict[str, str]:
+        props = {
+            "alphabet": self.alphabet.to_json(),
+            "input_height": str(self.input_height),
+            "width_stride": str(self.width_stride),
+            "name": self.name,
+            "version": self.version,
+            "mirror": json.dumps(self.mirror),
+            "normalisation": self.normalisation,
+            "text_normalisation": self.text_normalisation,
+            "training_data": self.training_data,
+            "validation_cer": "" if self.validation_cer is None else f"{self.validation_cer:.6f}",
+        }
+        props.update(self.extra)
+        return props
+
+    @classmethod
+    def from_props(cls, props: dict[str, str]) -> "ModelInfo":
+        missing = [k for k in REQUIRED_KEYS if k not in props]
+        if missing:
+            raise ModelMetadataError(f"model metadata lacks {', '.join(missing)}")
+        if props.get("normalisation", NORMALISATION) != NORMALISATION:
+            raise ModelMetadataError(
+                f"model expects preprocessing {props['normalisation']!r}; this code provides {NORMALISATION!r}"
+            )
+        known = {f for f in cls.__dataclass_fields__} - {"extra", "alphabet"}
+        cer = props.get("validation_cer", "")
+        return cls(
+            alphabet=Alphabet.from_json(props["alphabet"]),
+            input_height=int(props["input_height"]),
+            width_stride=int(props["width_stride"]),
+            name=props.get("name", "unnamed"),
+            version=props.get("version", "0"),
+            mirror=json.loads(props.get("mirror", "true")),
+            normalisation=props.get("normalisation", NORMALISATION),
+            text_normalisation=props.get("text_normalisation", TEXT_NORMALISATION),
+            training_data=props.get("training_data", ""),
+            validation_cer=float(cer) if cer else None,
+            extra={k: v for k, v in props.items() if k not in known and k != "alphabet"},
+        )
+
+    def summary(self) -> dict:
+        """JSON-friendly description (for APIs and model cards)."""
+        data = asdict(self)
+        data["alphabet"] = "".join(self.alphabet.characters)
+        data["alphabet_size"] = len(self.alphabet)
+        return data

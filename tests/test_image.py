@@ -1,0 +1,126 @@
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from recognition.image import ImageError, PreprocessConfig, load_grey, preprocess
+from tests.rendering import png_bytes, render_line
+
+LINE = render_line("قال أبو محمد سنة 123")
+
+
+def encode(image: Image.Image, fmt="PNG", **kw) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **kw)
+    return buffer.getvalue()
+
+
+def reference():
+    return preprocess(load_grey(png_bytes(LINE)))
+
+
+def test_preprocess_gives_model_height_float_ink_and_mirrors():
+    line = reference()
+    assert line.shape[0] == 48 and line.dtype == np.float32
+    assert 0.0 <= line.min() and line.max() <= 1.0
+    assert line.mean() < 0.5  # paper is 0, ink is 1
+    unmirrored = preprocess(load_grey(png_bytes(LINE)), PreprocessConfig(mirror=False))
+    np.testing.assert_array_equal(line, unmirrored[:, ::-1])
+
+
+def test_aspect_ratio_is_kept():
+    line = reference()
+    h, w = LINE.shape
+    # margins are trimmed, so compare with the ink's bounding box
+    ink_rows = np.flatnonzero((LINE < 128).any(axis=1))
+    ink_cols = np.flatnonzero((LINE < 128).any(axis=0))
+    ink_aspect = (ink_cols[-1] - ink_cols[0]) / (ink_rows[-1] - ink_rows[0])
+    assert line.shape[1] / line.shape[0] == pytest.approx(ink_aspect, rel=0.25)
+
+
+@pytest.mark.parametrize("size", [(1, 1), (3, 200), (5000, 4), (17, 9)])
+def test_odd_sizes_do_not_crash(size):
+    w, h = size
+    grey = np.full((h, w), 255, np.uint8)
+    grey[h // 2, :] = 0
+    out = preprocess(load_grey(png_bytes(grey)))
+    assert out.shape[0] == 48 and out.shape[1] >= 1
+
+
+def test_sixteen_bit_grey_matches_eight_bit():
+    sixteen = Image.fromarray(LINE.astype(np.uint16) * 257)
+    assert sixteen.mode in ("I;16", "I")
+    np.testing.assert_allclose(preprocess(load_grey(encode(sixteen))), reference(), atol=0.02)
+
+
+def test_rgba_is_composited_on_white_paper():
+    rgba = np.zeros(LINE.shape + (4,), np.uint8)
+    rgba[..., 3] = 255 - LINE  # ink opaque black, paper fully transparent
+    out = preprocess(load_grey(encode(Image.fromarray(rgba, "RGBA"))))
+    np.testing.assert_allclose(out, reference(), atol=0.05)
+
+
+def test_palette_and_cmyk_and_rgb_images():
+    base = Image.fromarray(LINE).convert("RGB")
+    for image in (base, base.convert("P"), base.convert("CMYK")):
+        fmt = "TIFF" if image.mode == "CMYK" else "PNG"
+        out = preprocess(load_grey(encode(image, fmt)))
+        # a 256-colour web palette has few greys: anti-aliased edges shift a little
+        assert out.shape == reference().shape
+        assert np.abs(out - reference()).mean() < 0.01
+        assert np.abs(out - reference()).max() < 0.15
+
+
+def test_jpeg_cmyk():
+    out = preprocess(load_grey(encode(Image.fromarray(LINE).convert("CMYK"), "JPEG", quality=95)))
+    assert out.shape == reference().shape
+
+
+def test_exif_rotation_is_applied():
+    rotated = Image.fromarray(LINE).rotate(90, expand=True)  # stored sideways ...
+    exif = Image.Exif()
+    exif[0x0112] = 6  # ... with "rotate 90 CW to display"
+    grey = load_grey(encode(rotated, "JPEG", exif=exif, quality=95))
+    assert grey.shape == LINE.shape
+
+
+def test_white_text_on_black_is_inverted():
+    np.testing.assert_allclose(preprocess(255 - LINE), reference(), atol=0.02)
+
+
+@pytest.mark.parametrize("data, code", [
+    (b"", "empty_file"),
+    (b"this is not an image at all", "not_an_image"),
+    (png_bytes(LINE)[:200], "corrupt_image"),
+])
+def test_bad_inputs_raise_clear_errors(data, code):
+    with pytest.raises(ImageError) as info:
+        load_grey(data)
+    assert info.value.code == code
+
+
+def test_multi_frame_images_are_refused():
+    frames = [Image.fromarray(LINE), Image.fromarray(255 - LINE)]
+    buffer = io.BytesIO()
+    frames[0].save(buffer, format="TIFF", save_all=True, append_images=frames[1:])
+    with pytest.raises(ImageError) as info:
+        load_grey(buffer.getvalue())
+    assert info.value.code == "multi_frame_image"
+
+
+def test_huge_dimensions_are_refused_before_decoding():
+    data = encode(Image.new("L", (5000, 5000), 255))
+    with pytest.raises(ImageError) as info:
+        load_grey(data, max_pixels=10_000_000)
+    assert info.value.code == "image_too_large"
+    assert "25000000" in info.value.message
+
+
+def test_paths_work_like_bytes(tmp_path):
+    path = tmp_path / "line.png"
+    path.write_bytes(png_bytes(LINE))
+    np.testing.assert_array_equal(load_grey(path), LINE)
+    (tmp_path / "empty.png").write_bytes(b"")
+    with pytest.raises(ImageError):
+        load_grey(tmp_path / "empty.png")
