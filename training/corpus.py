@@ -1,0 +1,47 @@
+"""Word streams to draw synthetic line text from."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+
+from recognition.text import normalize_text
+
+
+def iter_text_files(paths: Iterable[str], exclude: Iterable[str] = ()) -> list[Path]:
+    exclude = list(exclude)
+    files: list[Path] = []
+    for p in map(Path, paths):
+        candidates = sorted(p.rglob("*.txt")) if p.is_dir() else [p]
+        files.extend(f for f in candidates if not any(x in str(f) for x in exclude))
+    return files
+
+
+class TextCorpus:
+    """All words of some text files, in order, so samples read like prose."""
+
+    def __init__(self, words: list[str], num_files: int = 0):
+        if not words:
+            raise ValueError("the text corpus is empty")
+        self.words = words
+        self.num_files = num_files
+
+    @classmethod
+    def from_paths(cls, paths: Iterable[str], exclude: Iterable[str] = ()) -> "TextCorpus":
+        files = iter_text_files(paths, exclude)
+        words: list[str] = []
+        for f in files:
+            for line in f.read_text(encoding="utf-8").splitlines():
+                words.extend(normalize_text(line).split())
+        return cls(words, len(files))
+
+    @property
+    def num_words(self) -> int:
+        return len(self.words)
+
+    def sample_words(self, rng: np.random.Generator, count: int) -> list[str]:
+        count = min(count, len(self.words))
+        start = int(rng.integers(0, len(self.words) - count + 1))
+        return self.words[start: start + count]

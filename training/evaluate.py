@@ -1,0 +1,181 @@
+"""Measure a model on real lines: CER and WER per source, confusions, worst lines.
+
+    python -m training.evaluate models/arabic-crnn-v1.onnx ../shared/datasets/openiti-gs \\
+        --out runs/eval-v1
+
+Reads line folders or manifests (as ``training.preprocess`` does), recognises
+through the same ``OnnxRecognizer`` the service uses, and writes
+``evaluation.json``, ``evaluation.md`` and ``worst-lines.png`` to ``--out``.
+CER is reported raw and with harakat and tatweel removed from both sides.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+from recognition.metrics import ErrorCounter
+from recognition.text import normalize_text, strip_harakat, strip_tatweel
+
+from .line_data import LineSample, SkipReport, iter_samples
+
+
+@dataclass
+class Scored:
+    sample: LineSample
+    reference: str
+    hypothesis: str
+    errors: int
+
+
+def loose(text: str) -> str:
+    return strip_tatweel(strip_harakat(text))
+
+
+def score(samples: Sequence[LineSample], hypotheses: Sequence[str]) -> tuple[dict, list[Scored]]:
+    """Per-source and overall error rates of ``hypotheses`` against the samples."""
+    raw: dict[str, ErrorCounter] = defaultdict(ErrorCounter)
+    relaxed: dict[str, ErrorCounter] = defaultdict(ErrorCounter)
+    scored = []
+    for sample, hyp in zip(samples, hypotheses, strict=True):
+        ref = normalize_text(sample.text)
+        hyp = normalize_text(hyp)
+        errors = 0
+        for key in (sample.source, "all"):
+            errors = raw[key].add(ref, hyp, track_confusions=True)
+            relaxed[key].add(loose(ref), loose(hyp))
+        scored.append(Scored(sample, ref, hyp, errors))
+    table = {
+        source: {
+            "lines": raw[source].lines,
+            "chars": raw[source].chars,
+            "cer": round(raw[source].cer, 5),
+            "wer": round(raw[source].wer, 5),
+            "cer_no_harakat_tatweel": round(relaxed[source].cer, 5),
+            "wer_no_harakat_tatweel": round(relaxed[source].wer, 5),
+        }
+        for source in sorted(raw, key=lambda s: (s == "all", s))
+    }
+    table["all"]["confusions"] = [
+        {"reference": r, "hypothesis": h, "count": n} for (r, h), n in raw["all"].confusions.most_common(25)
+    ]
+    return table, scored
+
+
+def recognise_all(model_path: str, samples: Sequence[LineSample], threads: int = 0,
+                  progress: bool = True) -> tuple[list[str], float]:
+    from tqdm import tqdm
+
+    from recognition.image import ImageError
+    from recognition.onnx_recognizer import OnnxRecognizer
+
+    recognizer = OnnxRecognizer(model_path, threads=threads or None)
+    hypotheses = []
+    start = time.perf_counter()
+    chunk = 32
+    for i in tqdm(range(0, len(samples), chunk), unit="batch", file=sys.stderr, disable=not progress or None):
+        lines, ok = [], []
+        for sample in samples[i: i + chunk]:
+            try:
+                lines.append(recognizer.prepare(sample.image_path))
+                ok.append(True)
+            except ImageError:
+                ok.append(False)
+        results = iter(recognizer.recognize_arrays(lines) if lines else [])
+        hypotheses.extend(next(results).text if good else "" for good in ok)
+    return hypotheses, time.perf_counter() - start
+
+
+def to_markdown(title: str, table: dict) -> str:
+    rows = [f"## {title}", "", "| source | lines | CER | WER | CER (no harakat/tatweel) |", "|---|---:|---:|---:|---:|"]
+    for source, r in table.items():
+        rows.append(f"| {source} | {r['lines']} | {100 * r['cer']:.2f}% | {100 * r['wer']:.2f}% | "
+                    f"{100 * r['cer_no_harakat_tatweel']:.2f}% |")
+    confusions = table["all"].get("confusions", [])
+    if confusions:
+        rows += ["", "Most frequent confusions (reference -> recognised; empty = missing/extra):", ""]
+        rows.append(", ".join(f"`{c['reference'] or '∅'}`->`{c['hypothesis'] or '∅'}` x{c['count']}"
+                              for c in confusions[:15]))
+    return "\n".join(rows) + "\n"
+
+
+def draw_worst_lines(scored: list[Scored], path: Path, count: int = 8) -> None:
+    """The lines with the most errors, each above its reference and recognition."""
+    import numpy as np
+    from PIL import Image, ImageDraw, ImageFont
+
+    from recognition.image import load_grey
+
+    from .fonts import find_book_fonts
+
+    worst = sorted(scored, key=lambda s: s.errors / max(len(s.reference), 1), reverse=True)[:count]
+    faces = find_book_fonts(("NotoNaskhArabic-Regular", "Amiri-Regular"))
+    font = ImageFont.truetype(faces[0].path, 22, layout_engine=ImageFont.Layout.RAQM) if faces else None
+    width = 1200
+    blocks = []
+    for s in worst:
+        grey = load_grey(s.sample.image_path)
+        scale = min(1.0, width / grey.shape[1])
+        line = Image.fromarray(grey).resize((max(1, int(grey.shape[1] * scale)), max(1, int(grey.shape[0] * scale))))
+        block = Image.new("L", (width, line.height + 80), 255)
+        block.paste(line, (width - line.width, 0))
+        draw = ImageDraw.Draw(block)
+        for row, (label, text) in enumerate((("ref", s.reference), ("ocr", s.hypothesis))):
+            y = line.height + 6 + row * 36
+            draw.text((4, y), f"{label} ({s.errors} errors)" if row else label, fill=128)
+            if font is not None:
+                draw.text((width - 8, y), text, font=font, fill=0, anchor="ra", direction="rtl", language="ar")
+        blocks.append(np.asarray(block))
+    if blocks:
+        sheet = np.vstack([np.vstack([b, np.full((4, width), 180, np.uint8)]) for b in blocks])
+        Image.fromarray(sheet).save(path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m training.evaluate", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("model", help="an .onnx model")
+    parser.add_argument("data", nargs="+", help="line folders (NAME.png + NAME.gt.txt) or TSV/CSV manifests")
+    parser.add_argument("--out", help="folder for evaluation.json / .md / worst-lines.png")
+    parser.add_argument("--sources", nargs="*", help="only these sources (names or name parts)")
+    parser.add_argument("--max-lines", type=int, help="evaluate at most this many lines per source")
+    parser.add_argument("--threads", type=int, default=0)
+    args = parser.parse_args(argv)
+
+    from .line_data import matches_source
+
+    report = SkipReport()
+    per_source: Counter = Counter()
+    samples = []
+    for s in iter_samples(args.data, report):
+        if args.sources and not matches_source(s.source, args.sources):
+            continue
+        if args.max_lines and per_source[s.source] >= args.max_lines:
+            continue
+        per_source[s.source] += 1
+        samples.append(s)
+    hypotheses, seconds = recognise_all(args.model, samples, args.threads)
+    table, scored = score(samples, hypotheses)
+    result = {"model": args.model, "data": args.data, "lines": len(samples), "seconds": round(seconds, 2),
+              "ms_per_line": round(1000 * seconds / max(len(samples), 1), 2), "results": table,
+              "skipped": report.as_dict()}
+    markdown = to_markdown(f"{Path(args.model).name} on {len(samples)} lines", table)
+    print(markdown)
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "evaluation.json").write_text(json.dumps(result, ensure_ascii=False, indent=1), encoding="utf-8")
+        (out / "evaluation.md").write_text(markdown, encoding="utf-8")
+        draw_worst_lines(scored, out / "worst-lines.png")
+        print(f"wrote {out}/evaluation.json, evaluation.md, worst-lines.png")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,268 @@
+"""Render synthetic Arabic text lines that look like scanned book lines.
+
+    python -m training.synth --lines 20000 --out data/synth \\
+        --corpus ../shared/datasets/openiti-gs --exclude-corpus IbnQutayba
+
+Writes ``NNNNNNN.png`` + ``NNNNNNN.gt.txt`` pairs (the same layout as the real
+data, so ``training.preprocess`` reads both). Line ``i`` depends only on
+``--seed`` and ``i``: reruns are deterministic, and an interrupted run resumes
+by skipping lines already written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import multiprocessing
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont, features
+
+from recognition.text import normalize_text
+
+from .corpus import TextCorpus
+from .fonts import FontFace, find_book_fonts
+
+log = logging.getLogger("training.synth")
+
+HARAKAT = "\u064e\u064f\u0650\u064b\u064c\u064d\u0651\u0652"
+ARABIC_INDIC_DIGITS = "٠١٢٣٤٥٦٧٨٩"
+
+
+class ShapingUnavailableError(RuntimeError):
+    pass
+
+
+def require_shaping() -> None:
+    """Fail loudly rather than render unshaped, reversed, isolated letters.
+
+    Pillow's wheel bundles libraqm but loads FriBiDi from the system at run
+    time; without it Pillow silently falls back to basic layout.
+    """
+    if not features.check("raqm"):
+        raise ShapingUnavailableError(
+            "Pillow has no working libraqm (complex text layout): Arabic would render unshaped. "
+            "Install the system FriBiDi and HarfBuzz libraries (Debian: apt-get install libfribidi0 libraqm0)."
+        )
+
+
+@dataclass(frozen=True)
+class SynthConfig:
+    min_font_px: int = 26
+    max_font_px: int = 56
+    vocalise_probability: float = 0.3   # draw harakat on the image (never in the label)
+    neighbour_probability: float = 0.35  # bits of the lines above/below in the crop
+    number_probability: float = 0.25     # splice a number, date or footnote mark in
+
+
+def _font(face: FontFace, size: int) -> ImageFont.FreeTypeFont:
+    return _cached_font(face.path, size)
+
+
+_FONT_CACHE: dict = {}
+
+
+def _cached_font(path: str, size: int) -> ImageFont.FreeTypeFont:
+    key = (path, size)
+    if key not in _FONT_CACHE:
+        _FONT_CACHE[key] = ImageFont.truetype(path, size, layout_engine=ImageFont.Layout.RAQM)
+    return _FONT_CACHE[key]
+
+
+def render_text(text: str, face: FontFace, size: int, pad: int = 0) -> np.ndarray:
+    """Black-on-white grey rendering of a logical-order line, shaped by raqm."""
+    font = _font(face, size)
+    left, top, right, bottom = font.getbbox(text, direction="rtl", language="ar")
+    width, height = right - left + 2 * pad, bottom - top + 2 * pad
+    image = Image.new("L", (max(width, 1), max(height, 1)), 255)
+    ImageDraw.Draw(image).text((pad - left, pad - top), text, font=font, fill=0,
+                               direction="rtl", language="ar")
+    return np.asarray(image)
+
+
+def _vocalise(text: str, rng: np.random.Generator) -> str:
+    out = []
+    for ch in text:
+        out.append(ch)
+        if "\u0621" <= ch <= "\u064a" and rng.random() < 0.25:
+            out.append(HARAKAT[rng.integers(len(HARAKAT))])
+    return "".join(out)
+
+
+def _number_phrase(rng: np.random.Generator) -> str:
+    n = int(rng.choice([rng.integers(1, 10), rng.integers(10, 100), rng.integers(100, 1500)]))
+    digits = str(n)
+    if rng.random() < 0.4:
+        digits = digits.translate(str.maketrans("0123456789", ARABIC_INDIC_DIGITS))
+    form = rng.integers(6)
+    return [f"({digits})", f"سنة {digits}", f"[{digits}]", f"{digits} هـ", f"ج {digits}", digits][form]
+
+
+def make_line_text(corpus: TextCorpus, rng: np.random.Generator, config: SynthConfig) -> str:
+    words = corpus.sample_words(rng, int(rng.integers(2, 13)))
+    if rng.random() < config.number_probability:
+        words.insert(int(rng.integers(len(words) + 1)), _number_phrase(rng))
+    return normalize_text(" ".join(words))
+
+
+def degrade(ink_on_paper: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Make a clean rendering look scanned: spread, blur, tilt, noise, paper."""
+    img = ink_on_paper.astype(np.float32) / 255.0  # 1 = paper, 0 = ink
+    ink = 1.0 - img
+    r = rng.random
+    if r() < 0.3:
+        kernel = np.ones((2, 2), np.uint8)
+        ink = cv2.dilate(ink, kernel) if r() < 0.5 else cv2.erode(ink, kernel)
+    h, w = ink.shape
+    if r() < 0.7:  # slight rotation and shear
+        angle = rng.normal(0, 0.6)
+        shear = rng.normal(0, 0.04)
+        m = cv2.getRotationMatrix2D((w / 2, h / 2), angle, 1.0)
+        m[0, 1] += shear
+        ink = cv2.warpAffine(ink, m, (w, h), flags=cv2.INTER_LINEAR, borderValue=0)
+    if r() < 0.6:
+        ink = cv2.GaussianBlur(ink, (0, 0), rng.uniform(0.3, 1.3))
+    paper = rng.uniform(0.75, 1.0)
+    ink_tone = rng.uniform(0.0, 0.35)
+    img = paper - ink * (paper - ink_tone)
+    if r() < 0.5:  # uneven lighting
+        gradient = np.linspace(rng.uniform(-0.15, 0.0), rng.uniform(0.0, 0.15), w, dtype=np.float32)
+        img = img + (gradient[None, :] if r() < 0.5 else gradient[::-1][None, :])
+    if r() < 0.7:
+        img = img + rng.normal(0, rng.uniform(0.01, 0.08), img.shape).astype(np.float32)
+    if r() < 0.1:
+        speckle = rng.random(img.shape) < rng.uniform(0.0005, 0.004)
+        img[speckle] = ink_tone
+    img = np.clip(img, 0, 1)
+    target_h = int(rng.integers(28, 96))  # scan resolution
+    scale = target_h / h
+    out = cv2.resize(img, (max(1, int(w * scale)), target_h), interpolation=cv2.INTER_AREA)
+    out = (out * 255).astype(np.uint8)
+    if r() < 0.15:
+        _, out = cv2.threshold(out, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    elif r() < 0.25:
+        ok, buf = cv2.imencode(".jpg", out, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(30, 80))])
+        out = cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE)
+    return out
+
+
+def _with_neighbours(line: np.ndarray, corpus: TextCorpus, face: FontFace, size: int,
+                     rng: np.random.Generator, config: SynthConfig) -> np.ndarray:
+    """Leave a sliver of the lines above and below, as a line segmenter would."""
+    h, w = line.shape
+    canvas = [line]
+    for above in (True, False):
+        if rng.random() >= config.neighbour_probability:
+            continue
+        other = render_text(make_line_text(corpus, rng, config), face, size)
+        sliver = int(rng.integers(2, max(3, h // 5)))
+        piece = other[-sliver:] if above else other[:sliver]
+        strip = np.full((sliver, w), 255, np.uint8)
+        width = min(w, piece.shape[1])
+        offset = int(rng.integers(0, w - width + 1))
+        strip[:, offset: offset + width] = piece[:, :width]
+        canvas.insert(0 if above else len(canvas), strip)
+    return np.vstack(canvas)
+
+
+def synthesize_line(index: int, seed: int, corpus: TextCorpus, fonts: list[FontFace],
+                    config: SynthConfig = SynthConfig()) -> tuple[np.ndarray, str, str]:
+    """Line ``index`` of the stream seeded by ``seed``: (grey image, label, font)."""
+    rng = np.random.default_rng([seed, index])
+    for _ in range(20):
+        text = make_line_text(corpus, rng, config)
+        face = fonts[int(rng.integers(len(fonts)))]
+        if text and face.covers(text):
+            break
+    else:
+        raise RuntimeError("no font covers the sampled text; check the corpus and fonts")
+    drawn = _vocalise(text, rng) if rng.random() < config.vocalise_probability else text
+    if not face.covers(drawn):
+        drawn = text
+    size = int(rng.integers(config.min_font_px, config.max_font_px + 1))
+    pad = int(size * rng.uniform(0.05, 0.4))
+    image = render_text(drawn, face, size, pad=pad)
+    image = _with_neighbours(image, corpus, face, size, rng, config)
+    return degrade(image, rng), text, face.name
+
+
+# -- command line ---------------------------------------------------------------
+
+_WORKER: dict = {}
+
+
+def _init_worker(corpus: TextCorpus, fonts: list[FontFace], seed: int, out: str) -> None:
+    _WORKER.update(corpus=corpus, fonts=fonts, seed=seed, out=out)
+
+
+def _write_line(index: int) -> str:
+    out = Path(_WORKER["out"])
+    image, text, font = synthesize_line(index, _WORKER["seed"], _WORKER["corpus"], _WORKER["fonts"])
+    stem = out / f"{index:07d}"
+    Image.fromarray(image).save(f"{stem}.png", optimize=False, compress_level=1)
+    # Text last: a line counts as written only when its transcription exists.
+    Path(f"{stem}.gt.txt").write_text(text + "\n", encoding="utf-8")
+    return font
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m training.synth",
+        description="Render synthetic, scan-like Arabic text lines (PNG + .gt.txt pairs).",
+    )
+    parser.add_argument("--lines", type=int, required=True, help="number of lines to have in --out")
+    parser.add_argument("--out", required=True, help="output folder (created; existing lines are kept)")
+    parser.add_argument("--corpus", nargs="+", default=["datasets/corpus"],
+                        help="text files or folders (*.txt, *.gt.txt) to draw words from "
+                             "(default: %(default)s)")
+    parser.add_argument("--exclude-corpus", nargs="*", default=[],
+                        help="skip corpus files whose path contains one of these strings "
+                             "(keep a held-out book's text out of training)")
+    parser.add_argument("--seed", type=int, default=1234)
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--fonts", nargs="*", help="font face names (default: all installed book faces)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+
+    require_shaping()
+    fonts = find_book_fonts(tuple(args.fonts) if args.fonts else find_book_fonts.__defaults__[0])
+    if not fonts:
+        parser.error("no Arabic book fonts installed; see training/fonts.py for the Debian packages")
+    corpus = TextCorpus.from_paths(args.corpus, exclude=args.exclude_corpus)
+    log.info("%d fonts, corpus of %d words from %d files", len(fonts), corpus.num_words, corpus.num_files)
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    todo = [i for i in range(args.lines) if not (out / f"{i:07d}.gt.txt").exists()]
+    log.info("%d of %d lines to render (%d already there)", len(todo), args.lines, args.lines - len(todo))
+    from tqdm import tqdm
+
+    start = time.monotonic()
+    used: dict[str, int] = {}
+    with multiprocessing.get_context("fork").Pool(
+        args.workers, initializer=_init_worker, initargs=(corpus, fonts, args.seed, str(out))
+    ) as pool:
+        for font in tqdm(pool.imap_unordered(_write_line, todo, chunksize=16), total=len(todo),
+                         unit="line", file=sys.stderr, disable=None):
+            used[font] = used.get(font, 0) + 1
+    elapsed = time.monotonic() - start
+    rate = len(todo) / elapsed if elapsed > 0 else 0.0
+    log.info("rendered %d lines in %.1f s (%.1f lines/s)", len(todo), elapsed, rate)
+    (out / "synth.json").write_text(json.dumps(
+        {"lines": args.lines, "seed": args.seed, "fonts": [f.name for f in fonts],
+         "corpus": args.corpus, "exclude_corpus": args.exclude_corpus,
+         "fonts_used_this_run": used, "lines_per_second": round(rate, 1)},
+        ensure_ascii=False, indent=1), encoding="utf-8")
+    print(f"{len(todo)} lines rendered in {elapsed:.1f} s ({rate:.1f} lines/s) -> {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,365 @@
+"""Train the CRNN with CTC on preprocessed shards (``training.preprocess``).
+
+    python -m training.train --data data/real --synth data/synth-arrays \\
+        --synth-ratio 0.5 --out runs/crnn
+
+Each epoch ends with the CER on the held-out book (the ``val`` split of the
+``--data`` folders). The best model by that CER is kept as ``best.keras``;
+``last.keras`` + ``state.json`` let an interrupted run resume where it stopped
+(run the same command again). Logs: ``history.csv``, TensorBoard files under
+``tensorboard/`` and ``curves.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import math
+import os
+import platform
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from recognition.alphabet import Alphabet
+from recognition.ctc import greedy_decode
+from recognition.metrics import ErrorCounter
+from recognition.text import reading_order
+
+from .augment import augment_line
+from .model import PRESETS, WIDTH_STRIDE, ModelConfig, build_model, logits_model
+from .shards import Line, read_split
+
+log = logging.getLogger("training.train")
+
+
+# -- data ------------------------------------------------------------------------
+
+class LinePool:
+    """Lines with their encoded labels, served as width-bucketed batches."""
+
+    def __init__(self, lines: list[Line], alphabet: Alphabet, name: str):
+        self.name = name
+        self.lines: list[Line] = []
+        self.labels: list[np.ndarray] = []
+        too_long = 0
+        for line in lines:
+            labels = np.array(alphabet.encode(reading_order(line.text)), np.int32)
+            repeats = int(np.sum(labels[1:] == labels[:-1])) if len(labels) > 1 else 0
+            if len(labels) + repeats > math.ceil(line.image.shape[1] / WIDTH_STRIDE):
+                too_long += 1
+                continue
+            self.lines.append(line)
+            self.labels.append(labels)
+        if too_long:
+            log.warning("%s: %d lines left out: more characters than CTC frames", name, too_long)
+
+    def __len__(self) -> int:
+        return len(self.lines)
+
+    def batches(self, batch_size: int, rng: np.random.Generator) -> list[list[int]]:
+        """Indices grouped by similar width (jittered so batches change each epoch)."""
+        widths = np.array([l.image.shape[1] for l in self.lines], np.float64)
+        order = np.argsort(widths * rng.uniform(0.9, 1.1, len(widths)))
+        groups = [order[i: i + batch_size].tolist() for i in range(0, len(order), batch_size)]
+        rng.shuffle(groups)
+        return groups
+
+    def make_batch(self, indices: list[int], rng: np.random.Generator | None):
+        images = [self.lines[i].image.astype(np.float32) / 255.0 for i in indices]
+        if rng is not None:
+            images = [augment_line(img, rng) for img in images]
+        return pad_batch(images, [self.labels[i] for i in indices])
+
+
+def pad_batch(images: list[np.ndarray], labels: list[np.ndarray]):
+    height = images[0].shape[0]
+    width = max(img.shape[1] for img in images)
+    width = -(-width // WIDTH_STRIDE) * WIDTH_STRIDE
+    x = np.zeros((len(images), height, width, 1), np.float32)
+    for i, img in enumerate(images):
+        x[i, :, : img.shape[1], 0] = img
+    max_label = max(len(l) for l in labels)
+    y = np.zeros((len(labels), max(max_label, 1)), np.int32)
+    for i, l in enumerate(labels):
+        y[i, : len(l)] = l
+    label_lengths = np.array([len(l) for l in labels], np.int32)
+    frames = np.array([math.ceil(img.shape[1] / WIDTH_STRIDE) for img in images], np.int32)
+    return x, y, label_lengths, frames
+
+
+# -- model -----------------------------------------------------------------------
+
+def load_or_build(args, alphabet: Alphabet, config: ModelConfig):
+    import keras
+
+    if args.init_from:
+        from .finetune import load_for_finetuning
+
+        return load_for_finetuning(args.init_from, alphabet)
+    return build_model(config, alphabet.num_classes)
+
+
+class Trainer:
+    def __init__(self, model, learning_rate: float):
+        import keras
+        import tensorflow as tf
+
+        self.tf = tf
+        self.model = model
+        self.logits = logits_model(model)
+        self.optimizer = keras.optimizers.Adam(learning_rate=learning_rate, clipnorm=5.0)
+        signature = [
+            tf.TensorSpec((None, model.input_shape[1], None, 1), tf.float32),
+            tf.TensorSpec((None, None), tf.int32),
+            tf.TensorSpec((None,), tf.int32),
+            tf.TensorSpec((None,), tf.int32),
+        ]
+        self.train_step = tf.function(self._train_step, input_signature=signature)
+        self.predict = tf.function(lambda x: model(x, training=False),
+                                   input_signature=[signature[0]])
+
+    def _train_step(self, x, y, label_lengths, frames):
+        tf = self.tf
+        with tf.GradientTape() as tape:
+            logits = self.logits(x, training=True)
+            loss = tf.nn.ctc_loss(labels=y, logits=logits, label_length=label_lengths,
+                                  logit_length=frames, logits_time_major=False, blank_index=0)
+            loss = tf.reduce_mean(loss)
+        grads = tape.gradient(loss, self.logits.trainable_variables)
+        self.optimizer.apply_gradients(zip(grads, self.logits.trainable_variables))
+        return loss
+
+    @property
+    def learning_rate(self) -> float:
+        return float(self.optimizer.learning_rate.numpy())
+
+    @learning_rate.setter
+    def learning_rate(self, value: float) -> None:
+        self.optimizer.learning_rate.assign(value)
+
+
+def evaluate_pool(trainer: Trainer, pool: LinePool, alphabet: Alphabet, batch_size: int = 32) -> ErrorCounter:
+    counter = ErrorCounter()
+    order = np.argsort([l.image.shape[1] for l in pool.lines])
+    for start in range(0, len(order), batch_size):
+        idx = order[start: start + batch_size].tolist()
+        x, _, _, frames = pool.make_batch(idx, None)
+        probs = trainer.predict(x).numpy()
+        for row, i in enumerate(idx):
+            decoded = greedy_decode(probs[row, : frames[row]])
+            hyp = reading_order(alphabet.decode(decoded.labels))
+            counter.add(pool.lines[i].text, hyp)
+    return counter
+
+
+# -- run bookkeeping ---------------------------------------------------------------
+
+def plot_curves(history: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [h["epoch"] for h in history]
+    fig, ax1 = plt.subplots(figsize=(7, 4))
+    ax1.plot(epochs, [h["train_loss"] for h in history], "b-o", label="train CTC loss")
+    ax1.set_xlabel("epoch")
+    ax1.set_ylabel("CTC loss", color="b")
+    ax2 = ax1.twinx()
+    ax2.plot(epochs, [100 * h["val_cer"] for h in history], "r-s", label="val CER (held-out book)")
+    ax2.set_ylabel("CER %", color="r")
+    fig.suptitle("Training curves")
+    fig.legend(loc="upper right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def machine_description() -> str:
+    return f"{platform.machine()}, {os.cpu_count()} CPU cores, {platform.system()} ({platform.python_version()})"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m training.train", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", nargs="+", required=True, help="preprocessed real data folders (train + val splits)")
+    parser.add_argument("--synth", nargs="*", default=[], help="preprocessed synthetic data folders (train split)")
+    parser.add_argument("--synth-ratio", type=float, default=0.5, help="share of batches drawn from --synth")
+    parser.add_argument("--out", required=True, help="run folder (resumed if it holds a checkpoint)")
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="accurate")
+    parser.add_argument("--init-from", help="fine-tune from this .keras model (its alphabet is kept and extended)")
+    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--steps-per-epoch", type=int, help="default: one pass over the real training lines")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--patience", type=int, default=6, help="epochs without val improvement before stopping")
+    parser.add_argument("--lr-patience", type=int, default=2, help="epochs without improvement before halving the LR")
+    parser.add_argument("--max-minutes", type=float, help="stop cleanly (checkpoint saved) after this long")
+    parser.add_argument("--max-val-lines", type=int, default=0, help="validate on at most this many lines (0 = all)")
+    parser.add_argument("--min-char-count", type=int, default=5,
+                        help="characters rarer than this in the training texts are left out (with their lines)")
+    parser.add_argument("--no-augment", action="store_true")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--threads", type=int, default=0, help="TensorFlow threads (0 = all cores)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return train(args)
+
+
+def train(args) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+    import tensorflow as tf
+    from tqdm import tqdm
+
+    if args.threads:
+        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    keras.utils.set_random_seed(args.seed)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    state_path = out / "state.json"
+    resuming = state_path.exists() and (out / "last.keras").exists()
+
+    real_train = [l for d in args.data for l in read_split(Path(d), "train")]
+    val_lines = [l for d in args.data for l in read_split(Path(d), "val")]
+    synth_lines = [l for d in args.synth for l in read_split(Path(d), "train")]
+    if not real_train and not synth_lines:
+        raise SystemExit("no training lines in --data / --synth")
+    if not val_lines:
+        raise SystemExit("no validation lines: preprocess --data with --val-source (a held-out book)")
+    if args.max_val_lines:
+        val_lines = val_lines[:: max(1, len(val_lines) // args.max_val_lines)][: args.max_val_lines]
+
+    if resuming:
+        state = json.loads(state_path.read_text(encoding="utf-8"))
+        alphabet = Alphabet(state["alphabet"])
+        config = ModelConfig.from_dict(state["model_config"])
+        model = keras.models.load_model(out / "last.keras", compile=False)
+        log.info("resuming %s at epoch %d (best val CER %.4f)", out, state["epoch"], state["best_cer"])
+    else:
+        texts = [l.text for l in real_train + synth_lines]
+        if args.init_from:
+            from .finetune import base_alphabet
+
+            alphabet = base_alphabet(args.init_from).extended(texts)
+        else:
+            counts = Counter(c for t in texts for c in t)
+            alphabet = Alphabet(sorted(c for c, n in counts.items() if n >= args.min_char_count))
+        config = PRESETS[args.preset]
+        model = load_or_build(args, alphabet, config)
+        config = ModelConfig.from_dict({**config.to_dict(), "height": model.input_shape[1]}) if args.init_from else config
+        state = {"epoch": 0, "step": 0, "best_cer": None, "best_epoch": None, "lr": args.lr,
+                 "since_best": 0, "seconds": 0.0, "alphabet": list(alphabet.characters),
+                 "model_config": config.to_dict(), "history": []}
+    heights = {l.image.shape[0] for l in real_train + val_lines + synth_lines}
+    if heights != {config.height}:
+        raise SystemExit(f"data heights {sorted(heights)} do not match the model height {config.height}")
+    unknown = set().union(*(alphabet.unknown(l.text) for l in val_lines))
+    val_lines = [l for l in val_lines if not alphabet.unknown(l.text)]
+    if unknown:
+        log.warning("validation lines with characters the model cannot output were left out: %s", "".join(sorted(unknown)))
+
+    real = LinePool([l for l in real_train if not alphabet.unknown(l.text)], alphabet, "real")
+    synth = LinePool([l for l in synth_lines if not alphabet.unknown(l.text)], alphabet, "synth")
+    val = LinePool(val_lines, alphabet, "val")
+    ratio = args.synth_ratio if len(synth) and len(real) else (1.0 if len(synth) else 0.0)
+    steps = args.steps_per_epoch or max(1, math.ceil(len(real) / args.batch_size / max(1e-9, 1 - ratio))
+                                        if len(real) else len(synth) // args.batch_size)
+    log.info("alphabet %d chars; real %d, synth %d (ratio %.2f), val %d lines; %d steps/epoch; params %d",
+             len(alphabet), len(real), len(synth), ratio, len(val), steps, model.count_params())
+
+    trainer = Trainer(model, state["lr"])
+    if resuming and (out / "optimizer.npz").exists():
+        _restore_optimizer(trainer, out / "optimizer.npz")
+    writer = tf.summary.create_file_writer(str(out / "tensorboard"))
+    started = time.monotonic()
+    budget = args.max_minutes * 60 if args.max_minutes else None
+    stop_reason = "epochs done"
+
+    while state["epoch"] < args.epochs:
+        epoch = state["epoch"] + 1
+        rng = np.random.default_rng([args.seed, epoch])
+        queues = {pool.name: iter(pool.batches(args.batch_size, rng) * 100) for pool in (real, synth) if len(pool)}
+        losses = []
+        epoch_start = time.monotonic()
+        bar = tqdm(range(steps), desc=f"epoch {epoch}", unit="batch", file=sys.stderr, disable=None)
+        for _ in bar:
+            pool = synth if (len(synth) and (not len(real) or rng.random() < ratio)) else real
+            batch = pool.make_batch(next(queues[pool.name]), None if args.no_augment else rng)
+            loss = float(trainer.train_step(*batch))
+            if math.isfinite(loss):
+                losses.append(loss)
+            state["step"] += 1
+            bar.set_postfix(loss=f"{np.mean(losses[-50:]) if losses else float('nan'):.3f}")
+            if budget and time.monotonic() - started > budget:
+                break
+        counter = evaluate_pool(trainer, val, alphabet)
+        train_loss = float(np.mean(losses)) if losses else float("nan")
+        state["seconds"] += time.monotonic() - epoch_start
+        row = {"epoch": epoch, "step": state["step"], "train_loss": round(train_loss, 4),
+               "val_cer": round(counter.cer, 5), "val_wer": round(counter.wer, 5),
+               "lr": trainer.learning_rate, "seconds": round(state["seconds"], 1)}
+        state["history"].append(row)
+        state["epoch"] = epoch
+        with writer.as_default():
+            for key in ("train_loss", "val_cer", "val_wer", "lr"):
+                tf.summary.scalar(key, row[key], step=epoch)
+        improved = state["best_cer"] is None or counter.cer < state["best_cer"]
+        if improved:
+            state.update(best_cer=counter.cer, best_epoch=epoch, since_best=0)
+            model.save(out / "best.keras")
+        else:
+            state["since_best"] += 1
+            if state["since_best"] % args.lr_patience == 0:
+                trainer.learning_rate = trainer.learning_rate * 0.5
+        state["lr"] = trainer.learning_rate
+        log.info("epoch %d: loss %.3f, val CER %.4f, WER %.4f%s", epoch, train_loss, counter.cer,
+                 counter.wer, " (best)" if improved else "")
+        _save(out, model, trainer, state, args)
+        if state["since_best"] >= args.patience:
+            stop_reason = f"early stop: no improvement for {args.patience} epochs"
+            break
+        if budget and time.monotonic() - started > budget:
+            stop_reason = f"time budget of {args.max_minutes} minutes used"
+            break
+    log.info("%s; best val CER %.4f at epoch %s", stop_reason, state["best_cer"], state["best_epoch"])
+    return 0
+
+
+def _save(out: Path, model, trainer: Trainer, state: dict, args) -> None:
+    model.save(out / "last.keras")
+    np.savez(out / "optimizer.npz", *[v.numpy() for v in trainer.optimizer.variables])
+    state["args"] = {k: v for k, v in vars(args).items()}
+    state["machine"] = machine_description()
+    tmp = out / "state.json.tmp"
+    tmp.write_text(json.dumps(state, ensure_ascii=False, indent=1), encoding="utf-8")
+    tmp.replace(out / "state.json")
+    with (out / "history.csv").open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(state["history"][0]))
+        w.writeheader()
+        w.writerows(state["history"])
+    plot_curves(state["history"], out / "curves.png")
+
+
+def _restore_optimizer(trainer: Trainer, path: Path) -> None:
+    """Adam's moments: without them a resumed run forgets its step sizes."""
+    variables = trainer.logits.trainable_variables
+    trainer.optimizer.build(variables)
+    with np.load(path) as data:
+        values = [data[f"arr_{i}"] for i in range(len(data.files))]
+    if len(values) != len(trainer.optimizer.variables):
+        log.warning("optimizer state does not match the model; starting it fresh")
+        return
+    for var, value in zip(trainer.optimizer.variables, values):
+        var.assign(value)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
