@@ -1,0 +1,166 @@
+"""HTTP endpoints: validate the request, call a service, shape the answer."""
+
+from __future__ import annotations
+
+import logging
+
+from django.db import connection
+from django.http import JsonResponse
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import status
+from rest_framework.generics import get_object_or_404
+from rest_framework.pagination import PageNumberPagination
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from . import engine, selectors, services
+from .errors import ApiError, error_body
+from .serializers import (
+    BatchItemSerializer,
+    BatchUploadSerializer,
+    ModelVersionSerializer,
+    RecognitionSerializer,
+    RecognitionUploadSerializer,
+)
+
+log = logging.getLogger("ocr_app.api")
+PARSERS = [MultiPartParser, FormParser, JSONParser]
+
+
+def _read_file(upload) -> tuple[str, bytes]:
+    from django.conf import settings
+
+    if upload.size is not None and upload.size > settings.OCR_MAX_UPLOAD_BYTES:
+        raise ApiError("file_too_large", f"{upload.name} is {upload.size} bytes; the limit is "
+                                         f"{settings.OCR_MAX_UPLOAD_BYTES}", status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
+    return upload.name or "upload", upload.read()
+
+
+def _single_image(request) -> tuple[str, bytes]:
+    if "image" in request.FILES:
+        return _read_file(request.FILES["image"])
+    value = request.data.get("image") if hasattr(request.data, "get") else None
+    if isinstance(value, str) and value:
+        return "base64", services.decode_base64_image(value)
+    fields = sorted(set(request.FILES) | set(getattr(request.data, "keys", lambda: [])()))
+    raise ApiError("missing_image", "send the line image as a multipart file field named 'image' or as JSON "
+                                    "{\"image\": \"<base64>\"}" + (f"; got fields: {', '.join(fields)}" if fields else ""))
+
+
+def _model_param(request) -> str | None:
+    value = request.data.get("model") if hasattr(request.data, "get") else None
+    if value is not None and not isinstance(value, str):
+        raise ApiError("invalid_request", "'model' must be a string")
+    return value or None
+
+
+class RecognitionListCreateApi(APIView):
+    parser_classes = PARSERS
+
+    @extend_schema(
+        summary="List recognitions (yours; staff: all)",
+        parameters=[
+            OpenApiParameter("created_after", str, description="ISO date or date-time"),
+            OpenApiParameter("created_before", str, description="ISO date or date-time"),
+            OpenApiParameter("min_confidence", float),
+            OpenApiParameter("max_confidence", float),
+            OpenApiParameter("status", str, description="unreviewed, verified, corrected (comma-separated)"),
+            OpenApiParameter("model", str, description="model name or name:version"),
+            OpenApiParameter("page", int),
+        ],
+        responses=RecognitionSerializer(many=True),
+    )
+    def get(self, request):
+        queryset = selectors.filter_recognitions(selectors.recognitions_visible_to(request.user),
+                                                 request.query_params)
+        paginator = PageNumberPagination()
+        page = paginator.paginate_queryset(queryset, request, view=self)
+        return paginator.get_paginated_response(RecognitionSerializer(page, many=True).data)
+
+    @extend_schema(summary="Recognise one line image", request=RecognitionUploadSerializer,
+                   responses={201: RecognitionSerializer, 200: RecognitionSerializer})
+    def post(self, request):
+        name, data = _single_image(request)
+        recognition = services.recognize_one(request.user, name, data, _model_param(request))
+        code = status.HTTP_200_OK if getattr(recognition, "reused", False) else status.HTTP_201_CREATED
+        return Response(RecognitionSerializer(recognition).data, status=code)
+
+
+class RecognitionBatchApi(APIView):
+    parser_classes = PARSERS
+
+    @extend_schema(summary="Recognise several line images in one model call", request=BatchUploadSerializer,
+                   responses=inline_serializer("BatchResponse", {"results": BatchItemSerializer(many=True)}))
+    def post(self, request):
+        from django.conf import settings
+
+        items: list[tuple[str, bytes | ApiError]] = []
+        files = request.FILES.getlist("images")
+        values = [] if files else (request.data.get("images") if hasattr(request.data, "get") else None) or []
+        if not files and not values:
+            raise ApiError("missing_image", "send the line images as multipart file fields named 'images' "
+                                            "or as JSON {\"images\": [\"<base64>\", ...]}")
+        if not isinstance(values, list):
+            raise ApiError("invalid_request", "'images' must be a list of base64 strings")
+        count = len(files) or len(values)
+        if count > settings.OCR_MAX_BATCH:
+            raise ApiError("batch_too_large", f"{count} images; the batch limit is {settings.OCR_MAX_BATCH}")
+        for i, source in enumerate(files or values):
+            try:
+                items.append(_read_file(source) if files else (f"images[{i}]", services.decode_base64_image(source)))
+            except ApiError as exc:
+                items.append((getattr(source, "name", f"images[{i}]"), exc))
+        decoded, answers = [], [None] * len(items)
+        for i, (name, data) in enumerate(items):
+            if isinstance(data, ApiError):
+                answers[i] = {"index": i, "file": name, **error_body(data.error_code, data.message)}
+                continue
+            try:
+                decoded.append((i, services.decode_upload(name, data)))
+            except ApiError as exc:
+                answers[i] = {"index": i, "file": name, **error_body(exc.error_code, exc.message)}
+        if decoded:
+            recognitions = services.recognize_uploads(request.user, [u for _, u in decoded], _model_param(request))
+            for (i, upload), recognition in zip(decoded, recognitions):
+                answers[i] = {"index": i, "file": upload.name, "result": RecognitionSerializer(recognition).data}
+        return Response({"results": answers}, status=status.HTTP_200_OK)
+
+
+class RecognitionDetailApi(APIView):
+    @extend_schema(summary="One recognition", responses=RecognitionSerializer)
+    def get(self, request, pk: int):
+        recognition = get_object_or_404(selectors.recognitions_visible_to(request.user), pk=pk)
+        return Response(RecognitionSerializer(recognition).data)
+
+
+class ModelListApi(APIView):
+    @extend_schema(summary="Registered model versions", responses=ModelVersionSerializer(many=True))
+    def get(self, request):
+        engine.active_version()  # registers the shipped model on a fresh install
+        return Response(ModelVersionSerializer(selectors.registered_models(), many=True).data)
+
+
+def healthz(request):
+    """The process is alive (no dependencies checked)."""
+    return JsonResponse({"status": "ok"})
+
+
+def readyz(request):
+    """Ready when the active model is loaded and warm and the database answers."""
+    checks = {}
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        checks["database"] = "ok"
+    except Exception as exc:  # report, do not crash the probe
+        checks["database"] = f"error: {exc}"
+    if checks["database"] == "ok" and not engine.is_ready():
+        engine.warm_up_active()
+    checks["model"] = "ok" if engine.is_ready() else "not loaded"
+    ready = all(v == "ok" for v in checks.values())
+    if ready:
+        version = engine.active_version()
+        checks["active_model"] = f"{version.name} {version.version}"
+    return JsonResponse({"status": "ready" if ready else "not ready", "checks": checks},
+                        status=200 if ready else 503)

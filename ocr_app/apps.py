@@ -1,0 +1,7 @@
+from django.apps import AppConfig
+
+
+class OcrAppConfig(AppConfig):
+    name = "ocr_app"
+    verbose_name = "Arabic OCR"
+    default_auto_field = "django.db.models.BigAutoField"

@@ -1,0 +1,12 @@
+from django.urls import path
+
+from . import apis
+
+app_name = "ocr_app"
+
+urlpatterns = [
+    path("recognitions/", apis.RecognitionListCreateApi.as_view(), name="recognitions"),
+    path("recognitions/batch/", apis.RecognitionBatchApi.as_view(), name="recognitions-batch"),
+    path("recognitions/<int:pk>/", apis.RecognitionDetailApi.as_view(), name="recognition-detail"),
+    path("models/", apis.ModelListApi.as_view(), name="models"),
+]
