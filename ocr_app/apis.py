@@ -28,6 +28,17 @@ log = logging.getLogger("ocr_app.api")
 PARSERS = [MultiPartParser, FormParser, JSONParser]
 
 
+class RecognitionPagination(PageNumberPagination):
+    page_size_query_param = "page_size"
+    max_page_size = 500
+
+    def get_page_size(self, request):
+        from django.conf import settings
+
+        self.page_size = settings.REST_FRAMEWORK.get("PAGE_SIZE", 50)
+        return super().get_page_size(request)
+
+
 def _read_file(upload) -> tuple[str, bytes]:
     from django.conf import settings
 
@@ -68,13 +79,14 @@ class RecognitionListCreateApi(APIView):
             OpenApiParameter("status", str, description="unreviewed, verified, corrected (comma-separated)"),
             OpenApiParameter("model", str, description="model name or name:version"),
             OpenApiParameter("page", int),
+            OpenApiParameter("page_size", int, description="results per page (at most 500)"),
         ],
         responses=RecognitionSerializer(many=True),
     )
     def get(self, request):
         queryset = selectors.filter_recognitions(selectors.recognitions_visible_to(request.user),
                                                  request.query_params)
-        paginator = PageNumberPagination()
+        paginator = RecognitionPagination()
         page = paginator.paginate_queryset(queryset, request, view=self)
         return paginator.get_paginated_response(RecognitionSerializer(page, many=True).data)
 
@@ -164,3 +176,11 @@ def readyz(request):
         checks["active_model"] = f"{version.name} {version.version}"
     return JsonResponse({"status": "ready" if ready else "not ready", "checks": checks},
                         status=200 if ready else 503)
+
+
+def staff_media(request, path: str):
+    """Stored line images, for the admin's thumbnails: staff only, never public."""
+    from django.conf import settings
+    from django.views.static import serve
+
+    return serve(request, path, document_root=settings.MEDIA_ROOT)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 
-from django.core.exceptions import RequestDataTooBig, TooManyFilesSent
+from django.core.exceptions import PermissionDenied, RequestDataTooBig, TooManyFilesSent
+from django.http import Http404
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
@@ -45,6 +46,10 @@ def json_exception_handler(exc, context):
     elif isinstance(exc, TooManyFilesSent):
         exc = ApiError("too_many_files", "the request has more files than the batch limit",
                        status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
+    elif isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    elif isinstance(exc, PermissionDenied):
+        exc = exceptions.PermissionDenied()
     response = exception_handler(exc, context)
     if response is None:
         return None  # a real bug: let Django log it and answer 500

@@ -1,7 +1,5 @@
-from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
-from django.views.static import serve
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from ocr_app import apis
@@ -15,5 +13,5 @@ urlpatterns = [
     path("healthz", apis.healthz, name="healthz"),
     path("readyz", apis.readyz, name="readyz"),
     # Line images for the admin's thumbnails: staff only, see ocr_app.admin.
-    path("media/<path:path>", admin.site.admin_view(serve), {"document_root": settings.MEDIA_ROOT}),
+    path("media/<path:path>", admin.site.admin_view(apis.staff_media)),
 ]

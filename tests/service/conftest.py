@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from django.conf import settings as django_settings
+
+from tests.rendering import png_bytes, render_line
+
+SHIPPED_MODEL = Path(django_settings.OCR_DEFAULT_MODEL)
+
+
+@pytest.fixture(scope="session")
+def model_file(request) -> Path:
+    """The shipped model when it is there (it is, on main), else the tiny trained one."""
+    if SHIPPED_MODEL.exists():
+        return SHIPPED_MODEL
+    return request.getfixturevalue("tiny_model")
+
+
+@pytest.fixture(autouse=True)
+def service_settings(settings, tmp_path, model_file):
+    from django.core.cache import cache
+
+    from ocr_app import engine
+
+    settings.MEDIA_ROOT = tmp_path / "media"
+    settings.OCR_DEFAULT_MODEL = model_file
+    settings.OCR_REFERENCE_SET = ""
+    cache.clear()
+    engine._active.update(version=None, checked=0.0)  # the database is new for every test
+    yield settings
+    engine._active.update(version=None, checked=0.0)
+
+
+@pytest.fixture
+def user(django_user_model):
+    return django_user_model.objects.create_user("reader", password="pw-reader-1")
+
+
+@pytest.fixture
+def other_user(django_user_model):
+    return django_user_model.objects.create_user("other", password="pw-other-1")
+
+
+@pytest.fixture
+def staff(django_user_model):
+    return django_user_model.objects.create_superuser("reviewer", password="pw-reviewer-1")
+
+
+def _client_for(user):
+    from rest_framework.authtoken.models import Token
+    from rest_framework.test import APIClient
+
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.get_or_create(user=user)[0].key}")
+    return client
+
+
+@pytest.fixture
+def api(user):
+    return _client_for(user)
+
+
+@pytest.fixture
+def other_api(other_user):
+    return _client_for(other_user)
+
+
+@pytest.fixture
+def staff_api(staff):
+    return _client_for(staff)
+
+
+@pytest.fixture(scope="session")
+def line_png() -> bytes:
+    return png_bytes(render_line("قال أبو محمد سنة 45"))
+
+
+def media_files(settings) -> list[Path]:
+    root = Path(settings.MEDIA_ROOT)
+    return [p for p in root.rglob("*") if p.is_file()] if root.exists() else []

@@ -1,0 +1,122 @@
+import shutil
+from io import StringIO
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.core.management import CommandError, call_command
+
+from ocr_app import engine
+from ocr_app.models import ModelVersion, Recognition
+from ocr_app.registry import RegistryError, register_model
+from tests.rendering import png_bytes, render_line
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def recognitions(api):
+    ids = []
+    for text in ("قال أبو محمد", "سنة 45", "ثم دخلت سنة"):
+        data = png_bytes(render_line(text))
+        ids.append(api.post("/api/v1/recognitions/", {"image": SimpleUploadedFile("l.png", data)},
+                            format="multipart").json()["id"])
+    return ids
+
+
+def test_admin_changelist_shows_thumbnails_rtl_text_and_filters(client, staff, recognitions):
+    client.force_login(staff)
+    page = client.get("/admin/ocr_app/recognition/")
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert html.count('dir="rtl"') >= 3 and "<img" in html
+    for filter_query in ("status__exact=unreviewed", "confidence_band=low", "confidence_band=high", "q=سنة"):
+        assert client.get(f"/admin/ocr_app/recognition/?{filter_query}").status_code == 200
+    image_url = Recognition.objects.first().image.file.url
+    assert client.get("/" + image_url.lstrip("/")).status_code == 200
+
+
+def test_thumbnails_are_not_public(client, recognitions):
+    image_url = Recognition.objects.first().image.file.url
+    assert client.get("/" + image_url.lstrip("/")).status_code in (302, 403)
+
+
+def test_reviewer_corrects_a_prediction(client, staff, recognitions):
+    client.force_login(staff)
+    pk = recognitions[0]
+    page = client.get(f"/admin/ocr_app/recognition/{pk}/change/")
+    assert page.status_code == 200 and b"reviewed_text" in page.content
+    response = client.post(f"/admin/ocr_app/recognition/{pk}/change/", {"reviewed_text": "قال أبو محمد"})
+    assert response.status_code == 302
+    recognition = Recognition.objects.get(pk=pk)
+    if recognition.text == "قال أبو محمد":
+        assert recognition.status == Recognition.Status.VERIFIED
+    else:
+        assert recognition.status == Recognition.Status.CORRECTED
+        assert recognition.corrected_text == "قال أبو محمد"
+    assert recognition.reviewed_by == staff and recognition.reviewed_at is not None
+
+
+def test_bulk_verified_action(client, staff, recognitions):
+    client.force_login(staff)
+    response = client.post("/admin/ocr_app/recognition/", {
+        "action": "mark_verified", "_selected_action": recognitions[:2]})
+    assert response.status_code == 302
+    statuses = dict(Recognition.objects.values_list("pk", "status"))
+    assert statuses[recognitions[0]] == statuses[recognitions[1]] == "verified"
+    assert statuses[recognitions[2]] == "unreviewed"
+
+
+def test_model_version_admin_shows_the_active_model(client, staff, recognitions):
+    client.force_login(staff)
+    page = client.get("/admin/ocr_app/modelversion/")
+    assert page.status_code == 200
+    active = ModelVersion.objects.get(is_active=True)
+    assert active.name.encode() in page.content
+
+
+def _copy_as_new_version(model_file, tmp_path, version: str):
+    """The same weights under another version: re-exported metadata, as a retrain would."""
+    import onnx
+
+    proto = onnx.load(str(model_file))
+    for prop in proto.metadata_props:
+        if prop.key == "version":
+            prop.value = version
+    path = tmp_path / f"model-{version}.onnx"
+    onnx.save(proto, str(path))
+    return path
+
+
+def test_register_and_switch_active_model(api, model_file, tmp_path, line_png):
+    first = api.post("/api/v1/recognitions/", {"image": SimpleUploadedFile("l.png", line_png)},
+                     format="multipart").json()
+    new_path = _copy_as_new_version(model_file, tmp_path, "next")
+    out = StringIO()
+    call_command("register_model", str(new_path), "--activate", stdout=out)
+    assert "activated" in out.getvalue()
+    new = ModelVersion.objects.get(version="next")
+    assert new.is_active and ModelVersion.objects.filter(is_active=True).count() == 1
+    assert engine.active_version(refresh=True) == new
+    second = api.post("/api/v1/recognitions/", {"image": SimpleUploadedFile("l.png", line_png)},
+                      format="multipart").json()
+    assert second["model"]["version"] == "next" and second["id"] != first["id"]
+    chosen = api.post("/api/v1/recognitions/", {"image": SimpleUploadedFile("l.png", line_png),
+                                                "model": first["model"]["version"]}, format="multipart")
+    assert chosen.json()["model"]["version"] == first["model"]["version"]
+
+
+def test_register_refuses_changed_contents_under_the_same_version(model_file, tmp_path):
+    register_model(model_file)
+    tampered = tmp_path / "same-version.onnx"
+    shutil.copyfile(model_file, tampered)
+    with open(tampered, "ab") as f:
+        f.write(b"\0")
+    with pytest.raises(RegistryError):
+        register_model(tampered)
+
+
+def test_register_rejects_files_that_are_not_models(tmp_path):
+    bogus = tmp_path / "bogus.onnx"
+    bogus.write_bytes(b"not a model")
+    with pytest.raises(CommandError):
+        call_command("register_model", str(bogus), stdout=StringIO())

@@ -1,0 +1,66 @@
+"""The client script against a live server (a real HTTP server in a thread)."""
+
+import json
+
+import pytest
+from rest_framework.authtoken.models import Token
+
+from client import ocr_client
+from tests.conftest import write_line_folder
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def token(user):
+    return Token.objects.get_or_create(user=user)[0].key
+
+
+@pytest.fixture
+def folder(tmp_path):
+    write_line_folder(tmp_path / "scans" / "book", ["قال أبو محمد", "سنة 45", "ثم دخلت سنة"], "Amiri-Regular")
+    (tmp_path / "scans" / "broken.png").write_bytes(b"not an image")
+    return tmp_path / "scans"
+
+
+@pytest.mark.parametrize("batch", [0, 2])
+def test_client_recognises_a_folder(live_server, token, folder, capsys, batch):
+    code = ocr_client.main([str(folder), "--url", live_server.url, "--token", token, "--no-progress",
+                            "--batch", str(batch), "--concurrency", "2"])
+    captured = capsys.readouterr()
+    records = [json.loads(line) for line in captured.out.splitlines()]
+    assert code == 1  # one file failed
+    assert len(records) == 4
+    good = [r for r in records if "text" in r]
+    bad = [r for r in records if "error" in r]
+    assert len(good) == 3 and all(isinstance(r["id"], int) for r in good)
+    assert len(bad) == 1 and bad[0]["file"].endswith("broken.png")
+    assert "broken.png" in captured.err
+
+
+def test_client_tsv_and_library_use(live_server, token, folder, capsys):
+    files = sorted((folder / "book").glob("*.png"))
+    assert ocr_client.main([str(f) for f in files] + ["--url", live_server.url, "--token", token,
+                                                     "--format", "tsv", "--no-progress"]) == 0
+    rows = [line.split("\t") for line in capsys.readouterr().out.splitlines()]
+    assert len(rows) == 3 and all(len(r) == 4 for r in rows)
+    client = ocr_client.OcrClient(live_server.url, token)
+    result = client.recognize(files[0])
+    assert result["cached"] is True  # the same image was recognised just before
+
+
+def test_client_reports_bad_token(live_server, folder, capsys):
+    code = ocr_client.main([str(folder / "book"), "--url", live_server.url, "--token", "0" * 40,
+                            "--no-progress", "--retries", "0"])
+    assert code == 1
+    assert "Invalid token" in capsys.readouterr().err
+
+
+def test_client_retries_on_429(monkeypatch, live_server, token, folder):
+    from rest_framework.throttling import UserRateThrottle
+
+    monkeypatch.setattr(UserRateThrottle, "THROTTLE_RATES", {"user": "2/s"})
+    client = ocr_client.OcrClient(live_server.url, token, retries=6, backoff=0.3)
+    files = sorted((folder / "book").glob("*.png"))
+    results = [client.recognize(f) for f in files * 2]  # 6 requests at 2/s: some get 429 first
+    assert len(results) == 6 and all("text" in r for r in results)
