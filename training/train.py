@@ -49,7 +49,8 @@ class LinePool:
         self.labels: list[np.ndarray] = []
         too_long = 0
         for line in lines:
-            labels = np.array(alphabet.encode(reading_order(line.text)), np.int32)
+            known = "".join(c for c in reading_order(line.text) if c in alphabet)
+            labels = np.array(alphabet.encode(known), np.int32)
             repeats = int(np.sum(labels[1:] == labels[:-1])) if len(labels) > 1 else 0
             if len(labels) + repeats > math.ceil(line.image.shape[1] / WIDTH_STRIDE):
                 too_long += 1
@@ -262,9 +263,9 @@ def train(args) -> int:
     if heights != {config.height}:
         raise SystemExit(f"data heights {sorted(heights)} do not match the model height {config.height}")
     unknown = set().union(*(alphabet.unknown(l.text) for l in val_lines))
-    val_lines = [l for l in val_lines if not alphabet.unknown(l.text)]
     if unknown:
-        log.warning("validation lines with characters the model cannot output were left out: %s", "".join(sorted(unknown)))
+        log.warning("validation lines have characters the model cannot output (counted as errors): %s",
+                    "".join(sorted(unknown)))
 
     real = LinePool([l for l in real_train if not alphabet.unknown(l.text)], alphabet, "real")
     synth = LinePool([l for l in synth_lines if not alphabet.unknown(l.text)], alphabet, "synth")

@@ -1,0 +1,164 @@
+"""Line datasets: reading, skip reports, splits by source, shards, synthetic lines."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import features
+
+from recognition.alphabet import Alphabet
+from recognition.text import normalize_text, reading_order
+from tests.conftest import write_line_folder
+from tests.rendering import font, render_line
+from training import preprocess, synth
+from training.corpus import TextCorpus
+from training.line_data import SkipReport, iter_samples, matches_source
+from training.shards import read_manifest, read_split
+
+
+def test_round_trip_render_preprocess_arrays_labels(tiny_arrays):
+    """render -> preprocess -> shards -> labels decode back to the transcription."""
+    manifest = read_manifest(tiny_arrays)
+    alphabet = Alphabet(json.loads((tiny_arrays / "alphabet.json").read_text(encoding="utf-8"))["characters"])
+    lines = read_split(tiny_arrays, "train") + read_split(tiny_arrays, "val")
+    assert len(lines) == manifest["splits"]["train"]["lines"] + manifest["splits"]["val"]["lines"] == 52
+    for line in lines:
+        assert line.image.shape[0] == 32 and line.image.dtype == np.uint8
+        # labels are stored in reading order; undoing it gives the logical text back
+        # (held-out lines keep characters unseen in training in their text only)
+        known = "".join(c for c in line.text if c in alphabet)
+        assert reading_order(alphabet.decode(line.labels.tolist())) == known
+        assert line.text == normalize_text(line.text)
+    assert all(reading_order(alphabet.decode(l.labels.tolist())) == l.text
+               for l in read_split(tiny_arrays, "train"))
+    for entry in manifest["splits"]["train"]["shards"]:
+        assert len(entry["sha256"]) == 64
+
+
+def test_split_is_by_source_never_by_line(tiny_arrays):
+    manifest = read_manifest(tiny_arrays)
+    train_sources = set(manifest["splits"]["train"]["sources"])
+    val_sources = set(manifest["splits"]["val"]["sources"])
+    assert val_sources == {"books/book_naskh"} or all("book_naskh" in s for s in val_sources)
+    assert not train_sources & val_sources
+    assert all("book_amiri" in s for s in train_sources)
+
+
+def test_matches_source_by_name_part():
+    assert matches_source("openiti-gs/book_IbnAthir.Kamil/7_final", ["Kamil"])
+    assert matches_source("openiti-gs/book_IbnAthir.Kamil/7_final", ["book_IbnAthir.Kamil"])
+    assert not matches_source("openiti-gs/book_IbnAthir.Kamil/7_final", ["Adab"])
+
+
+def test_skips_are_reported_with_reasons(tmp_path, capsys):
+    src = tmp_path / "book"
+    write_line_folder(src, ["قال أبو محمد", "سنة 45", "ثم دخلت سنة", "وكان عالما"], "Amiri-Regular")
+    (src / "000001.gt.txt").unlink()                       # image without transcription
+    (src / "000002.png").write_bytes(b"garbage")           # unreadable image
+    (src / "000003.gt.txt").write_text("  \u200f \n", encoding="utf-8")  # empty after normalisation
+    (src / "orphan.gt.txt").write_text("نص", encoding="utf-8")          # transcription without image
+    out = tmp_path / "arrays"
+    preprocess.main([str(src), "--out", str(out), "--workers", "1"])
+    skipped = read_manifest(out)["skipped"]["by_reason"]
+    assert skipped == {"missing image": 1, "missing transcription": 1, "empty transcription": 1,
+                       "unreadable image (not_an_image)": 1}
+    assert read_manifest(out)["splits"]["train"]["lines"] == 1
+    report = capsys.readouterr().out
+    assert "skipped: 4" in report and "missing transcription" in report
+
+
+def test_fixed_alphabet_skips_lines_with_other_characters(tmp_path):
+    src = tmp_path / "book"
+    write_line_folder(src, ["باب", "كتاب ٣"], "Amiri-Regular")
+    alphabet = tmp_path / "alphabet.json"
+    alphabet.write_text(json.dumps({"characters": list("باتك ")}), encoding="utf-8")
+    out = tmp_path / "arrays"
+    preprocess.main([str(src), "--out", str(out), "--alphabet", str(alphabet), "--workers", "1"])
+    manifest = read_manifest(out)
+    assert manifest["skipped"]["by_reason"] == {"characters outside the alphabet": 1}
+    assert "٣" in manifest["skipped"]["examples"]["characters outside the alphabet"][0]
+
+
+def test_manifest_input(tmp_path):
+    folder = tmp_path / "imgs"
+    paths = write_line_folder(folder, ["قال", "سنة 12"], "Amiri-Regular")
+    tsv = tmp_path / "lines.tsv"
+    tsv.write_text(f"imgs/{paths[0].name}\tقال\nimgs/{paths[1].name}\tسنة 12\nimgs/missing.png\tنص\n",
+                   encoding="utf-8")
+    report = SkipReport()
+    samples = list(iter_samples([str(tsv)], report))
+    assert [s.text for s in samples] == ["قال", "سنة 12"]
+    assert report.counts == {"missing image": 1}
+
+
+def test_normalisation_unifies_decomposed_and_composed_hamza(tmp_path):
+    src = tmp_path / "book"
+    write_line_folder(src, ["أحمد", "أحمد"], "Amiri-Regular")
+    (src / "000001.gt.txt").write_text("\u0627\u0654\u062d\u0645\u062f", encoding="utf-8")  # NFD
+    out = tmp_path / "arrays"
+    preprocess.main([str(src), "--out", str(out), "--workers", "1"])
+    alphabet = json.loads((out / "alphabet.json").read_text(encoding="utf-8"))
+    assert "\u0654" not in alphabet["characters"] and alphabet["counts"]["أ"] == 2
+
+
+# -- synthetic lines ---------------------------------------------------------------
+
+def test_shaping_is_available_and_joins_letters():
+    assert features.check("raqm")
+    synth.require_shaping()
+    joined = render_line("بببب", pad=0)
+    isolated = render_line("\u200c".join("بببب"), pad=0)  # ZWNJ: same letters, no joining
+    assert joined.shape[1] < 0.75 * isolated.shape[1]
+
+
+def test_missing_shaping_fails_loudly(monkeypatch):
+    monkeypatch.setattr(synth.features, "check", lambda name: False)
+    with pytest.raises(synth.ShapingUnavailableError, match="FriBiDi"):
+        synth.require_shaping()
+
+
+def test_synthesis_is_deterministic_with_a_seed():
+    corpus = TextCorpus.from_paths(["datasets/corpus"])
+    fonts = [font("Amiri-Regular"), font("NotoNaskhArabic-Regular"), font("Scheherazade-Regular")]
+    a = synth.synthesize_line(7, 123, corpus, fonts)
+    b = synth.synthesize_line(7, 123, corpus, fonts)
+    c = synth.synthesize_line(8, 123, corpus, fonts)
+    assert a[1] == b[1] and np.array_equal(a[0], b[0])
+    assert a[1] != c[1] or not np.array_equal(a[0], c[0])
+    assert a[1] == normalize_text(a[1]) and not any("\u064b" <= ch <= "\u0652" for ch in a[1])
+
+
+def test_synth_command_writes_pairs_resumes_and_is_deterministic(tmp_path, capsys):
+    out = tmp_path / "synth"
+    args = ["--lines", "12", "--out", str(out), "--workers", "1", "--seed", "5",
+            "--fonts", "Amiri-Regular", "NotoNaskhArabic-Regular"]
+    assert synth.main(args) == 0
+    pngs = sorted(out.glob("*.png"))
+    assert len(pngs) == 12 and len(list(out.glob("*.gt.txt"))) == 12
+    first = {p.name: p.read_bytes() for p in pngs}
+    (out / "0000003.png").unlink()
+    (out / "0000003.gt.txt").unlink()
+    assert synth.main(args) == 0
+    assert "1 lines rendered" in capsys.readouterr().out
+    assert (out / "0000003.png").read_bytes() == first["0000003.png"]
+    info = json.loads((out / "synth.json").read_text(encoding="utf-8"))
+    assert info["fonts"] == ["Amiri-Regular", "NotoNaskhArabic-Regular"]
+    # the synthetic folder is an ordinary line dataset
+    arrays = tmp_path / "arrays"
+    preprocess.main([str(out), "--out", str(arrays), "--workers", "1"])
+    assert read_manifest(arrays)["splits"]["train"]["lines"] == 12
+
+
+def test_contact_sheet(tmp_path, rendered_books):
+    from training.contact_sheet import main as contact_sheet
+
+    out = tmp_path / "sheet.png"
+    synth_dir = tmp_path / "synth"
+    synth.main(["--lines", "4", "--out", str(synth_dir), "--workers", "1", "--fonts", "Amiri-Regular"])
+    contact_sheet([str(rendered_books), str(synth_dir), "--out", str(out), "--per-source", "2"])
+    from PIL import Image
+
+    sheet = Image.open(out)
+    assert sheet.width >= 600 and sheet.height > 100
+    assert Path(out).stat().st_size > 1000
