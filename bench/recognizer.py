@@ -1,0 +1,170 @@
+"""Speed and accuracy of the ONNX recogniser against Tesseract, in one run.
+
+    python -m bench.recognizer ../shared/datasets/openiti-gs --sources IbnQutayba --max-lines 200
+
+Times our recogniser per line (image decoding + preprocessing + model +
+decoding) at batch sizes 1, 8 and 32 with 1 and 2 onnxruntime threads, and
+Tesseract 5 ``ara`` (psm 13, one thread, C API) on the same lines in the same
+process. Both are scored by the project's evaluator. Prints a table, writes
+``bench/results/recognizer.json`` and a plot of CER against ms per line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from recognition.image import load_grey, preprocess
+from recognition.onnx_recognizer import OnnxRecognizer
+from training.evaluate import score
+from training.line_data import SkipReport, iter_samples, matches_source
+
+RESULTS = Path(__file__).parent / "results"
+DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "arabic-crnn-v1.onnx"
+
+
+def machine() -> dict:
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "system": platform.platform()}
+
+
+def percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q)) if values else float("nan")
+
+
+def time_ours(model: Path, greys: list[np.ndarray], batch: int, threads: int) -> tuple[list[str], list[float]]:
+    recognizer = OnnxRecognizer(model, threads=threads, max_batch=batch)
+    recognizer.warm_up()
+    texts, per_line_ms = [], []
+    for start in range(0, len(greys), batch):
+        chunk = greys[start: start + batch]
+        began = time.perf_counter()
+        lines = [preprocess(g, recognizer.info.preprocess_config) for g in chunk]
+        results = recognizer.recognize_arrays(lines)
+        elapsed = (time.perf_counter() - began) * 1000 / len(chunk)
+        per_line_ms.extend([elapsed] * len(chunk))
+        texts.extend(r.text for r in results)
+    return texts, per_line_ms
+
+
+def time_tesseract(greys: list[np.ndarray]) -> tuple[list[str], list[float], str]:
+    from bench.tesseract import Tesseract
+
+    engine = Tesseract("ara", psm=13, threads=1)
+    engine.read(greys[0])  # warm-up
+    texts, per_line_ms = [], []
+    for grey in greys:
+        began = time.perf_counter()
+        texts.append(engine.read(grey))
+        per_line_ms.append((time.perf_counter() - began) * 1000)
+    return texts, per_line_ms, engine.version
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for row in rows:
+        marker = "s" if row["system"].startswith("tesseract") else "o"
+        ax.scatter(row["median_ms"], 100 * row["cer"], marker=marker, s=60)
+        ax.annotate(row["label"], (row["median_ms"], 100 * row["cer"]), textcoords="offset points",
+                    xytext=(6, 4), fontsize=8)
+    ax.set_xscale("log")
+    ax.set_xlabel("median ms per line (log scale)")
+    ax.set_ylabel("CER %")
+    ax.set_title("Accuracy vs speed, same lines, same run")
+    ax.grid(True, alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.recognizer", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("data", nargs="+", help="line folders (NAME.png + NAME.gt.txt) or manifests")
+    parser.add_argument("--model", default=str(DEFAULT_MODEL))
+    parser.add_argument("--sources", nargs="*", help="only these sources (e.g. a held-out book)")
+    parser.add_argument("--max-lines", type=int, default=200, help="lines per source (default %(default)s)")
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 8, 32])
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--no-tesseract", action="store_true")
+    parser.add_argument("--out", default=str(RESULTS / "recognizer.json"))
+    args = parser.parse_args(argv)
+
+    per_source: dict[str, int] = {}
+    samples = []
+    for s in iter_samples(args.data, SkipReport()):
+        if args.sources and not matches_source(s.source, args.sources):
+            continue
+        if per_source.get(s.source, 0) >= args.max_lines:
+            continue
+        per_source[s.source] = per_source.get(s.source, 0) + 1
+        samples.append(s)
+    if not samples:
+        parser.error("no lines found")
+    greys = [load_grey(s.image_path) for s in samples]
+    widths = [g.shape[1] for g in greys]
+    print(f"{len(samples)} lines from {len(per_source)} sources, median {int(np.median(widths))} px wide; "
+          f"{machine()['cpu']}, {os.cpu_count()} cores", file=sys.stderr)
+
+    rows = []
+    for threads in args.threads:
+        for batch in args.batches:
+            texts, ms = time_ours(Path(args.model), greys, batch, threads)
+            table, _ = score(samples, texts)
+            rows.append({"system": "ours", "label": f"ours b{batch} t{threads}", "batch": batch, "threads": threads,
+                         "median_ms": statistics.median(ms), "p90_ms": percentile(ms, 90),
+                         "cer": table["all"]["cer"], "wer": table["all"]["wer"],
+                         "cer_no_harakat_tatweel": table["all"]["cer_no_harakat_tatweel"]})
+    tesseract_row = None
+    if not args.no_tesseract:
+        try:
+            texts, ms, version = time_tesseract(greys)
+            table, _ = score(samples, texts)
+            tesseract_row = {"system": f"tesseract {version} ara", "label": "tesseract ara psm13 t1", "batch": 1,
+                             "threads": 1, "median_ms": statistics.median(ms), "p90_ms": percentile(ms, 90),
+                             "cer": table["all"]["cer"], "wer": table["all"]["wer"],
+                             "cer_no_harakat_tatweel": table["all"]["cer_no_harakat_tatweel"]}
+            rows.append(tesseract_row)
+        except Exception as exc:  # no Tesseract here: report ours alone, say why
+            print(f"Tesseract skipped: {exc}", file=sys.stderr)
+
+    print(f"\n{'system':<26} {'batch':>5} {'thr':>3} {'median ms':>10} {'p90 ms':>8} {'CER %':>7} {'WER %':>7}"
+          f" {'x faster than tess':>18}")
+    for row in rows:
+        ratio = tesseract_row["median_ms"] / row["median_ms"] if tesseract_row else float("nan")
+        row["speedup_vs_tesseract"] = round(ratio, 2) if tesseract_row else None
+        print(f"{row['label']:<26} {row['batch']:>5} {row['threads']:>3} {row['median_ms']:>10.2f} "
+              f"{row['p90_ms']:>8.2f} {100 * row['cer']:>7.2f} {100 * row['wer']:>7.2f} {ratio:>18.1f}")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    result = {"model": args.model, "lines": len(samples), "sources": per_source,
+              "median_width_px": int(np.median(widths)), "machine": machine(),
+              "when": time.strftime("%Y-%m-%d %H:%M:%S"), "rows": rows}
+    out.write_text(json.dumps(result, ensure_ascii=False, indent=1), encoding="utf-8")
+    plot(rows, out.with_suffix(".png"))
+    print(f"\nwrote {out} and {out.with_suffix('.png')}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
