@@ -84,3 +84,46 @@ def test_scores_count_harakat_only_in_the_raw_cer():
     table, _ = evaluate.score([sample], ["كتـب"])
     assert table["all"]["cer"] == pytest.approx(1 / 3, abs=1e-4)
     assert table["all"]["cer_no_harakat_tatweel"] == 0.0
+
+
+def test_finetune_grows_the_alphabet_and_keeps_old_weights(tiny_model, tmp_path):
+    import keras
+
+    from recognition.alphabet import Alphabet
+    from training.finetune import base_alphabet, load_for_finetuning
+
+    keras_path = tiny_model.with_suffix(".keras")
+    old = base_alphabet(keras_path)
+    grown_alphabet = old.extended(["ڤ٣"])
+    assert grown_alphabet.num_classes == old.num_classes + 2
+    original = keras.models.load_model(keras_path, compile=False)
+    grown = load_for_finetuning(keras_path, grown_alphabet)
+    assert grown.output_shape[-1] == grown_alphabet.num_classes
+    kernel, bias = original.get_layer("logits").get_weights()
+    new_kernel, new_bias = grown.get_layer("logits").get_weights()
+    np.testing.assert_array_equal(new_kernel[:, : kernel.shape[1]], kernel)
+    np.testing.assert_array_equal(new_bias[: bias.shape[0]], bias)
+    for layer in original.layers:
+        if layer.weights and layer.name != "logits":
+            for a, b in zip(layer.get_weights(), grown.get_layer(layer.name).get_weights()):
+                np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError):
+        load_for_finetuning(keras_path, Alphabet(tuple(reversed(old.characters))))
+
+
+def test_train_init_from_continues_with_new_characters(tiny_model, tmp_path):
+    from tests.conftest import write_line_folder
+    from training import preprocess
+
+    books = tmp_path / "books"
+    write_line_folder(books / "new", ["ڤيينا سنة ٣", "قال ڤ ٣", "ثم ٣ ڤ"], "Amiri-Regular")
+    write_line_folder(books / "held", ["قال أبو محمد"], "Amiri-Regular")
+    arrays = tmp_path / "arrays"
+    preprocess.main([str(books), "--out", str(arrays), "--val-source", "held", "--height", "32", "--workers", "1"])
+    run = tmp_path / "finetuned"
+    train.main(["--data", str(arrays), "--out", str(run), "--init-from", str(tiny_model.with_suffix(".keras")),
+                "--epochs", "1", "--steps-per-epoch", "2", "--batch-size", "2", "--min-char-count", "1"])
+    state = json.loads((run / "state.json").read_text(encoding="utf-8"))
+    old = json.loads(tiny_model.with_suffix(".json").read_text(encoding="utf-8"))["alphabet"]
+    assert state["alphabet"][: len(old)] == old
+    assert {"ڤ", "٣"} <= set(state["alphabet"][len(old):])

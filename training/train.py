@@ -97,8 +97,6 @@ def pad_batch(images: list[np.ndarray], labels: list[np.ndarray]):
 # -- model -----------------------------------------------------------------------
 
 def load_or_build(args, alphabet: Alphabet, config: ModelConfig):
-    import keras
-
     if args.init_from:
         from .finetune import load_for_finetuning
 
@@ -253,9 +251,13 @@ def train(args) -> int:
         else:
             counts = Counter(c for t in texts for c in t)
             alphabet = Alphabet(sorted(c for c, n in counts.items() if n >= args.min_char_count))
-        config = PRESETS[args.preset]
+        if args.init_from:
+            from .finetune import base_config
+
+            config = base_config(args.init_from)
+        else:
+            config = PRESETS[args.preset]
         model = load_or_build(args, alphabet, config)
-        config = ModelConfig.from_dict({**config.to_dict(), "height": model.input_shape[1]}) if args.init_from else config
         state = {"epoch": 0, "step": 0, "best_cer": None, "best_epoch": None, "lr": args.lr,
                  "since_best": 0, "seconds": 0.0, "alphabet": list(alphabet.characters),
                  "model_config": config.to_dict(), "history": []}
