@@ -49,7 +49,7 @@ test: install-dev system-deps
 	fi
 
 lint: install-dev
-	$(PY) -m ruff check . || true
+	$(PY) -m ruff check .
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

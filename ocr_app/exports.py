@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from collections import Counter
 from pathlib import Path
@@ -29,8 +28,6 @@ def export_reviewed(out_dir: str | Path, since=None, statuses=("verified", "corr
         raise ValueError(f"only reviewed statuses can be exported (verified, corrected), not {', '.join(unknown)}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    if isinstance(since, dt.date) and not isinstance(since, dt.datetime):
-        since = timezone.make_aware(dt.datetime.combine(since, dt.time.min))
     with transaction.atomic():
         query = (Recognition.objects.filter(status__in=statuses)
                  .select_related("image", "model_version", "reviewed_by").order_by("id"))

@@ -30,7 +30,7 @@ class ModelVersion(models.Model):
         return f"{self.name} {self.version}" + (" (active)" if self.is_active else "")
 
 
-def _image_path(instance: "StoredImage", filename: str) -> str:
+def _image_path(instance: StoredImage, filename: str) -> str:
     return f"lines/{instance.sha256[:2]}/{instance.sha256}{instance.extension}"
 
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import datetime
+
 from django.db.models import QuerySet
+from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
 from .errors import ApiError
@@ -15,8 +18,22 @@ def recognitions_visible_to(user) -> QuerySet[Recognition]:
     return queryset if user.is_staff else queryset.filter(user=user)
 
 
+def parse_when(value: str):
+    """An ISO date or date-time as an aware datetime (dates at midnight UTC), or None."""
+    try:
+        when = parse_datetime(value)
+    except ValueError:
+        when = None
+    if when is None:
+        day = parse_date(value) if len(value) == 10 else None
+        if day is None:
+            return None
+        when = datetime.datetime.combine(day, datetime.time.min)
+    return timezone.make_aware(when, datetime.UTC) if timezone.is_naive(when) else when
+
+
 def _parse_when(value: str, field: str):
-    when = parse_datetime(value) or parse_date(value)
+    when = parse_when(value)
     if when is None:
         raise ApiError("invalid_filter", f"{field} must be an ISO date or date-time, got {value!r}")
     return when

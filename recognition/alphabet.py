@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 BLANK_INDEX = 0
 
@@ -32,20 +32,20 @@ class Alphabet:
         self._index = {c: i + 1 for i, c in enumerate(self.characters)}
 
     @classmethod
-    def from_texts(cls, texts: Iterable[str]) -> "Alphabet":
+    def from_texts(cls, texts: Iterable[str]) -> Alphabet:
         counts = Counter()
         for text in texts:
             counts.update(text)
         return cls(sorted(counts))
 
     @classmethod
-    def from_json(cls, data: str) -> "Alphabet":
+    def from_json(cls, data: str) -> Alphabet:
         return cls(json.loads(data))
 
     def to_json(self) -> str:
         return json.dumps(list(self.characters), ensure_ascii=False)
 
-    def extended(self, texts: Iterable[str]) -> "Alphabet":
+    def extended(self, texts: Iterable[str]) -> Alphabet:
         """This alphabet plus any new characters of ``texts``, old indices kept."""
         new = sorted({c for t in texts for c in t} - set(self.characters))
         return Alphabet(self.characters + tuple(new))

@@ -57,7 +57,7 @@ class ModelInfo:
         return props
 
     @classmethod
-    def from_props(cls, props: dict[str, str]) -> "ModelInfo":
+    def from_props(cls, props: dict[str, str]) -> ModelInfo:
         missing = [k for k in REQUIRED_KEYS if k not in props]
         if missing:
             raise ModelMetadataError(f"model metadata lacks {', '.join(missing)}")

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
 
 
 def edit_operations(ref: Sequence, hyp: Sequence) -> list[tuple[str, object, object]]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 from PIL import Image
@@ -12,7 +12,7 @@ from training.fonts import FontFace, find_book_fonts
 from training.synth import render_text
 
 
-@lru_cache(maxsize=None)
+@cache
 def font(name: str = "Amiri-Regular") -> FontFace:
     faces = {f.name: f for f in find_book_fonts()}
     if name not in faces:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 
@@ -29,7 +29,7 @@ class TextCorpus:
         self.num_files = num_files
 
     @classmethod
-    def from_paths(cls, paths: Iterable[str], exclude: Iterable[str] = ()) -> "TextCorpus":
+    def from_paths(cls, paths: Iterable[str], exclude: Iterable[str] = ()) -> TextCorpus:
         files = iter_text_files(paths, exclude)
         words: list[str] = []
         for f in files:

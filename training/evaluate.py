@@ -16,9 +16,9 @@ import json
 import sys
 import time
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 from recognition.metrics import ErrorCounter
 from recognition.text import normalize_text, strip_harakat, strip_tatweel

@@ -18,7 +18,7 @@ import os
 import shutil
 import sys
 import tempfile
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -99,7 +99,7 @@ def export_run(run_dir: Path, out: Path, name: str, version: str, parity_lines: 
             "best_epoch": str(state.get("best_epoch")),
             "training_seconds": str(round(state.get("seconds", 0.0))),
             "training_machine": state.get("machine", ""),
-            "exported": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "exported": datetime.now(UTC).isoformat(timespec="seconds"),
         },
     )
     proto = convert(model, config.height)
@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("run_dir", help="a training run folder (best.keras + state.json)")
     parser.add_argument("--out", required=True, help="the .onnx file to write")
     parser.add_argument("--name", help="model name (default: the file's stem)")
-    parser.add_argument("--version", default=datetime.now(timezone.utc).strftime("%Y.%m.%d"))
+    parser.add_argument("--version", default=datetime.now(UTC).strftime("%Y.%m.%d"))
     parser.add_argument("--checkpoint", default="best.keras", help="which checkpoint of the run")
     parser.add_argument("--parity-data", nargs="*", help="preprocessed data folders for the parity check "
                                                           "(default: the run's --data)")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import glob
 import os
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 
 FONT_DIRS = ("/usr/share/fonts",)
 
@@ -44,7 +44,7 @@ class FontFace:
         return all(c in chars or c.isspace() for c in text)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _charset(path: str) -> frozenset[str]:
     from fontTools.ttLib import TTFont
 

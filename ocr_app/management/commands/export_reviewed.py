@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
-from django.utils.dateparse import parse_date, parse_datetime
 
 from ocr_app.exports import export_reviewed
+from ocr_app.selectors import parse_when
 
 
 class Command(BaseCommand):
@@ -20,7 +20,7 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         since = None
         if options["since"]:
-            since = parse_datetime(options["since"]) or parse_date(options["since"])
+            since = parse_when(options["since"])
             if since is None:
                 raise CommandError(f"--since must be an ISO date or date-time, got {options['since']!r}")
         try:

@@ -1,0 +1,52 @@
+"""The shipped model: self-describing, and it reads digits in logical order."""
+
+import re
+from pathlib import Path
+
+import pytest
+
+from recognition.metrics import edit_distance
+from recognition.onnx_recognizer import OnnxRecognizer
+from tests.rendering import png_bytes, render_line
+
+SHIPPED = Path(__file__).resolve().parent.parent / "models" / "arabic-crnn-v1.onnx"
+
+
+@pytest.fixture(scope="module")
+def recognizer():
+    assert SHIPPED.exists(), "the trained model must be shipped in models/"
+    return OnnxRecognizer(SHIPPED, threads=1)
+
+
+def test_model_file_carries_its_metadata(recognizer):
+    info = recognizer.info
+    assert info.name == "arabic-crnn-v1" and info.version
+    assert info.input_height == 48 and info.width_stride == 4 and info.mirror
+    assert len(info.alphabet) > 40 and all(d in info.alphabet for d in "0123456789")
+    assert info.validation_cer is not None and 0.0 < info.validation_cer < 0.5
+    assert "openiti" in info.training_data
+    for companion in (".keras", ".json"):
+        assert SHIPPED.with_suffix(companion).exists()
+    assert (SHIPPED.parent / "MODEL_CARD.md").exists()
+
+
+@pytest.mark.parametrize("text, number", [
+    ("وتوفي سنة 463 هـ ببغداد", "463"),
+    ("انظر الجزء 12 من الكتاب", "12"),
+    ("قال ابن الأثير (3) في كتابه", "3"),
+    ("ولد سنة 1250 ومات سنة 1302", "12501302"),
+])
+def test_digits_come_out_in_logical_order(recognizer, text, number):
+    result = recognizer.recognize_one(png_bytes(render_line(text, "Amiri-Regular", size=44)))
+    digits = "".join(re.findall(r"\d", result.text))
+    # Mirrored reading would give the digits of each number reversed.
+    reversed_runs = "".join(run[::-1] for run in re.findall(r"\d+", text))
+    if len(number) > 1 and reversed_runs != number:
+        assert edit_distance(digits, number) < edit_distance(digits, reversed_runs), result.text
+    assert edit_distance(digits, number) <= len(number) // 3, result.text
+
+
+def test_reads_a_clean_rendered_line_well(recognizer):
+    text = "وكان عالما فاضلا حسن الخط كثير الحفظ"
+    result = recognizer.recognize_one(png_bytes(render_line(text, "Amiri-Regular", size=44)))
+    assert edit_distance(text, result.text) / len(text) < 0.15, result.text
