@@ -134,7 +134,8 @@ def test_synth_command_writes_pairs_resumes_and_is_deterministic(tmp_path, capsy
     args = ["--lines", "12", "--out", str(out), "--workers", "1", "--seed", "5",
             "--fonts", "Amiri-Regular", "NotoNaskhArabic-Regular"]
     assert synth.main(args) == 0
-    pngs = sorted(out.glob("*.png"))
+    assert (out / "contact-sheet.png").stat().st_size > 1000
+    pngs = sorted(out.glob("0*.png"))
     assert len(pngs) == 12 and len(list(out.glob("*.gt.txt"))) == 12
     first = {p.name: p.read_bytes() for p in pngs}
     (out / "0000003.png").unlink()

@@ -228,6 +228,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1234)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--fonts", nargs="*", help="font face names (default: all installed book faces)")
+    parser.add_argument("--compare-with", nargs="*", default=[],
+                        help="real line folders to show beside the synthetic ones in contact-sheet.png")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
@@ -260,7 +262,11 @@ def main(argv: list[str] | None = None) -> int:
          "corpus": args.corpus, "exclude_corpus": args.exclude_corpus,
          "fonts_used_this_run": used, "lines_per_second": round(rate, 1)},
         ensure_ascii=False, indent=1), encoding="utf-8")
-    print(f"{len(todo)} lines rendered in {elapsed:.1f} s ({rate:.1f} lines/s) -> {out}")
+    from .contact_sheet import build_sheet
+
+    build_sheet([str(out)] + args.compare_with, per_source=6, seed=args.seed).save(out / "contact-sheet.png")
+    print(f"{len(todo)} lines rendered in {elapsed:.1f} s ({rate:.1f} lines/s) -> {out} "
+          f"(look at {out / 'contact-sheet.png'})")
     return 0
 
 
