@@ -94,6 +94,29 @@ def pad_batch(images: list[np.ndarray], labels: list[np.ndarray]):
     return x, y, label_lengths, frames
 
 
+def batch_dataset(tf, real: LinePool, synth: LinePool, ratio: float, batch_size: int,
+                  rng: np.random.Generator, augment: bool, height: int):
+    """An endless tf.data stream of width-bucketed batches, mixed real/synthetic by ``ratio``.
+
+    Batches are assembled and augmented in a generator that tf.data runs ahead
+    of the training step (prefetch), so the CPU work overlaps the model's.
+    """
+    def generate():
+        queues = {}
+        while True:
+            pool = synth if (len(synth) and (not len(real) or rng.random() < ratio)) else real
+            queue = queues.get(pool.name)
+            indices = next(queue, None) if queue is not None else None
+            if indices is None:  # a new pass over this pool, in a new order
+                queues[pool.name] = iter(pool.batches(batch_size, rng))
+                indices = next(queues[pool.name])
+            yield pool.make_batch(indices, rng if augment else None)
+
+    signature = (tf.TensorSpec((None, height, None, 1), tf.float32), tf.TensorSpec((None, None), tf.int32),
+                 tf.TensorSpec((None,), tf.int32), tf.TensorSpec((None,), tf.int32))
+    return tf.data.Dataset.from_generator(generate, output_signature=signature).prefetch(2)
+
+
 # -- model -----------------------------------------------------------------------
 
 def load_or_build(args, alphabet: Alphabet, config: ModelConfig):
@@ -289,13 +312,12 @@ def train(args) -> int:
     while state["epoch"] < args.epochs:
         epoch = state["epoch"] + 1
         rng = np.random.default_rng([args.seed, epoch])
-        queues = {pool.name: iter(pool.batches(args.batch_size, rng) * 100) for pool in (real, synth) if len(pool)}
+        dataset = batch_dataset(tf, real, synth, ratio, args.batch_size, rng, not args.no_augment, config.height)
         losses = []
         epoch_start = time.monotonic()
-        bar = tqdm(range(steps), desc=f"epoch {epoch}", unit="batch", file=sys.stderr, disable=None)
-        for _ in bar:
-            pool = synth if (len(synth) and (not len(real) or rng.random() < ratio)) else real
-            batch = pool.make_batch(next(queues[pool.name]), None if args.no_augment else rng)
+        bar = tqdm(dataset.take(steps), total=steps, desc=f"epoch {epoch}", unit="batch", file=sys.stderr,
+                   disable=None)
+        for batch in bar:
             loss = float(trainer.train_step(*batch))
             if math.isfinite(loss):
                 losses.append(loss)
