@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 import onnxruntime as ort
 
+from .alphabet import Alphabet
 from .ctc import greedy_decode
 from .image import load_grey, preprocess
 from .metadata import ModelInfo
@@ -104,16 +105,18 @@ class OnnxRecognizer:
         return [self.decode(p) for p in self.probabilities(lines)]
 
     def decode(self, probs: np.ndarray) -> LineResult:
-        decoded = greedy_decode(probs)
-        chars = [self.info.alphabet.characters[label - 1] for label in decoded.labels]
-        if self.info.mirror:
-            order = reading_order_permutation("".join(chars))
-        else:
-            order = list(range(len(chars)))
-        characters = tuple(CharacterResult(chars[i], round(decoded.char_confidences[i], 4))
-                           for i in order)
-        return LineResult(
-            text="".join(c.char for c in characters),
-            confidence=round(decoded.confidence, 4),
-            characters=characters,
-        )
+        return decode_line(probs, self.info.alphabet, self.info.mirror)
+
+
+def decode_line(probs: np.ndarray, alphabet: Alphabet, mirrored: bool = True) -> LineResult:
+    """One line's softmax output -> text in logical order, confidences moved along.
+
+    A mirrored model emits symbols in right-to-left reading order; the reading
+    order permutation (its own inverse) puts left-to-right runs back.
+    """
+    decoded = greedy_decode(probs)
+    chars = [alphabet.characters[label - 1] for label in decoded.labels]
+    order = reading_order_permutation("".join(chars)) if mirrored else list(range(len(chars)))
+    characters = tuple(CharacterResult(chars[i], round(decoded.char_confidences[i], 4)) for i in order)
+    return LineResult(text="".join(c.char for c in characters), confidence=round(decoded.confidence, 4),
+                      characters=characters)

@@ -48,3 +48,32 @@ def test_decode_text_maps_labels_through_the_alphabet():
 def test_rejects_wrong_rank():
     with pytest.raises(ValueError):
         greedy_decode(np.zeros((2, 3, 4)))
+
+
+def reading_order_probs(symbols: str, alphabet: Alphabet, confidences: list[float]) -> np.ndarray:
+    """Frames that spell ``symbols`` (one frame each, blanks between) with given peaks."""
+    frames = []
+    for ch, p in zip(symbols, confidences):
+        frame = np.full(alphabet.num_classes, (1 - p) / (alphabet.num_classes - 1), np.float32)
+        frame[alphabet.encode(ch)[0]] = p
+        blank = np.full(alphabet.num_classes, 0.01 / (alphabet.num_classes - 1), np.float32)
+        blank[0] = 0.99
+        frames += [frame, blank]
+    return np.stack(frames)
+
+
+def test_mirrored_output_with_digits_and_latin_comes_out_in_logical_order():
+    from recognition.onnx_recognizer import decode_line
+
+    alphabet = Alphabet(sorted(set("كتاب سنة ABC123")))
+    # What a mirrored model meets reading right to left along "كتاب ABC سنة 123"
+    reading = "كتاب CBA سنة 321"
+    confidences = [0.9 - 0.01 * i for i in range(len(reading))]
+    result = decode_line(reading_order_probs(reading, alphabet, confidences), alphabet, mirrored=True)
+    assert result.text == "كتاب ABC سنة 123"
+    by_char = {c.char: c.confidence for c in result.characters}
+    # the confidence stays with its character through the reordering
+    assert by_char["1"] == pytest.approx(confidences[reading.index("1")], abs=1e-4)
+    assert by_char["A"] == pytest.approx(confidences[reading.index("A")], abs=1e-4)
+    unmirrored = decode_line(reading_order_probs(reading, alphabet, confidences), alphabet, mirrored=False)
+    assert unmirrored.text == reading
