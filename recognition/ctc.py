@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .alphabet import BLANK_INDEX, Alphabet
+from .text import reading_order_permutation
 
 
 @dataclass(frozen=True)
@@ -55,3 +56,32 @@ def greedy_decode(probs: np.ndarray) -> DecodedLine:
 def decode_text(probs: np.ndarray, alphabet: Alphabet) -> tuple[str, DecodedLine]:
     decoded = greedy_decode(probs)
     return alphabet.decode(decoded.labels), decoded
+
+
+@dataclass(frozen=True)
+class CharacterResult:
+    char: str
+    confidence: float
+
+
+@dataclass(frozen=True)
+class LineResult:
+    """Recognised text in logical Unicode order, with confidences (see ``ctc``)."""
+
+    text: str
+    confidence: float
+    characters: tuple[CharacterResult, ...]
+
+
+def decode_line(probs: np.ndarray, alphabet: Alphabet, mirrored: bool = True) -> LineResult:
+    """One line's softmax output -> text in logical order, confidences moved along.
+
+    A mirrored model emits symbols in right-to-left reading order; the reading
+    order permutation (its own inverse) puts left-to-right runs back.
+    """
+    decoded = greedy_decode(probs)
+    chars = [alphabet.characters[label - 1] for label in decoded.labels]
+    order = reading_order_permutation("".join(chars)) if mirrored else list(range(len(chars)))
+    characters = tuple(CharacterResult(chars[i], round(decoded.char_confidences[i], 4)) for i in order)
+    return LineResult(text="".join(c.char for c in characters), confidence=round(decoded.confidence, 4),
+                      characters=characters)

@@ -5,31 +5,13 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import onnxruntime as ort
 
-from .alphabet import Alphabet
-from .ctc import greedy_decode
+from .ctc import LineResult, decode_line
 from .image import load_grey, preprocess
 from .metadata import ModelInfo
-from .text import reading_order_permutation
-
-
-@dataclass(frozen=True)
-class CharacterResult:
-    char: str
-    confidence: float
-
-
-@dataclass(frozen=True)
-class LineResult:
-    """Recognised text in logical Unicode order, with confidences (see ``ctc``)."""
-
-    text: str
-    confidence: float
-    characters: tuple[CharacterResult, ...]
 
 
 class OnnxRecognizer:
@@ -106,17 +88,3 @@ class OnnxRecognizer:
 
     def decode(self, probs: np.ndarray) -> LineResult:
         return decode_line(probs, self.info.alphabet, self.info.mirror)
-
-
-def decode_line(probs: np.ndarray, alphabet: Alphabet, mirrored: bool = True) -> LineResult:
-    """One line's softmax output -> text in logical order, confidences moved along.
-
-    A mirrored model emits symbols in right-to-left reading order; the reading
-    order permutation (its own inverse) puts left-to-right runs back.
-    """
-    decoded = greedy_decode(probs)
-    chars = [alphabet.characters[label - 1] for label in decoded.labels]
-    order = reading_order_permutation("".join(chars)) if mirrored else list(range(len(chars)))
-    characters = tuple(CharacterResult(chars[i], round(decoded.char_confidences[i], 4)) for i in order)
-    return LineResult(text="".join(c.char for c in characters), confidence=round(decoded.confidence, 4),
-                      characters=characters)

@@ -63,7 +63,7 @@ def reading_order_probs(symbols: str, alphabet: Alphabet, confidences: list[floa
 
 
 def test_mirrored_output_with_digits_and_latin_comes_out_in_logical_order():
-    from recognition.onnx_recognizer import decode_line
+    from recognition.ctc import decode_line
 
     alphabet = Alphabet(sorted(set("كتاب سنة ABC123")))
     # What a mirrored model meets reading right to left along "كتاب ABC سنة 123"

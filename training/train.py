@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from recognition.alphabet import Alphabet
-from recognition.ctc import greedy_decode
+from recognition.ctc import decode_line
 from recognition.metrics import ErrorCounter
 from recognition.text import reading_order
 
@@ -174,9 +174,7 @@ def evaluate_pool(trainer: Trainer, pool: LinePool, alphabet: Alphabet, batch_si
         x, _, _, frames = pool.make_batch(idx, None)
         probs = trainer.predict(x).numpy()
         for row, i in enumerate(idx):
-            decoded = greedy_decode(probs[row, : frames[row]])
-            hyp = reading_order(alphabet.decode(decoded.labels))
-            counter.add(pool.lines[i].text, hyp)
+            counter.add(pool.lines[i].text, decode_line(probs[row, : frames[row]], alphabet).text)
     return counter
 
 
