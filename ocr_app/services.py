@@ -20,8 +20,8 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from PIL import Image
 
+from recognition.ctc import LineResult
 from recognition.image import ImageError, load_grey, preprocess
-from recognition.onnx_recognizer import LineResult
 
 from . import engine
 from .errors import ApiError
