@@ -41,7 +41,10 @@ class Command(BaseCommand):
         files = expand(options["paths"])
         recognizer = OnnxRecognizer(self._model_path(options["model"]), threads=options["threads"] or None)
         failures = 0
-        for start in range(0, len(files), options["batch_size"]):
+        from tqdm import tqdm
+
+        starts = range(0, len(files), options["batch_size"])
+        for start in tqdm(starts, desc="recognising", unit="batch", file=sys.stderr, disable=None):
             chunk = files[start: start + options["batch_size"]]
             lines, ok = [], []
             for f in chunk:
