@@ -90,8 +90,7 @@ def export_run(run_dir: Path, out: Path, name: str, version: str, parity_lines: 
         width_stride=WIDTH_STRIDE,
         name=name,
         version=version,
-        training_data=json.dumps({"real": data_args.get("data", []), "synthetic": data_args.get("synth", []),
-                                  "synth_ratio": data_args.get("synth_ratio")}, ensure_ascii=False),
+        training_data=json.dumps(describe_data(data_args), ensure_ascii=False),
         validation_cer=state.get("best_cer"),
         extra={
             "architecture": json.dumps(config.to_dict()),
@@ -121,6 +120,22 @@ def export_run(run_dir: Path, out: Path, name: str, version: str, parity_lines: 
     summary["alphabet"] = list(info.alphabet.characters)
     out.with_suffix(".json").write_text(json.dumps(summary, ensure_ascii=False, indent=1), encoding="utf-8")
     return info
+
+
+def describe_data(run_args: dict) -> dict:
+    """Which sources, splits and line counts the run saw (from the shard manifests)."""
+    from .shards import MANIFEST
+
+    def splits(folder: str) -> dict:
+        path = Path(folder) / MANIFEST
+        if not path.exists():
+            return {"folder": folder}
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+        return {split: info["sources"] for split, info in manifest["splits"].items()}
+
+    return {"real": [splits(d) for d in run_args.get("data", [])],
+            "synthetic": [splits(d) for d in run_args.get("synth", [])],
+            "synth_ratio": run_args.get("synth_ratio")}
 
 
 def parity_lines_from(data_dirs: list[str], count: int) -> list[np.ndarray]:
