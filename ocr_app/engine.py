@@ -48,7 +48,8 @@ def recognizer_for(version: ModelVersion) -> OnnxRecognizer:
         if recognizer is None:
             started = time.perf_counter()
             recognizer = OnnxRecognizer(model_path(version), threads=settings.OCR_THREADS,
-                                        max_batch=settings.OCR_MAX_BATCH)
+                                        max_batch=settings.OCR_MODEL_BATCH,
+                                        concurrency=settings.OCR_MODEL_CONCURRENCY)
             recognizer.warm_up()
             _recognizers[key] = recognizer
             log.info("loaded model %s %s from %s in %.0f ms", version.name, version.version,

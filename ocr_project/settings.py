@@ -131,7 +131,9 @@ OCR_DEFAULT_MODEL = Path(os.environ.get("OCR_DEFAULT_MODEL", OCR_MODEL_DIR / "ar
 OCR_THREADS = env_int("OCR_THREADS", 1)                  # onnxruntime threads per worker
 OCR_MAX_UPLOAD_BYTES = env_int("OCR_MAX_UPLOAD_BYTES", 10 * 1024 * 1024)
 OCR_MAX_PIXELS = env_int("OCR_MAX_PIXELS", 20_000_000)  # decompression-bomb guard
-OCR_MAX_BATCH = env_int("OCR_MAX_BATCH", 32)
+OCR_MAX_BATCH = env_int("OCR_MAX_BATCH", 32)             # images per batch request
+OCR_MODEL_BATCH = env_int("OCR_MODEL_BATCH", 8)          # lines per model run (similar widths together)
+OCR_MODEL_CONCURRENCY = env_int("OCR_MODEL_CONCURRENCY", 1)  # model runs at once per worker
 OCR_ACTIVE_MODEL_CHECK_SECONDS = float(os.environ.get("OCR_ACTIVE_MODEL_CHECK_SECONDS", 2.0))
 OCR_REFERENCE_SET = os.environ.get("OCR_REFERENCE_SET", "")  # lines for the activation quality gate
 

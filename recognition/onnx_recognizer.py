@@ -22,7 +22,7 @@ class OnnxRecognizer:
     """
 
     def __init__(self, model_path: str | os.PathLike, threads: int | None = None,
-                 max_batch: int = 16):
+                 max_batch: int = 16, concurrency: int | None = None):
         self.path = os.fspath(model_path)
         options = ort.SessionOptions()
         if threads:
@@ -35,6 +35,9 @@ class OnnxRecognizer:
         self.input_name = self.session.get_inputs()[0].name
         self.output_name = self.session.get_outputs()[0].name
         self.max_batch = max_batch
+        # Optional cap on simultaneous model runs: in a server, runs beyond the
+        # cores only add memory (one batch of activations each), not speed.
+        self._slots = threading.BoundedSemaphore(concurrency) if concurrency else None
         self._warm = threading.Event()
 
     @property
@@ -77,7 +80,11 @@ class OnnxRecognizer:
             batch = np.zeros((len(chunk), self.info.input_height, padded_width, 1), np.float32)
             for row, i in enumerate(chunk):
                 batch[row, :, : lines[i].shape[1], 0] = lines[i]
-            probs = self.session.run([self.output_name], {self.input_name: batch})[0]
+            if self._slots is None:
+                probs = self.session.run([self.output_name], {self.input_name: batch})[0]
+            else:
+                with self._slots:
+                    probs = self.session.run([self.output_name], {self.input_name: batch})[0]
             for row, i in enumerate(chunk):
                 frames = -(-lines[i].shape[1] // stride)
                 results[i] = probs[row, :frames]
