@@ -36,8 +36,8 @@ PRESETS = {
     # The shipped default: accuracy first, still several times faster than Tesseract.
     "accurate": ModelConfig(),
     # Smaller and lower: for bulk jobs where a few CER points buy 2-3x speed.
-    "fast": ModelConfig(height=32, stem_channels=(16, 32), block_channels=(64, 96, 128),
-                        block_pools=(2, 2, 2), projection=128, lstm_units=(128, 128)),
+    "fast": ModelConfig(height=32, stem_channels=(16, 32), block_channels=(48, 64, 96),
+                        block_pools=(2, 2, 2), projection=96, lstm_units=(96,)),
     # For tests: trains in seconds.
     "tiny": ModelConfig(height=32, stem_channels=(8, 16), block_channels=(16,), block_pools=(8,),
                         lstm_units=(16,), dropout=0.0),
