@@ -7,7 +7,7 @@ HOST ?= 127.0.0.1
 # PostgreSQL for the second test pass (skipped when it does not answer).
 TEST_POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/postgres
 
-.PHONY: serve test install-serve install-dev system-deps bench-deps lint clean help
+.PHONY: serve test install-serve install-dev system-deps bench-deps bench lint clean help
 
 help:
 	@echo "make serve   install the serving requirements and start the service on $(HOST):$(PORT)"
@@ -53,3 +53,9 @@ lint: install-dev
 
 clean:
 	rm -rf $(VENV) var .pytest_cache
+
+# Benchmarks (not tests): see bench/README.md. DATA defaults to the shared real lines.
+DATA ?= ../shared/datasets/openiti-gs
+bench: install-dev bench-deps
+	$(PY) -m bench.recognizer $(DATA) --sources IbnQutayba --max-lines 300
+	$(PY) -m bench.service $(DATA) --start-server
