@@ -60,6 +60,8 @@ class SynthConfig:
     vocalise_probability: float = 0.3   # draw harakat on the image (never in the label)
     neighbour_probability: float = 0.35  # bits of the lines above/below in the crop
     number_probability: float = 0.25     # splice a number, date or footnote mark in
+    quote_probability: float = 0.35      # «quote» or (bracket) a span of words
+    punctuation_probability: float = 0.3  # add a clause mark (، . : ؛ ؟ !)
 
 
 def _font(face: FontFace, size: int) -> ImageFont.FreeTypeFont:
@@ -105,11 +107,39 @@ def _number_phrase(rng: np.random.Generator) -> str:
     return [f"({digits})", f"سنة {digits}", f"[{digits}]", f"{digits} هـ", f"ج {digits}", digits][form]
 
 
+QUOTES = (("«", "»"), ("«", "»"), ("(", ")"), ("[", "]"))
+PUNCTUATION = "،،.:؛؟!"
+
+
+def _punctuate(words: list[str], rng: np.random.Generator, config: SynthConfig) -> list[str]:
+    """Quote a span and add clause punctuation, as printed books do.
+
+    Corpora transcribed from a few books under-represent marks some printers
+    use on every line (guillemets above all); the model must see them in many
+    typefaces, with and without spaces inside the quotes.
+    """
+    words = list(words)
+    if len(words) >= 2 and rng.random() < config.quote_probability:
+        start = int(rng.integers(len(words)))
+        end = min(len(words), start + int(rng.integers(1, 4)))
+        opening, closing = QUOTES[int(rng.integers(len(QUOTES)))]
+        if rng.random() < 0.4:
+            words[start:end] = [opening, *words[start:end], closing]
+        else:
+            words[start] = opening + words[start]
+            words[end - 1] = words[end - 1] + closing
+    if rng.random() < config.punctuation_probability:
+        i = int(rng.integers(len(words)))
+        mark = PUNCTUATION[int(rng.integers(len(PUNCTUATION)))]
+        words[i] = words[i] + (mark if rng.random() < 0.7 else " " + mark)
+    return words
+
+
 def make_line_text(corpus: TextCorpus, rng: np.random.Generator, config: SynthConfig) -> str:
     words = corpus.sample_words(rng, int(rng.integers(2, 13)))
     if rng.random() < config.number_probability:
         words.insert(int(rng.integers(len(words) + 1)), _number_phrase(rng))
-    return normalize_text(" ".join(words))
+    return normalize_text(" ".join(_punctuate(words, rng, config)))
 
 
 def degrade(ink_on_paper: np.ndarray, rng: np.random.Generator) -> np.ndarray:
