@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from .alphabet import Alphabet
 from .image import NORMALISATION, PreprocessConfig
 
-TEXT_NORMALISATION = "nfc-fold-presentation-forms-drop-harakat-v1"
+TEXT_NORMALISATION = "nfc-fold-presentation-forms-drop-harakat-ascii-digits-v2"
 REQUIRED_KEYS = ("alphabet", "input_height", "width_stride")
 
 

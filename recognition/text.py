@@ -18,6 +18,10 @@ Policy (used for training labels, evaluation and service output alike):
   transcribes them.
 * Tatweel (kashida) is kept: the transcriptions keep it where it carries
   meaning (the abbreviation "هـ"). ``strip_tatweel`` exists for evaluation.
+* Digits are ASCII whatever their printed shape: Arabic-Indic (٠-٩) and
+  Persian (۰-۹) digits are folded to 0-9. Most Arabic books print Arabic-Indic
+  digits and the gold-standard transcriptions write them as ASCII digits, so a
+  model trained on them does too; both sides of an evaluation are folded.
 * Whitespace runs (including NBSP) become one space; ends are trimmed.
 
 Reading order: labels and output are in logical (Unicode) order. The model
@@ -40,6 +44,7 @@ _BIDI_AND_INVISIBLE = dict.fromkeys(
 )
 _PRESENTATION_FORMS = re.compile("[\ufb50-\ufdff\ufe70-\ufefe]")
 _WHITESPACE = re.compile(r"\s+")
+_DIGITS = str.maketrans("٠١٢٣٤٥٦٧٨٩۰۱۲۳۴۵۶۷۸۹", "01234567890123456789")
 _HARAKAT = re.compile("[\u064b-\u0652\u0670]")  # fathatan .. sukun, dagger alef
 TATWEEL = "\u0640"
 
@@ -52,7 +57,7 @@ def normalize_text(text: str, keep_harakat: bool = False) -> str:
     """Canonical form of an Arabic transcription (see module docstring)."""
     text = text.translate(_BIDI_AND_INVISIBLE)
     text = _PRESENTATION_FORMS.sub(_fold_presentation_form, text)
-    text = unicodedata.normalize("NFC", text)
+    text = unicodedata.normalize("NFC", text).translate(_DIGITS)
     if not keep_harakat:
         text = strip_harakat(text)
     return _WHITESPACE.sub(" ", text).strip()

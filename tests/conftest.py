@@ -50,7 +50,7 @@ def rendered_books(tmp_path_factory) -> Path:
     """Two 'books' in two typefaces, as line folders (NAME.png + NAME.gt.txt)."""
     root = tmp_path_factory.mktemp("books")
     write_line_folder(root / "book_amiri", short_lines(40), "Amiri-Regular")
-    write_line_folder(root / "book_naskh", short_lines(12, offset=500), "NotoNaskhArabic-Regular")
+    write_line_folder(root / "book_naskh", short_lines(12, offset=500), "Scheherazade-Regular")
     return root
 
 

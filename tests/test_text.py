@@ -20,7 +20,11 @@ def test_presentation_forms_fold_to_base_letters():
 
 
 def test_presentation_form_folding_keeps_other_compatibility_characters():
-    assert normalize_text("x² ١٢") == "x² ١٢"  # NFKC on the whole line would turn ² into 2
+    assert normalize_text("x² ﬁ") == "x² ﬁ"  # NFKC on the whole line would turn these into 2 and fi
+
+
+def test_arabic_indic_and_persian_digits_become_ascii():
+    assert normalize_text("سنة ١٤٢٣ و ۱۲") == "سنة 1423 و 12"
 
 
 def test_bidi_controls_and_invisible_marks_are_dropped():

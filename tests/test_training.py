@@ -116,7 +116,7 @@ def test_train_init_from_continues_with_new_characters(tiny_model, tmp_path):
     from training import preprocess
 
     books = tmp_path / "books"
-    write_line_folder(books / "new", ["ڤيينا سنة ٣", "قال ڤ ٣", "ثم ٣ ڤ"], "Amiri-Regular")
+    write_line_folder(books / "new", ["ڤيينا سنة پ", "قال ڤ پ", "ثم پ ڤ"], "Amiri-Regular")
     write_line_folder(books / "held", ["قال أبو محمد"], "Amiri-Regular")
     arrays = tmp_path / "arrays"
     preprocess.main([str(books), "--out", str(arrays), "--val-source", "held", "--height", "32", "--workers", "1"])
@@ -126,4 +126,4 @@ def test_train_init_from_continues_with_new_characters(tiny_model, tmp_path):
     state = json.loads((run / "state.json").read_text(encoding="utf-8"))
     old = json.loads(tiny_model.with_suffix(".json").read_text(encoding="utf-8"))["alphabet"]
     assert state["alphabet"][: len(old)] == old
-    assert {"ڤ", "٣"} <= set(state["alphabet"][len(old):])
+    assert {"ڤ", "پ"} <= set(state["alphabet"][len(old):])

@@ -115,7 +115,7 @@ def draw_worst_lines(scored: list[Scored], path: Path, count: int = 8) -> None:
     from .fonts import find_book_fonts
 
     worst = sorted(scored, key=lambda s: s.errors / max(len(s.reference), 1), reverse=True)[:count]
-    faces = find_book_fonts(("NotoNaskhArabic-Regular", "Amiri-Regular"))
+    faces = find_book_fonts(("Amiri-Regular", "Scheherazade-Regular"))  # both cover Latin brackets
     font = ImageFont.truetype(faces[0].path, 22, layout_engine=ImageFont.Layout.RAQM) if faces else None
     width = 1200
     blocks = []

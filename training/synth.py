@@ -136,10 +136,11 @@ def _punctuate(words: list[str], rng: np.random.Generator, config: SynthConfig) 
 
 
 def make_line_text(corpus: TextCorpus, rng: np.random.Generator, config: SynthConfig) -> str:
+    """The text to draw: may hold Arabic-Indic digits, which the label writes as ASCII."""
     words = corpus.sample_words(rng, int(rng.integers(2, 13)))
     if rng.random() < config.number_probability:
         words.insert(int(rng.integers(len(words) + 1)), _number_phrase(rng))
-    return normalize_text(" ".join(_punctuate(words, rng, config)))
+    return " ".join(_punctuate(words, rng, config))
 
 
 def degrade(ink_on_paper: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -207,15 +208,16 @@ def synthesize_line(index: int, seed: int, corpus: TextCorpus, fonts: list[FontF
     """Line ``index`` of the stream seeded by ``seed``: (grey image, label, font)."""
     rng = np.random.default_rng([seed, index])
     for _ in range(20):
-        text = make_line_text(corpus, rng, config)
+        printed = make_line_text(corpus, rng, config)
+        text = normalize_text(printed)
         face = fonts[int(rng.integers(len(fonts)))]
-        if text and face.covers(text):
+        if text and face.covers(printed):
             break
     else:
         raise RuntimeError("no font covers the sampled text; check the corpus and fonts")
-    drawn = _vocalise(text, rng) if rng.random() < config.vocalise_probability else text
+    drawn = _vocalise(printed, rng) if rng.random() < config.vocalise_probability else printed
     if not face.covers(drawn):
-        drawn = text
+        drawn = printed
     size = int(rng.integers(config.min_font_px, config.max_font_px + 1))
     pad = int(size * rng.uniform(0.05, 0.4))
     image = render_text(drawn, face, size, pad=pad)

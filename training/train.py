@@ -29,7 +29,7 @@ import numpy as np
 from recognition.alphabet import Alphabet
 from recognition.ctc import decode_line
 from recognition.metrics import ErrorCounter
-from recognition.text import reading_order
+from recognition.text import normalize_text, reading_order
 
 from .augment import augment_line
 from .model import PRESETS, WIDTH_STRIDE, ModelConfig, build_model, logits_model
@@ -49,6 +49,9 @@ class LinePool:
         self.labels: list[np.ndarray] = []
         too_long = 0
         for line in lines:
+            # Shards keep the text as normalised when they were made; normalise
+            # again so older shards follow the current convention.
+            line.text = normalize_text(line.text)
             known = "".join(c for c in reading_order(line.text) if c in alphabet)
             labels = np.array(alphabet.encode(known), np.int32)
             repeats = int(np.sum(labels[1:] == labels[:-1])) if len(labels) > 1 else 0
