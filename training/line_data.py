@@ -67,6 +67,8 @@ def iter_folder(root: Path, report: SkipReport) -> Iterator[LineSample]:
             continue
         yield LineSample(image, gt.read_text(encoding="utf-8"), _source_name(gt.parent, root))
     for image in sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES):
+        if image.name == "contact-sheet.png":  # synth's preview, not a line
+            continue
         if not image.with_name(image.stem + ".gt.txt").exists():
             report.skip("missing transcription", str(image))
 
