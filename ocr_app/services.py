@@ -81,9 +81,11 @@ def choose_model(name_or_version: str | None) -> ModelVersion:
 
 
 def _cached(upload: DecodedUpload, version: ModelVersion, user) -> Recognition | None:
-    return (Recognition.objects.select_related("image", "model_version")
-            .filter(image__sha256=upload.sha256, model_version=version)
-            .order_by("-created_at").first())
+    """An earlier recognition of the same content by the same model: the user's own first."""
+    same = (Recognition.objects.select_related("image", "model_version")
+            .filter(image__sha256=upload.sha256, model_version=version).order_by("-created_at"))
+    own = same.filter(user=user).first() if getattr(user, "pk", None) else None
+    return own or same.first()
 
 
 def _store_image(upload: DecodedUpload) -> tuple[StoredImage, str | None]:

@@ -62,6 +62,9 @@ def test_same_image_is_not_recognised_twice(api, other_api, line_png, monkeypatc
     assert other.json()["id"] != first["id"]
     assert StoredImage.objects.count() == 1  # content-addressed, stored once
     assert Recognition.objects.count() == 2
+    # the first user still gets their own record back, not the other user's newer copy
+    assert api.post(URL, upload(line_png), format="multipart").json()["id"] == first["id"]
+    assert Recognition.objects.count() == 2
 
 
 def _assert_error(response, status, code):
