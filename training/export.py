@@ -114,6 +114,7 @@ def export_run(run_dir: Path, out: Path, name: str, version: str, parity_lines: 
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile(dir=out.parent, suffix=".onnx.tmp", delete=False) as tmp:
         tmp.write(onnx_bytes)
+    os.chmod(tmp.name, 0o644)  # NamedTemporaryFile makes it private; servers run as other users
     os.replace(tmp.name, out)  # a watcher never sees half a model
     shutil.copyfile(run_dir / checkpoint, out.with_suffix(".keras"))
     summary = info.summary()
