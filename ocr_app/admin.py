@@ -60,9 +60,12 @@ class RecognitionAdmin(admin.ModelAdmin):
               "duration_ms", "user", "created_at", "reviewed_by", "reviewed_at")
     actions = ["mark_verified", "rerun_on_active_model"]
 
+    def has_add_permission(self, request):
+        return False  # recognitions come from the API, which runs the model
+
     @admin.display(description="line")
     def thumbnail(self, obj):
-        return format_html('<img src="{}" style="max-height:40px;max-width:420px">', obj.image.file.url)
+        return format_html('<img src="{}" style="max-height:36px;max-width:360px">', obj.image.file.url)
 
     @admin.display(description="line image")
     def line_image(self, obj):
@@ -131,3 +134,6 @@ class StoredImageAdmin(admin.ModelAdmin):
     list_display = ("sha256", "width", "height", "size_bytes", "created_at")
     search_fields = ("sha256",)
     readonly_fields = ("sha256", "file", "extension", "width", "height", "size_bytes", "created_at")
+
+    def has_add_permission(self, request):
+        return False
