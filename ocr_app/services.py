@@ -80,19 +80,16 @@ def choose_model(name_or_version: str | None) -> ModelVersion:
     return found
 
 
-def _cached(upload: DecodedUpload, version: ModelVersion, user) -> Recognition | None:
-    """An earlier recognition of the same content by the same model: the user's own first."""
+def _cached(image: StoredImage, version: ModelVersion, user) -> Recognition | None:
+    """An earlier recognition of the same image by the same model: the user's own first."""
     same = (Recognition.objects.select_related("image", "model_version")
-            .filter(image__sha256=upload.sha256, model_version=version).order_by("-created_at"))
+            .filter(image=image, model_version=version).order_by("-created_at"))
     own = same.filter(user=user).first() if getattr(user, "pk", None) else None
     return own or same.first()
 
 
 def _store_image(upload: DecodedUpload) -> tuple[StoredImage, str | None]:
-    """The stored image for this content, and the file name if this call wrote it."""
-    existing = StoredImage.objects.filter(sha256=upload.sha256).first()
-    if existing:
-        return existing, None
+    """Store a new image; return it and the file name this call wrote (None if it lost a race)."""
     height, width = upload.grey.shape
     image = StoredImage(sha256=upload.sha256, extension=upload.extension, width=width, height=height,
                         size_bytes=len(upload.data))
@@ -107,13 +104,14 @@ def _store_image(upload: DecodedUpload) -> tuple[StoredImage, str | None]:
     return image, written
 
 
-def _save(upload: DecodedUpload, version: ModelVersion, user, result: LineResult | None,
-          duration_ms: float, source: Recognition | None) -> Recognition:
+def _save(upload: DecodedUpload, image: StoredImage | None, version: ModelVersion, user,
+          result: LineResult | None, duration_ms: float, source: Recognition | None) -> Recognition:
     """Store one recognition; if the database refuses it, no new file stays behind."""
     written = None
     try:
         with transaction.atomic():
-            image, written = _store_image(upload)
+            if image is None:
+                image, written = _store_image(upload)
             if source is not None:
                 fields = dict(text=source.text, confidence=source.confidence, characters=source.characters,
                               cached=True)
@@ -134,14 +132,16 @@ def recognize_uploads(user, uploads: list[DecodedUpload], model: str | None = No
     """Recognise decoded uploads in one model call; reuse stored results when we can."""
     version = choose_model(model)
     results: list[Recognition | None] = [None] * len(uploads)
+    images = {im.sha256: im for im in StoredImage.objects.filter(sha256__in={u.sha256 for u in uploads})}
     to_run: list[int] = []
     for i, upload in enumerate(uploads):
-        previous = _cached(upload, version, user)
+        image = images.get(upload.sha256)
+        previous = _cached(image, version, user) if image is not None else None  # new content: no lookups
         if previous is not None and previous.user_id == getattr(user, "pk", None):
             previous.cached = previous.reused = True  # in the answer only; the row stays as it was
             results[i] = previous
         elif previous is not None:
-            results[i] = _save(upload, version, user, None, 0.0, previous)
+            results[i] = _save(upload, image, version, user, None, 0.0, previous)
         else:
             to_run.append(i)
     if to_run:
@@ -151,7 +151,10 @@ def recognize_uploads(user, uploads: list[DecodedUpload], model: str | None = No
         line_results = recognizer.recognize_arrays(lines)
         duration_ms = 1000 * (time.perf_counter() - started) / len(to_run)
         for i, line_result in zip(to_run, line_results):
-            results[i] = _save(uploads[i], version, user, line_result, round(duration_ms, 2), None)
+            recognition = _save(uploads[i], images.get(uploads[i].sha256), version, user, line_result,
+                                round(duration_ms, 2), None)
+            images[uploads[i].sha256] = recognition.image  # the same content twice in one batch
+            results[i] = recognition
     return results  # type: ignore[return-value]
 
 

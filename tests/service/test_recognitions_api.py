@@ -258,3 +258,10 @@ def test_create_api_token_prints_a_token_that_works(client, line_png):
     again = StringIO()
     call_command("create_api_token", "alice", stdout=again, stderr=StringIO())
     assert again.getvalue().strip() == token
+
+
+def test_batch_with_the_same_image_twice_stores_it_once(api, line_png):
+    files = [SimpleUploadedFile("a.png", line_png), SimpleUploadedFile("b.png", line_png)]
+    results = api.post(URL + "batch/", {"images": files}, format="multipart").json()["results"]
+    assert all("result" in r for r in results)
+    assert StoredImage.objects.count() == 1 and Recognition.objects.count() == 2
