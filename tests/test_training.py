@@ -127,3 +127,19 @@ def test_train_init_from_continues_with_new_characters(tiny_model, tmp_path):
     old = json.loads(tiny_model.with_suffix(".json").read_text(encoding="utf-8"))["alphabet"]
     assert state["alphabet"][: len(old)] == old
     assert {"ڤ", "پ"} <= set(state["alphabet"][len(old):])
+
+
+def test_int8_variant_keeps_metadata_and_quantizes_the_lstms(tiny_model, tmp_path, tiny_arrays):
+    import onnx
+
+    from recognition.onnx_recognizer import OnnxRecognizer
+    from training.export import parity_lines_from, quantize_int8
+
+    out = tmp_path / "tiny-int8.onnx"
+    difference = quantize_int8(tiny_model, out, parity_lines_from([str(tiny_arrays)], 4))
+    assert 0.0 <= difference
+    ops = {n.op_type for n in onnx.load(str(out)).graph.node}
+    assert "DynamicQuantizeLSTM" in ops and "LSTM" not in ops
+    recognizer = OnnxRecognizer(out)
+    assert recognizer.info.name == "tiny-test-int8" and recognizer.info.input_height == 32
+    assert recognizer.info.extra["quantization"].startswith("dynamic int8")
