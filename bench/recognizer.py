@@ -28,7 +28,8 @@ from training.evaluate import score
 from training.line_data import SkipReport, iter_samples, matches_source
 
 RESULTS = Path(__file__).parent / "results"
-DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "arabic-crnn-v1.onnx"
+MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+DEFAULT_MODELS = (MODELS_DIR / "arabic-crnn-v1.onnx", MODELS_DIR / "arabic-crnn-v1-int8.onnx")
 
 
 def machine() -> dict:
@@ -83,7 +84,7 @@ def plot(rows: list[dict], path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for row in rows:
-        marker = "s" if row["system"].startswith("tesseract") else "o"
+        marker = "s" if row["system"].startswith("tesseract") else ("^" if "int8" in row["system"] else "o")
         ax.scatter(row["median_ms"], 100 * row["cer"], marker=marker, s=60)
         ax.annotate(row["label"], (row["median_ms"], 100 * row["cer"]), textcoords="offset points",
                     xytext=(6, 4), fontsize=8)
@@ -101,7 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.recognizer", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("data", nargs="+", help="line folders (NAME.png + NAME.gt.txt) or manifests")
-    parser.add_argument("--model", default=str(DEFAULT_MODEL))
+    parser.add_argument("--models", nargs="+", default=[str(p) for p in DEFAULT_MODELS if p.exists()],
+                        help="ONNX models to compare (default: the shipped float and int8 models)")
     parser.add_argument("--sources", nargs="*", help="only these sources (e.g. a held-out book)")
     parser.add_argument("--max-lines", type=int, default=200, help="lines per source (default %(default)s)")
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 8, 32])
@@ -127,14 +129,15 @@ def main(argv: list[str] | None = None) -> int:
           f"{machine()['cpu']}, {os.cpu_count()} cores", file=sys.stderr)
 
     rows = []
-    for threads in args.threads:
-        for batch in args.batches:
-            texts, ms = time_ours(Path(args.model), greys, batch, threads)
-            table, _ = score(samples, texts)
-            rows.append({"system": "ours", "label": f"ours b{batch} t{threads}", "batch": batch, "threads": threads,
-                         "median_ms": statistics.median(ms), "p90_ms": percentile(ms, 90),
-                         "cer": table["all"]["cer"], "wer": table["all"]["wer"],
-                         "cer_no_harakat_tatweel": table["all"]["cer_no_harakat_tatweel"]})
+    runs = [(model, threads, batch) for model in args.models for threads in args.threads for batch in args.batches]
+    for model, threads, batch in runs:
+        name = Path(model).stem
+        texts, ms = time_ours(Path(model), greys, batch, threads)
+        table, _ = score(samples, texts)
+        rows.append({"system": name, "label": f"{name} b{batch} t{threads}", "batch": batch, "threads": threads,
+                     "median_ms": statistics.median(ms), "p90_ms": percentile(ms, 90),
+                     "cer": table["all"]["cer"], "wer": table["all"]["wer"],
+                     "cer_no_harakat_tatweel": table["all"]["cer_no_harakat_tatweel"]})
     tesseract_row = None
     if not args.no_tesseract:
         try:
@@ -148,16 +151,16 @@ def main(argv: list[str] | None = None) -> int:
         except Exception as exc:  # no Tesseract here: report ours alone, say why
             print(f"Tesseract skipped: {exc}", file=sys.stderr)
 
-    print(f"\n{'system':<26} {'batch':>5} {'thr':>3} {'median ms':>10} {'p90 ms':>8} {'CER %':>7} {'WER %':>7}"
+    print(f"\n{'system':<34} {'batch':>5} {'thr':>3} {'median ms':>10} {'p90 ms':>8} {'CER %':>7} {'WER %':>7}"
           f" {'x faster than tess':>18}")
     for row in rows:
         ratio = tesseract_row["median_ms"] / row["median_ms"] if tesseract_row else float("nan")
         row["speedup_vs_tesseract"] = round(ratio, 2) if tesseract_row else None
-        print(f"{row['label']:<26} {row['batch']:>5} {row['threads']:>3} {row['median_ms']:>10.2f} "
+        print(f"{row['label']:<34} {row['batch']:>5} {row['threads']:>3} {row['median_ms']:>10.2f} "
               f"{row['p90_ms']:>8.2f} {100 * row['cer']:>7.2f} {100 * row['wer']:>7.2f} {ratio:>18.1f}")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    result = {"model": args.model, "lines": len(samples), "sources": per_source,
+    result = {"models": args.models, "lines": len(samples), "sources": per_source,
               "median_width_px": int(np.median(widths)), "machine": machine(),
               "when": time.strftime("%Y-%m-%d %H:%M:%S"), "rows": rows}
     out.write_text(json.dumps(result, ensure_ascii=False, indent=1), encoding="utf-8")
