@@ -127,7 +127,8 @@ STORAGES = {
 
 # -- the recogniser -------------------------------------------------------------
 OCR_MODEL_DIR = Path(os.environ.get("OCR_MODEL_DIR", BASE_DIR / "models"))
-OCR_DEFAULT_MODEL = Path(os.environ.get("OCR_DEFAULT_MODEL", OCR_MODEL_DIR / "arabic-crnn-v1.onnx"))
+# The int8 twin of the shipped model: the same CER on the held-out book, about twice as fast.
+OCR_DEFAULT_MODEL = Path(os.environ.get("OCR_DEFAULT_MODEL", OCR_MODEL_DIR / "arabic-crnn-v1-int8.onnx"))
 OCR_THREADS = env_int("OCR_THREADS", 1)                  # onnxruntime threads per worker
 OCR_MAX_UPLOAD_BYTES = env_int("OCR_MAX_UPLOAD_BYTES", 10 * 1024 * 1024)
 OCR_MAX_PIXELS = env_int("OCR_MAX_PIXELS", 20_000_000)  # decompression-bomb guard

@@ -9,24 +9,34 @@ from recognition.metrics import edit_distance
 from recognition.onnx_recognizer import OnnxRecognizer
 from tests.rendering import png_bytes, render_line
 
-SHIPPED = Path(__file__).resolve().parent.parent / "models" / "arabic-crnn-v1.onnx"
+MODELS = Path(__file__).resolve().parent.parent / "models"
+SHIPPED = MODELS / "arabic-crnn-v1.onnx"
+SHIPPED_INT8 = MODELS / "arabic-crnn-v1-int8.onnx"  # what the service loads by default
 
 
-@pytest.fixture(scope="module")
-def recognizer():
-    assert SHIPPED.exists(), "the trained model must be shipped in models/"
-    return OnnxRecognizer(SHIPPED, threads=1)
+@pytest.fixture(scope="module", params=[SHIPPED, SHIPPED_INT8], ids=["float", "int8"])
+def recognizer(request):
+    assert request.param.exists(), "the trained model must be shipped in models/"
+    return OnnxRecognizer(request.param, threads=1)
+
+
+def test_the_service_default_is_the_shipped_int8_model():
+    from django.conf import settings
+
+    assert Path(settings.OCR_DEFAULT_MODEL).resolve() == SHIPPED_INT8.resolve()
 
 
 def test_model_file_carries_its_metadata(recognizer):
     info = recognizer.info
-    assert info.name == "arabic-crnn-v1" and info.version
+    assert info.name in ("arabic-crnn-v1", "arabic-crnn-v1-int8") and info.version
     assert info.input_height == 48 and info.width_stride == 4 and info.mirror
     assert len(info.alphabet) > 40 and all(d in info.alphabet for d in "0123456789")
     assert info.validation_cer is not None and 0.0 < info.validation_cer < 0.5
     assert "openiti" in info.training_data
     for companion in (".keras", ".json"):
         assert SHIPPED.with_suffix(companion).exists()
+    if "int8" in info.name:
+        assert info.extra["quantization"].startswith("dynamic int8")
     assert (SHIPPED.parent / "MODEL_CARD.md").exists()
 
 
