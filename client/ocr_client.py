@@ -39,10 +39,15 @@ class OcrError(Exception):
         self.status, self.code = status, code
 
 
-def _multipart(fields: list[tuple[str, str, bytes]]) -> tuple[bytes, str]:
+def _multipart(fields: list[tuple[str, str | None, bytes]]) -> tuple[bytes, str]:
+    """Encode (field, filename, data) parts; a None filename makes a plain form field."""
     boundary = uuid.uuid4().hex
     parts = []
     for field, filename, data in fields:
+        if filename is None:
+            parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"\r\n\r\n'.encode()
+                         + data + b"\r\n")
+            continue
         content_type = mimetypes.guess_type(filename)[0] or "application/octet-stream"
         parts.append(
             f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; filename="{Path(filename).name}"\r\n'
@@ -97,12 +102,14 @@ class OcrClient:
     def recognize(self, path: str | Path, model: str | None = None) -> dict:
         fields = [("image", str(path), Path(path).read_bytes())]
         if model:
-            fields.append(("model", "", model.encode()))
+            fields.append(("model", None, model.encode()))
         return self._post("/api/v1/recognitions/", fields)
 
-    def recognize_batch(self, paths: list[str | Path]) -> list[dict]:
+    def recognize_batch(self, paths: list[str | Path], model: str | None = None) -> list[dict]:
         """One request for several files: a result or an error per file, in order."""
-        fields = [("images", str(p), Path(p).read_bytes()) for p in paths]
+        fields: list[tuple[str, str | None, bytes]] = [("images", str(p), Path(p).read_bytes()) for p in paths]
+        if model:
+            fields.append(("model", None, model.encode()))
         return self._post("/api/v1/recognitions/batch/", fields)["results"]
 
 
@@ -189,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def work_batch(chunk: list[Path]) -> None:
         try:
-            answers = client.recognize_batch(chunk)
+            answers = client.recognize_batch(chunk, args.model)
         except (OcrError, OSError) as exc:
             for path in chunk:
                 emit(path, None, str(exc))

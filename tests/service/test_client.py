@@ -64,3 +64,14 @@ def test_client_retries_on_429(monkeypatch, live_server, token, folder):
     files = sorted((folder / "book").glob("*.png"))
     results = [client.recognize(f) for f in files * 2]  # 6 requests at 2/s: some get 429 first
     assert len(results) == 6 and all("text" in r for r in results)
+
+
+def test_client_chooses_a_model(live_server, token, folder):
+    client = ocr_client.OcrClient(live_server.url, token, retries=0)
+    files = sorted((folder / "book").glob("*.png"))
+    version = client.recognize(files[0])["model"]["version"]
+    assert client.recognize(files[1], model=version)["model"]["version"] == version
+    assert all("result" in r for r in client.recognize_batch(files, model=version))
+    with pytest.raises(ocr_client.OcrError) as info:
+        client.recognize(files[2], model="no-such-model")
+    assert info.value.status == 400 and info.value.code == "unknown_model"
