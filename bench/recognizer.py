@@ -77,22 +77,31 @@ def time_tesseract(greys: list[np.ndarray]) -> tuple[list[str], list[float], str
 
 
 def plot(rows: list[dict], path: Path) -> None:
+    """CER against ms per line, one colour per system, points labelled b<batch>/t<threads>."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for row in rows:
-        marker = "s" if row["system"].startswith("tesseract") else ("^" if "int8" in row["system"] else "o")
-        ax.scatter(row["median_ms"], 100 * row["cer"], marker=marker, s=60)
-        ax.annotate(row["label"], (row["median_ms"], 100 * row["cer"]), textcoords="offset points",
-                    xytext=(6, 4), fontsize=8)
+    fig, ax = plt.subplots(figsize=(8, 4.8))
+    systems = list(dict.fromkeys(r["system"] for r in rows))
+    for system in systems:
+        mine = [r for r in rows if r["system"] == system]
+        marker = "s" if system.startswith("tesseract") else ("^" if "int8" in system else "o")
+        ax.scatter([r["median_ms"] for r in mine], [100 * r["cer"] for r in mine], marker=marker, s=55,
+                   label=system)
+        for r in mine:
+            if not system.startswith("tesseract"):
+                ax.annotate(f"b{r['batch']}/t{r['threads']}", (r["median_ms"], 100 * r["cer"]),
+                            textcoords="offset points", xytext=(0, 7 if r["threads"] == 1 else -12),
+                            fontsize=7, ha="center")
     ax.set_xscale("log")
-    ax.set_xlabel("median ms per line (log scale)")
+    ax.set_ylim(0, max(100 * r["cer"] for r in rows) * 1.15)
+    ax.set_xlabel("median ms per line (log scale; b = batch, t = threads)")
     ax.set_ylabel("CER %")
-    ax.set_title("Accuracy vs speed, same lines, same run")
+    ax.set_title("Accuracy vs speed on the same lines, same run")
     ax.grid(True, alpha=0.3)
+    ax.legend(loc="center right")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
