@@ -311,6 +311,9 @@ def train(args) -> int:
     stop_reason = "epochs done"
 
     while state["epoch"] < args.epochs:
+        if budget and time.monotonic() - started > budget:  # no sliver of an epoch at the end
+            stop_reason = f"time budget of {args.max_minutes} minutes used"
+            break
         epoch = state["epoch"] + 1
         rng = np.random.default_rng([args.seed, epoch])
         dataset = batch_dataset(tf, real, synth, ratio, args.batch_size, rng, not args.no_augment, config.height)
