@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from training import evaluate, train
-from training.export import ParityError, check_parity, convert
+from training.export import ParityError, assert_parity, check_parity, convert
 from training.model import PRESETS, WIDTH_STRIDE, build_model, final_height
 
 pytestmark = pytest.mark.slow
@@ -56,12 +56,8 @@ def test_export_parity_check_fails_loudly_on_disagreement(tiny_run):
     line = np.random.default_rng(0).random((32, 64)).astype(np.float32)
     assert check_parity(model, proto.SerializeToString(), [line]) < 1e-4
     other = build_model(PRESETS["tiny"], model.output_shape[-1])  # different (random) weights
-    with pytest.raises(ParityError):
-        from training import export
-
-        worst = check_parity(other, proto.SerializeToString(), [line])
-        if worst > export.PARITY_TOLERANCE:
-            raise ParityError(worst)
+    with pytest.raises(ParityError, match="disagree"):
+        assert_parity(other, proto.SerializeToString(), [line])
 
 
 def test_evaluate_writes_json_markdown_and_worst_lines(tiny_model, rendered_books, tmp_path, capsys):

@@ -76,6 +76,14 @@ def check_parity(keras_model, onnx_bytes: bytes, lines: list[np.ndarray]) -> flo
     return worst
 
 
+def assert_parity(keras_model, onnx_bytes: bytes, lines: list[np.ndarray]) -> float:
+    """``check_parity``, raising ``ParityError`` beyond the tolerance."""
+    worst = check_parity(keras_model, onnx_bytes, lines)
+    if not worst <= PARITY_TOLERANCE:
+        raise ParityError(f"ONNX and Keras disagree by {worst:.3g} (tolerance {PARITY_TOLERANCE})")
+    return worst
+
+
 def export_run(run_dir: Path, out: Path, name: str, version: str, parity_lines: list[np.ndarray],
                checkpoint: str = "best.keras") -> ModelInfo:
     import keras
@@ -105,10 +113,8 @@ def export_run(run_dir: Path, out: Path, name: str, version: str, parity_lines: 
     attach_metadata(proto, info)
     onnx_bytes = proto.SerializeToString()
     if parity_lines:
-        worst = check_parity(model, onnx_bytes, parity_lines)
+        worst = assert_parity(model, onnx_bytes, parity_lines)
         print(f"parity: Keras vs onnxruntime on {len(parity_lines)} lines, max |difference| = {worst:.2e}")
-        if not worst <= PARITY_TOLERANCE:
-            raise ParityError(f"ONNX and Keras disagree by {worst:.3g} (tolerance {PARITY_TOLERANCE})")
     else:
         log.warning("no lines for the parity check: exported without it")
     out.parent.mkdir(parents=True, exist_ok=True)
