@@ -265,3 +265,24 @@ def test_batch_with_the_same_image_twice_stores_it_once(api, line_png):
     results = api.post(URL + "batch/", {"images": files}, format="multipart").json()["results"]
     assert all("result" in r for r in results)
     assert StoredImage.objects.count() == 1 and Recognition.objects.count() == 2
+
+
+def test_throttling_is_shared_across_workers_through_redis(api, settings, monkeypatch):
+    """With REDIS_URL the per-user budget lives in Redis, so every worker counts the same requests."""
+    import redis
+    from rest_framework.throttling import UserRateThrottle
+
+    url = "redis://127.0.0.1:6379/15"
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=2).ping()
+    except redis.exceptions.ConnectionError:
+        pytest.skip("no Redis server on 127.0.0.1:6379")
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": url}}
+    from django.core.cache import cache
+
+    cache.clear()
+    monkeypatch.setattr(UserRateThrottle, "THROTTLE_RATES", {"user": "2/min"})
+    assert api.get(URL).status_code == 200 and api.get(URL).status_code == 200
+    assert any(key.startswith(b":1:throttle_user_") for key in redis.Redis.from_url(url).keys())
+    _assert_error(api.get(URL), 429, "throttled")
+    cache.clear()
