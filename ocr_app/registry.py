@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from recognition.metadata import ModelInfo, ModelMetadataError
@@ -113,10 +113,17 @@ def register_model(path: Path | str, activate: bool = False, force: bool = False
     if existing and existing.sha256 != sha:
         raise RegistryError(f"{info.name} {info.version} is already registered with different contents; "
                             "export the new model with a new --version")
-    version = existing or ModelVersion.objects.create(
-        name=info.name, version=info.version, path=_stored_path(path), sha256=sha,
-        metadata=info.to_props(), validation_cer=info.validation_cer,
-    )
+    if existing is None:
+        try:
+            with transaction.atomic():
+                version = ModelVersion.objects.create(
+                    name=info.name, version=info.version, path=_stored_path(path), sha256=sha,
+                    metadata=info.to_props(), validation_cer=info.validation_cer,
+                )
+        except IntegrityError:  # another worker registered it at the same moment (first start)
+            existing = version = ModelVersion.objects.get(name=info.name, version=info.version)
+    else:
+        version = existing
     if existing:
         report(f"{info.name} {info.version} was already registered")
     else:

@@ -53,11 +53,6 @@ def greedy_decode(probs: np.ndarray) -> DecodedLine:
     return DecodedLine(tuple(labels), tuple(confidences), confidence)
 
 
-def decode_text(probs: np.ndarray, alphabet: Alphabet) -> tuple[str, DecodedLine]:
-    decoded = greedy_decode(probs)
-    return alphabet.decode(decoded.labels), decoded
-
-
 @dataclass(frozen=True)
 class CharacterResult:
     char: str

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 
@@ -82,9 +82,3 @@ class ErrorCounter:
     def wer(self) -> float:
         return self.word_errors / max(self.words, 1)
 
-
-def cer(refs: Iterable[str], hyps: Iterable[str]) -> float:
-    counter = ErrorCounter()
-    for ref, hyp in zip(refs, hyps, strict=True):
-        counter.add(ref, hyp)
-    return counter.cer

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from recognition.alphabet import Alphabet
-from recognition.ctc import decode_text, greedy_decode
+from recognition.ctc import decode_line, greedy_decode
 
 
 def one_hot(path, classes=4, p=0.9):
@@ -36,13 +36,13 @@ def test_line_confidence_is_the_geometric_mean_of_best_path_frames():
 
 
 def test_all_blank_is_empty_text():
-    text, decoded = decode_text(one_hot([0, 0, 0]), Alphabet(["ا", "ب", "ت"]))
-    assert text == "" and decoded.labels == ()
+    result = decode_line(one_hot([0, 0, 0]), Alphabet(["ا", "ب", "ت"]))
+    assert result.text == "" and result.characters == ()
 
 
-def test_decode_text_maps_labels_through_the_alphabet():
-    text, _ = decode_text(one_hot([3, 0, 1, 1, 2]), Alphabet(["ا", "ب", "ت"]))
-    assert text == "تاب"
+def test_decode_line_maps_labels_through_the_alphabet():
+    result = decode_line(one_hot([3, 0, 1, 1, 2]), Alphabet(["ا", "ب", "ت"]))
+    assert result.text == "تاب"
 
 
 def test_rejects_wrong_rank():
@@ -63,8 +63,6 @@ def reading_order_probs(symbols: str, alphabet: Alphabet, confidences: list[floa
 
 
 def test_mirrored_output_with_digits_and_latin_comes_out_in_logical_order():
-    from recognition.ctc import decode_line
-
     alphabet = Alphabet(sorted(set("كتاب سنة ABC123")))
     # What a mirrored model meets reading right to left along "كتاب ABC سنة 123"
     reading = "كتاب CBA سنة 321"
