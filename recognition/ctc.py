@@ -1,13 +1,23 @@
 """Greedy (best-path) CTC decoding with confidences.
 
-Definitions, so clients know what the numbers mean:
+Definitions, so clients know what the numbers mean (README, "Confidences"):
 
-* A character's confidence is the highest softmax probability its class
+* A character's raw score is the highest softmax probability its class
   reached over the consecutive frames that emitted it.
-* A line's confidence is the geometric mean, over all frames, of the best
-  path's per-frame probability (blank frames included): ``exp(mean(log p))``.
-  It equals the best path's probability normalised for line length, so long
-  and short lines are comparable, and one unsure frame pulls it down.
+* A line's raw score estimates the chance that it holds no error at all,
+  ``exp(-E)``, where ``E`` is its expected number of errors: for each emitted
+  character, the chance it is wrong (``1 - raw score``), plus for each gap
+  between emitted characters the largest probability, over the gap's frames,
+  of a character that was not emitted there (mass on neither blank nor the
+  neighbouring characters' classes): a character the best path dropped. So a
+  line is as unsure as its unsure characters and gaps, however many easy blank
+  frames it has (the old geometric mean over all frames was dominated by them).
+* A model calibrated by ``training.calibrate`` carries monotone maps in its
+  metadata (``recognition.calibration``) that turn the raw scores into
+  probabilities measured on a held-out book: a character's confidence is then
+  the probability that it is right, a line's the probability that the whole
+  line is right. An uncalibrated model reports the raw scores. The maps are
+  monotone, so the order of confidences is the same either way.
 """
 
 from __future__ import annotations
@@ -17,7 +27,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .alphabet import BLANK_INDEX, Alphabet
-from .text import reading_order_permutation
+from .calibration import ConfidenceCalibration
+from .text import logical_order_permutation
 
 
 @dataclass(frozen=True)
@@ -26,7 +37,31 @@ class DecodedLine:
 
     labels: tuple[int, ...]
     char_confidences: tuple[float, ...]
-    confidence: float
+    confidence: float  # exp(-expected_errors)
+    expected_errors: float = 0.0
+
+
+def dropped_character_chances(probs: np.ndarray, best: np.ndarray) -> np.ndarray:
+    """For each gap between emitted characters (blank on the best path), the chance it hides one.
+
+    The largest probability, over the gap's frames, that is on neither the blank
+    nor the class of the character emitted just before or just after the gap;
+    mass on those is the same character spread over more frames, not a new one.
+    """
+    frames = np.arange(len(best))
+    emitted = best != BLANK_INDEX
+    if emitted.all():
+        return np.zeros(0)
+    before = np.maximum.accumulate(np.where(emitted, frames, -1))
+    after = np.minimum.accumulate(np.where(emitted, frames, len(best))[::-1])[::-1]
+    label_before = np.where(before >= 0, best[np.maximum(before, 0)], BLANK_INDEX)
+    label_after = np.where(after < len(best), best[np.minimum(after, len(best) - 1)], BLANK_INDEX)
+    other = 1.0 - probs[:, BLANK_INDEX].astype(np.float64)
+    other -= np.where(label_before != BLANK_INDEX, probs[frames, label_before], 0.0)
+    other -= np.where((label_after != BLANK_INDEX) & (label_after != label_before), probs[frames, label_after], 0.0)
+    gap = np.cumsum(emitted)[~emitted]  # frames in one gap share the count of emitted frames before it
+    starts = np.flatnonzero(np.diff(gap, prepend=-1))
+    return np.clip(np.maximum.reduceat(other[~emitted], starts), 0.0, 1.0)
 
 
 def greedy_decode(probs: np.ndarray) -> DecodedLine:
@@ -37,7 +72,6 @@ def greedy_decode(probs: np.ndarray) -> DecodedLine:
         return DecodedLine((), (), 0.0)
     best = probs.argmax(axis=1)
     best_p = probs[np.arange(len(best)), best].astype(np.float64)
-    confidence = float(np.exp(np.mean(np.log(np.maximum(best_p, 1e-12)))))
 
     labels: list[int] = []
     confidences: list[float] = []
@@ -50,7 +84,8 @@ def greedy_decode(probs: np.ndarray) -> DecodedLine:
             else:
                 confidences[-1] = max(confidences[-1], p)
         previous = label
-    return DecodedLine(tuple(labels), tuple(confidences), confidence)
+    expected_errors = float(sum(1.0 - c for c in confidences) + dropped_character_chances(probs, best).sum())
+    return DecodedLine(tuple(labels), tuple(confidences), float(np.exp(-expected_errors)), expected_errors)
 
 
 @dataclass(frozen=True)
@@ -68,15 +103,23 @@ class LineResult:
     characters: tuple[CharacterResult, ...]
 
 
-def decode_line(probs: np.ndarray, alphabet: Alphabet, mirrored: bool = True) -> LineResult:
+def decode_line(probs: np.ndarray, alphabet: Alphabet, mirrored: bool = True,
+                calibration: ConfidenceCalibration | None = None) -> LineResult:
     """One line's softmax output -> text in logical order, confidences moved along.
 
-    A mirrored model emits symbols in right-to-left reading order; the reading
-    order permutation (its own inverse) puts left-to-right runs back.
+    A mirrored model emits symbols in right-to-left reading order;
+    ``logical_order_permutation`` puts left-to-right runs back. With a
+    ``calibration`` (the model's own), confidences are probabilities; without,
+    raw scores.
     """
     decoded = greedy_decode(probs)
     chars = [alphabet.characters[label - 1] for label in decoded.labels]
-    order = reading_order_permutation("".join(chars)) if mirrored else list(range(len(chars)))
-    characters = tuple(CharacterResult(chars[i], round(decoded.char_confidences[i], 4)) for i in order)
-    return LineResult(text="".join(c.char for c in characters), confidence=round(decoded.confidence, 4),
+    order = logical_order_permutation("".join(chars)) if mirrored else list(range(len(chars)))
+    char_confidences = np.asarray(decoded.char_confidences, np.float64)
+    confidence = decoded.confidence
+    if calibration is not None:
+        char_confidences = calibration.character(char_confidences)
+        confidence = float(calibration.line(confidence))
+    characters = tuple(CharacterResult(chars[i], round(float(char_confidences[i]), 4)) for i in order)
+    return LineResult(text="".join(c.char for c in characters), confidence=round(confidence, 4),
                       characters=characters)

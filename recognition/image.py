@@ -20,6 +20,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 DEFAULT_MAX_PIXELS = 40_000_000
 NORMALISATION = "grey-ink1-paper0-trim-mirror-v1"
+# Image formats we read, by file suffix (folders of lines, the CLI, exports).
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".gif")
 
 
 class ImageError(ValueError):
@@ -31,13 +33,43 @@ class ImageError(ValueError):
         self.message = message
 
 
-def load_grey(source, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+@dataclass(frozen=True)
+class LineLimits:
+    """What we accept as one text line, so that no upload can make us allocate gigabytes.
+
+    The model's input grows with the line's width after scaling to the model
+    height: a 1-pixel-high strip 50,000 pixels wide would become 2.4 million
+    columns (gigabytes of activations). ``max_width`` bounds that width (model
+    pixels) and ``min_height`` the source height, below which there is no line
+    to read. Checked on the image header before decoding and again on the
+    trimmed line before scaling.
+    """
+
+    max_width: int = 4000
+    min_height: int = 8
+
+    def check_size(self, width: int, height: int, model_height: int) -> None:
+        if height < self.min_height:
+            raise ImageError("not_a_line_image", f"the image is {height} pixels high; a text line needs at least "
+                                                 f"{self.min_height}")
+        self.check_width(width * model_height / height, f"a {width}x{height} image")
+
+    def check_width(self, scaled_width: float, what: str = "the line") -> None:
+        if scaled_width > self.max_width:
+            raise ImageError("not_a_line_image",
+                             f"{what} is {scaled_width:.0f} pixels wide at the model's height; the limit is "
+                             f"{self.max_width} (send one text line per image)")
+
+
+def load_grey(source, max_pixels: int = DEFAULT_MAX_PIXELS, check_size=None) -> np.ndarray:
     """Decode an image (path, bytes or binary file) to a 2-D uint8 grey array.
 
     Accepts every single-frame image Pillow reads: 1-bit, palette, grey with or
     without alpha, 16-bit and 32-bit grey, RGB(A), CMYK, EXIF-rotated. Alpha is
     composited over white paper. Rejects empty, truncated, multi-frame and
     over-large images with a clear ``ImageError`` instead of guessing.
+    ``check_size(width, height)``, if given, may reject the image (raising
+    ``ImageError``) from its header, before any pixel is decoded.
     """
     if isinstance(source, (bytes, bytearray, memoryview)):
         if len(source) == 0:
@@ -66,6 +98,8 @@ def load_grey(source, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
             )
         if width == 0 or height == 0:
             raise ImageError("empty_image", "the image has no pixels")
+        if check_size is not None:
+            check_size(width, height)
         if getattr(image, "n_frames", 1) > 1:
             raise ImageError(
                 "multi_frame_image",
@@ -75,13 +109,13 @@ def load_grey(source, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
             image.load()
         except (OSError, SyntaxError, ValueError) as exc:
             raise ImageError("corrupt_image", f"the image data is truncated or corrupt ({exc})") from None
-        return _to_grey(ImageOps.exif_transpose(image))
+        return to_grey(ImageOps.exif_transpose(image))
     finally:
         if stream is not source:
             stream.close()
 
 
-def _to_grey(image: Image.Image) -> np.ndarray:
+def to_grey(image: Image.Image) -> np.ndarray:
     if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
         array = np.asarray(image, dtype=np.float64)
         top = 65535.0 if image.mode.startswith("I;16") or array.max() > 255 else 255.0
@@ -129,12 +163,18 @@ def _trim(ink: np.ndarray, threshold: float = 0.25) -> np.ndarray:
     return np.pad(ink, margin)
 
 
-def preprocess(grey: np.ndarray, config: PreprocessConfig = PreprocessConfig()) -> np.ndarray:
-    """Grey line image (H x W uint8) -> model input (height x W' float32)."""
+def preprocess(grey: np.ndarray, config: PreprocessConfig = PreprocessConfig(),
+               limits: LineLimits = LineLimits()) -> np.ndarray:
+    """Grey line image (H x W uint8) -> model input (height x W' float32).
+
+    Raises ``ImageError("not_a_line_image")`` beyond ``limits``, before scaling.
+    """
     if grey.ndim != 2:
         raise ValueError(f"expected a 2-D grey image, got shape {grey.shape}")
+    limits.check_size(grey.shape[1], grey.shape[0], config.height)
     ink = _trim(ink_map(grey))
     h, w = ink.shape
+    limits.check_width(w * config.height / h, "the line, blank margins trimmed")
     new_w = max(1, int(round(w * config.height / h)))
     interpolation = cv2.INTER_AREA if h > config.height else cv2.INTER_LINEAR
     line = cv2.resize(ink, (new_w, config.height), interpolation=interpolation)

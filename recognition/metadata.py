@@ -11,6 +11,7 @@ import json
 from dataclasses import asdict, dataclass, field
 
 from .alphabet import Alphabet
+from .calibration import ConfidenceCalibration
 from .image import NORMALISATION, PreprocessConfig
 
 TEXT_NORMALISATION = "nfc-fold-presentation-forms-drop-harakat-ascii-digits-v2"
@@ -39,6 +40,11 @@ class ModelInfo:
     def preprocess_config(self) -> PreprocessConfig:
         return PreprocessConfig(height=self.input_height, mirror=self.mirror,
                                 normalisation=self.normalisation)
+
+    @property
+    def calibration(self) -> ConfidenceCalibration | None:
+        """The confidence calibration stored by ``training.calibrate``, if any."""
+        return ConfidenceCalibration.from_props(self.extra)
 
     def to_props(self) -> dict[str, str]:
         props = {

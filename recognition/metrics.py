@@ -1,4 +1,4 @@
-"""Character and word error rates, and the alignments behind them."""
+"""Character and word error rates, and the alignments behind them (Levenshtein, via rapidfuzz)."""
 
 from __future__ import annotations
 
@@ -6,47 +6,33 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from rapidfuzz.distance import Levenshtein
+
 
 def edit_operations(ref: Sequence, hyp: Sequence) -> list[tuple[str, object, object]]:
-    """Levenshtein alignment of ``hyp`` against ``ref``.
+    """A minimal alignment of ``hyp`` against ``ref``.
 
     Returns (op, ref_item, hyp_item) with op in equal/sub/del/ins; del is a
     reference item the hypothesis lacks, ins an extra hypothesis item.
     """
-    n, m = len(ref), len(hyp)
-    dist = [[0] * (m + 1) for _ in range(n + 1)]
-    for i in range(n + 1):
-        dist[i][0] = i
-    for j in range(m + 1):
-        dist[0][j] = j
-    for i in range(1, n + 1):
-        row, prev, r = dist[i], dist[i - 1], ref[i - 1]
-        for j in range(1, m + 1):
-            row[j] = min(prev[j] + 1, row[j - 1] + 1, prev[j - 1] + (r != hyp[j - 1]))
-    ops = []
-    i, j = n, m
-    while i > 0 or j > 0:
-        if i > 0 and j > 0 and dist[i][j] == dist[i - 1][j - 1] + (ref[i - 1] != hyp[j - 1]):
-            ops.append(("equal" if ref[i - 1] == hyp[j - 1] else "sub", ref[i - 1], hyp[j - 1]))
-            i, j = i - 1, j - 1
-        elif i > 0 and dist[i][j] == dist[i - 1][j] + 1:
-            ops.append(("del", ref[i - 1], None))
-            i -= 1
+    ops: list[tuple[str, object, object]] = []
+    for block in Levenshtein.opcodes(ref, hyp):
+        if block.tag == "equal":
+            ops.extend(("equal", ref[i], hyp[j]) for i, j in zip(range(block.src_start, block.src_end),
+                                                                  range(block.dest_start, block.dest_end)))
+        elif block.tag == "replace":
+            ops.extend(("sub", ref[i], hyp[j]) for i, j in zip(range(block.src_start, block.src_end),
+                                                                range(block.dest_start, block.dest_end)))
+        elif block.tag == "delete":
+            ops.extend(("del", ref[i], None) for i in range(block.src_start, block.src_end))
         else:
-            ops.append(("ins", None, hyp[j - 1]))
-            j -= 1
-    ops.reverse()
+            ops.extend(("ins", None, hyp[j]) for j in range(block.dest_start, block.dest_end))
     return ops
 
 
 def edit_distance(ref: Sequence, hyp: Sequence) -> int:
-    previous = list(range(len(hyp) + 1))
-    for i, r in enumerate(ref, 1):
-        current = [i]
-        for j, h in enumerate(hyp, 1):
-            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (r != h)))
-        previous = current
-    return previous[-1]
+    """Insertions + deletions + substitutions turning ``ref`` into ``hyp`` (strings or word lists)."""
+    return Levenshtein.distance(ref, hyp)
 
 
 @dataclass
@@ -81,4 +67,3 @@ class ErrorCounter:
     @property
     def wer(self) -> float:
         return self.word_errors / max(self.words, 1)
-

@@ -27,15 +27,19 @@ Policy (used for training labels, evaluation and service output alike):
 Reading order: labels and output are in logical (Unicode) order. The model
 reads a horizontally mirrored line, i.e. right to left, so for pure Arabic its
 symbol sequence *is* logical order. Left-to-right runs inside the line (digits,
-Latin words) are met last-character-first; ``reading_order`` reverses exactly
-those runs, and since it is its own inverse the same function maps model output
-back to logical order.
+Latin words) are met last-character-first. ``reading_order`` (labels) and
+``logical_order`` (model output) map between the two orders with the embedding
+levels of the complete Unicode Bidirectional Algorithm (python-bidi's Rust
+implementation, which agrees with FriBiDi, the library that lays out our
+synthetic lines); permutations let confidences travel with their characters.
 """
 
 from __future__ import annotations
 
 import re
 import unicodedata
+
+from bidi import get_display
 
 _BIDI_AND_INVISIBLE = dict.fromkeys(
     map(ord, "\u200b\u200c\u200d\u200e\u200f\u202a\u202b\u202c\u202d\u202e"
@@ -73,77 +77,100 @@ def strip_tatweel(text: str) -> str:
 
 # --- reading order -----------------------------------------------------------
 
-_STRONG_LTR = {"L"}
-_NUMBER = {"EN", "AN"}
-_NUMBER_SEPARATOR = {"ES", "CS"}  # + - , . : / between digits stay in the number
-_NUMBER_TERMINATOR = {"ET"}       # % $ # next to digits belong to the number
+# Only these classes can end up at an even (left-to-right) level in a
+# right-to-left paragraph without explicit embeddings; a line without any of
+# them is read in logical order as it is.
+_CAN_RUN_LEFT_TO_RIGHT = {"L", "EN", "AN"}
+# L1: whitespace (and isolate marks) before the end of a line go back to the
+# paragraph level.
+_TRAILING_RESET = {"WS", "FSI", "LRI", "RLI", "PDI", "BN"}
+_DEBUG_LEVELS = re.compile(r"Level\(\s*(\d+),?\s*\)")
+_RTL_PARAGRAPH = 1
 
 
-def _is_ltr_level(text: str) -> list[bool]:
-    """For each character of a right-to-left line: is it displayed left to right?
+def embedding_levels(text: str) -> list[int]:
+    """Resolved Unicode bidi embedding level of each character of a right-to-left line.
 
-    A reduced Unicode Bidirectional Algorithm for a paragraph of base direction
-    RTL with no explicit embeddings (they were stripped by ``normalize_text``):
-    rules W4/W5 (separators and terminators joined to numbers), N1 (neutrals
-    between two strong L become L; numbers count as R for neutrals) and I2
-    (L and numbers are raised to an even level inside an RTL paragraph).
+    The levels come from python-bidi's Rust implementation (the ``unicode-bidi``
+    crate, the complete UAX #9 with bracket pairs), which agrees with FriBiDi,
+    the library raqm lays our synthetic lines out with. python-bidi hands its
+    levels out only through ``get_display(..., debug=True)``, one per UTF-8
+    byte; we take each character's first byte and apply rule L1 (trailing
+    whitespace back to the paragraph level) ourselves, as a line is laid out.
     """
-    classes = [unicodedata.bidirectional(ch) or "ON" for ch in text]
-    n = len(classes)
-    # W4: a single separator between two numbers joins them.
-    for i in range(1, n - 1):
-        if classes[i] in _NUMBER_SEPARATOR and classes[i - 1] in _NUMBER and classes[i + 1] in _NUMBER:
-            classes[i] = classes[i - 1]
-    # W5: terminators adjacent to a number become part of it.
-    for i in range(n):
-        if classes[i] in _NUMBER_TERMINATOR:
+    if not any(unicodedata.bidirectional(ch) in _CAN_RUN_LEFT_TO_RIGHT for ch in text):
+        return [_RTL_PARAGRAPH] * len(text)
+    report = get_display(text, base_dir="R", debug=True)
+    levels_section = report.split("levels: [", 1)[1].split("paragraphs:", 1)[0]
+    byte_levels = [int(level) for level in _DEBUG_LEVELS.findall(levels_section)]
+    if len(byte_levels) != len(text.encode("utf-8")):
+        raise RuntimeError("python-bidi's debug report changed shape: pin the version requirements.txt names")
+    levels, offset = [], 0
+    for ch in text:
+        levels.append(byte_levels[offset])
+        offset += len(ch.encode("utf-8"))
+    for i in range(len(text) - 1, -1, -1):
+        if unicodedata.bidirectional(text[i]) not in _TRAILING_RESET:
+            break
+        levels[i] = _RTL_PARAGRAPH
+    return levels
+
+
+def _right_to_left_order(levels: list[int]) -> list[int]:
+    """Rule L2 (reverse every run at or above each odd level), then read right to left."""
+    order = list(range(len(levels)))
+    if not levels:
+        return order
+    lowest_odd = min(level for level in levels) | 1
+    for level in range(max(levels), lowest_odd - 1, -1):
+        i = 0
+        while i < len(order):
+            if levels[order[i]] < level:
+                i += 1
+                continue
             j = i
-            while j < n and classes[j] in _NUMBER_TERMINATOR:
+            while j < len(order) and levels[order[j]] >= level:
                 j += 1
-            k = i - 1
-            if (j < n and classes[j] == "EN") or (k >= 0 and classes[k] == "EN"):
-                for m in range(i, j):
-                    classes[m] = "EN"
-    is_ltr = [c in _STRONG_LTR or c in _NUMBER for c in classes]
-    # N1: a run of neutrals between two strong L characters takes direction L.
-    i = 0
-    while i < n:
-        if is_ltr[i]:
-            i += 1
-            continue
-        j = i
-        while j < n and not is_ltr[j] and classes[j] not in ("R", "AL"):
-            j += 1
-        before = classes[i - 1] if i > 0 else None
-        after = classes[j] if j < n else None
-        if j > i and before == "L" and after == "L":
-            for m in range(i, j):
-                is_ltr[m] = True
-        i = max(j, i + 1)
-    return is_ltr
+            order[i:j] = order[i:j][::-1]
+            i = j
+    return order[::-1]  # L2 gives left-to-right display order; a reader of Arabic starts at the right
 
 
 def reading_order_permutation(text: str) -> list[int]:
-    """Indices into ``text`` in right-to-left reading order (an involution).
+    """Indices into logical ``text`` in the order a reader meets them, right to left.
 
-    Every maximal left-to-right run of a right-to-left line is reversed, so for
-    ``"سنة 123"`` the reader moving right to left along the printed line meets
-    "3" before "1". Applying the permutation twice gives the identity, so the
-    same function maps logical order to reading order and back.
+    ``"سنة 123"`` is met as "سنة 321": left-to-right runs (numbers, Latin) come
+    last character first. This is the order the model, reading a mirrored
+    line, emits its symbols in, so training labels are built with it.
     """
-    levels = _is_ltr_level(text)
-    order: list[int] = []
-    i = 0
-    while i < len(text):
-        j = i
-        while j < len(text) and levels[j] == levels[i]:
-            j += 1
-        run = list(range(i, j))
-        order.extend(reversed(run) if levels[i] else run)
-        i = j
-    return order
+    return _right_to_left_order(embedding_levels(text))
+
+
+def logical_order_permutation(reading: str) -> list[int]:
+    """Indices into ``reading`` (right-to-left reading order) in logical order.
+
+    The inverse of ``reading_order``: model output -> logical text, with any
+    per-character values (confidences) carried along by the caller. The bidi
+    algorithm is not its own inverse on strings (the levels of "321 CBA" are
+    not those of "ABC 123"), so the runs are found by resolving the levels of
+    the reading-order string itself and the permutation is inverted. That is
+    exact for Arabic with numbers and punctuation (the model's alphabet).
+    Where Latin words sit beside numbers two logical strings can share one
+    reading order ("ABC 123" and "123 ABC" print alike, as "ABC 123"); the one
+    returned is laid out as the reading given.
+    """
+    order = _right_to_left_order(embedding_levels(reading))
+    inverse = [0] * len(order)
+    for position, index in enumerate(order):
+        inverse[index] = position
+    return inverse
 
 
 def reading_order(text: str) -> str:
-    """Logical order <-> right-to-left reading order; see the permutation."""
+    """Logical text -> the order a right-to-left reader meets its characters."""
     return "".join(text[i] for i in reading_order_permutation(text))
+
+
+def logical_order(reading: str) -> str:
+    """Right-to-left reading order (model output) -> logical Unicode text."""
+    return "".join(reading[i] for i in logical_order_permutation(reading))

@@ -15,7 +15,9 @@ def test_serving_stack_imports_without_tensorflow():
         "os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'ocr_project.settings')\n"
         "django.setup()\n"
         "import ocr_project.urls, ocr_app.apis, ocr_app.services, ocr_app.admin, ocr_app.engine, ocr_app.registry\n"
-        "import ocr_app.exports, client.ocr_client, recognition.onnx_recognizer\n"
+        "import ocr_app.exports, client.ocr_client, recognition.recognizer\n"
+        "import recognition.page, recognition.page_loader, recognition.page_formats, recognition.layout\n"
+        "import recognition.page_select, ocr_project.celery, ocr_app.jobs.tasks, ocr_app.jobs.services\n"
         f"loaded = sorted(m for m in sys.modules if m.split('.')[0] in {HEAVY!r})\n"
         "print(','.join(loaded))\n"
     )

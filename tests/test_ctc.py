@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 from recognition.alphabet import Alphabet
+from recognition.calibration import ConfidenceCalibration, MonotoneMap
 from recognition.ctc import decode_line, greedy_decode
 
 
@@ -28,11 +29,36 @@ def test_character_confidence_is_the_best_frame_of_its_run():
     assert decoded.char_confidences == pytest.approx((0.8, 0.9))
 
 
-def test_line_confidence_is_the_geometric_mean_of_best_path_frames():
-    probs = one_hot([1, 0, 2, 0])
+def test_line_confidence_is_the_chance_of_no_error():
+    probs = one_hot([1, 0, 2, 0])  # other classes 0.1 / 3 each
     probs[2] = [0.1, 0.1, 0.5, 0.3]
-    expected = (0.9 * 0.9 * 0.5 * 0.9) ** 0.25
-    assert greedy_decode(probs).confidence == pytest.approx(expected, rel=1e-6)
+    other = 0.1 / 3
+    # characters: 1 - 0.9 and 1 - 0.5; gap between them: mass on neither blank, 1 nor 2;
+    # gap after the last: mass on neither blank nor 2
+    expected_errors = 0.1 + 0.5 + other + 2 * other
+    decoded = greedy_decode(probs)
+    assert decoded.expected_errors == pytest.approx(expected_errors, rel=1e-6)
+    assert decoded.confidence == pytest.approx(np.exp(-expected_errors), rel=1e-6)
+
+
+def test_easy_blank_frames_do_not_raise_the_line_confidence():
+    unsure = one_hot([1, 0, 2, 0], p=0.99)
+    unsure[2] = [0.05, 0.0, 0.55, 0.4]
+    padded = np.concatenate([one_hot([0] * 40, p=0.999), unsure, one_hot([0] * 40, p=0.999)])
+    assert greedy_decode(padded).confidence == pytest.approx(greedy_decode(unsure).confidence, abs=0.01)
+    assert greedy_decode(padded).confidence < 0.65
+
+
+def test_a_character_the_best_path_dropped_lowers_the_line_confidence():
+    sure = one_hot([1, 0, 0, 0, 2], p=0.99)
+    dropped = sure.copy()
+    dropped[2] = [0.55, 0.0, 0.0, 0.45]  # blank wins, but a third character nearly made it
+    assert greedy_decode(dropped).labels == greedy_decode(sure).labels == (1, 2)
+    assert greedy_decode(dropped).expected_errors - greedy_decode(sure).expected_errors == pytest.approx(0.45, abs=0.02)
+    # the same character spread over the next frame is not a new character
+    spread = sure.copy()
+    spread[3] = [0.55, 0.0, 0.45, 0.0]
+    assert greedy_decode(spread).expected_errors == pytest.approx(greedy_decode(sure).expected_errors, abs=0.02)
 
 
 def test_all_blank_is_empty_text():
@@ -75,3 +101,17 @@ def test_mirrored_output_with_digits_and_latin_comes_out_in_logical_order():
     assert by_char["A"] == pytest.approx(confidences[reading.index("A")], abs=1e-4)
     unmirrored = decode_line(reading_order_probs(reading, alphabet, confidences), alphabet, mirrored=False)
     assert unmirrored.text == reading
+
+
+def test_decode_line_applies_the_model_calibration_without_reordering():
+    alphabet = Alphabet(["ا", "ب", "ت"])
+    probs = one_hot([1, 0, 2, 0, 3], p=0.95)
+    probs[2] = [0.05, 0.0, 0.6, 0.35]
+    calibration = ConfidenceCalibration(character=MonotoneMap((0.5, 1.0), (0.2, 0.9)),
+                                        line=MonotoneMap((0.0, 1.0), (0.0, 0.5)))
+    raw = decode_line(probs, alphabet)
+    calibrated = decode_line(probs, alphabet, calibration=calibration)
+    assert calibrated.text == raw.text
+    for r, c in zip(raw.characters, calibrated.characters):
+        assert c.confidence == pytest.approx(0.2 + (r.confidence - 0.5) / 0.5 * 0.7, abs=1e-4)
+    assert calibrated.confidence == pytest.approx(raw.confidence / 2, abs=1e-4)

@@ -8,19 +8,22 @@ import pytest
 from PIL import features
 
 from recognition.alphabet import Alphabet
-from recognition.text import normalize_text, reading_order
+from recognition.line_data import SkipReport, iter_samples, matches_source
+from recognition.text import logical_order, normalize_text
 from tests.conftest import write_line_folder
 from tests.rendering import font, render_line
 from training import preprocess, synth
 from training.corpus import TextCorpus
-from training.line_data import SkipReport, iter_samples, matches_source
 from training.shards import read_manifest, read_split
 
 
 def test_round_trip_render_preprocess_arrays_labels(tiny_arrays):
     """render -> preprocess -> shards -> labels decode back to the transcription."""
+    from training.labels import encode_labels
+
     manifest = read_manifest(tiny_arrays)
     alphabet = Alphabet(json.loads((tiny_arrays / "alphabet.json").read_text(encoding="utf-8"))["characters"])
+    assert set("".join(line.text for line in read_split(tiny_arrays, "val"))) <= set(alphabet.characters)
     lines = read_split(tiny_arrays, "train") + read_split(tiny_arrays, "val")
     assert len(lines) == manifest["splits"]["train"]["lines"] + manifest["splits"]["val"]["lines"] == 52
     for line in lines:
@@ -28,10 +31,8 @@ def test_round_trip_render_preprocess_arrays_labels(tiny_arrays):
         # labels are stored in reading order; undoing it gives the logical text back
         # (held-out lines keep characters unseen in training in their text only)
         known = "".join(c for c in line.text if c in alphabet)
-        assert reading_order(alphabet.decode(line.labels.tolist())) == known
+        assert logical_order(alphabet.decode(encode_labels(line.text, alphabet).tolist())) == known
         assert line.text == normalize_text(line.text)
-    assert all(reading_order(alphabet.decode(l.labels.tolist())) == l.text
-               for l in read_split(tiny_arrays, "train"))
     for entry in manifest["splits"]["train"]["shards"]:
         assert len(entry["sha256"]) == 64
 
@@ -68,16 +69,15 @@ def test_skips_are_reported_with_reasons(tmp_path, capsys):
     assert "skipped: 4" in report and "missing transcription" in report
 
 
-def test_fixed_alphabet_skips_lines_with_other_characters(tmp_path):
-    src = tmp_path / "book"
-    write_line_folder(src, ["باب", "كتاب ڤ"], "Amiri-Regular")
-    alphabet = tmp_path / "alphabet.json"
-    alphabet.write_text(json.dumps({"characters": list("باتك ")}), encoding="utf-8")
-    out = tmp_path / "arrays"
-    preprocess.main([str(src), "--out", str(out), "--alphabet", str(alphabet), "--workers", "1"])
-    manifest = read_manifest(out)
-    assert manifest["skipped"]["by_reason"] == {"characters outside the alphabet": 1}
-    assert "ڤ" in manifest["skipped"]["examples"]["characters outside the alphabet"][0]
+def test_training_alphabet_leaves_rare_characters_out_and_labels_follow_reading_order():
+    from training.labels import alphabet_from_texts, encode_labels
+
+    alphabet = alphabet_from_texts(["باب كتاب", "كتاب ڤ 12", "باب 12"], min_count=2)
+    assert "ڤ" not in alphabet and set("باتك 12") <= set(alphabet.characters)
+    labels = encode_labels("باب 12", alphabet)
+    # reading order: the Arabic from the right, then the number's digits met from its right end
+    assert alphabet.decode(labels.tolist()) == "باب 21"
+    assert alphabet.decode(encode_labels("كتاب ڤ", alphabet).tolist()) == "كتاب "  # unknown dropped
 
 
 def test_manifest_input(tmp_path):

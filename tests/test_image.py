@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from recognition.image import ImageError, PreprocessConfig, load_grey, preprocess
+from recognition.image import ImageError, LineLimits, PreprocessConfig, load_grey, preprocess
 from tests.rendering import png_bytes, render_line
 
 LINE = render_line("قال أبو محمد سنة 123")
@@ -39,13 +39,19 @@ def test_aspect_ratio_is_kept():
     assert line.shape[1] / line.shape[0] == pytest.approx(ink_aspect, rel=0.25)
 
 
-@pytest.mark.parametrize("size", [(1, 1), (3, 200), (5000, 4), (17, 9)])
-def test_odd_sizes_do_not_crash(size):
+@pytest.mark.parametrize("size, is_a_line", [((1, 1), False), ((3, 200), True), ((5000, 4), False),
+                                             ((17, 9), True), ((3000, 100), False)])
+def test_odd_sizes_give_a_line_or_a_clear_refusal(size, is_a_line):
     w, h = size
     grey = np.full((h, w), 255, np.uint8)
     grey[h // 2, :] = 0
-    out = preprocess(load_grey(png_bytes(grey)))
-    assert out.shape[0] == 48 and out.shape[1] >= 1
+    if is_a_line:
+        out = preprocess(load_grey(png_bytes(grey)))
+        assert out.shape[0] == 48 and 1 <= out.shape[1] <= LineLimits().max_width
+    else:
+        with pytest.raises(ImageError) as refused:
+            preprocess(load_grey(png_bytes(grey)))
+        assert refused.value.code == "not_a_line_image"
 
 
 def test_sixteen_bit_grey_matches_eight_bit():

@@ -26,11 +26,12 @@ def test_jsonl_over_folders_recursively(tmp_path, tiny_model):
     write_line_folder(tmp_path / "pages" / "b" / "deeper", ["ثم دخلت سنة"], "Amiri-Regular")
     (tmp_path / "pages" / "b" / "broken.png").write_bytes(b"")
     result = run_recognize("--jsonl", "--model", str(tiny_model), str(tmp_path / "pages"))
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 1, result.stderr  # a file failed: scripts must be able to tell
     records = [json.loads(line) for line in result.stdout.splitlines()]
     assert len(records) == 4
     ok = [r for r in records if "text" in r]
-    assert len(ok) == 3 and all(set(r) == {"file", "text", "confidence"} for r in ok)
+    assert len(ok) == 3 and all(set(r) == {"file", "text", "confidence", "characters"} for r in ok)
+    assert all("".join(c["char"] for c in r["characters"]) == r["text"] for r in ok)
     assert {Path(r["file"]).name for r in ok} == {"000000.png", "000001.png"}
     assert [r["error"]["code"] for r in records if "error" in r] == ["empty_file"]
     assert "1 of 4 files could not be read" in result.stderr

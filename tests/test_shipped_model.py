@@ -5,19 +5,19 @@ from pathlib import Path
 
 import pytest
 
+from recognition import Recognizer
 from recognition.metrics import edit_distance
-from recognition.onnx_recognizer import OnnxRecognizer
 from tests.rendering import png_bytes, render_line
 
 MODELS = Path(__file__).resolve().parent.parent / "models"
-SHIPPED = MODELS / "arabic-crnn-v1.onnx"
-SHIPPED_INT8 = MODELS / "arabic-crnn-v1-int8.onnx"  # what the service loads by default
+SHIPPED = MODELS / "arabic-crnn-v2.onnx"
+SHIPPED_INT8 = MODELS / "arabic-crnn-v2-int8.onnx"  # what the service loads by default
 
 
 @pytest.fixture(scope="module", params=[SHIPPED, SHIPPED_INT8], ids=["float", "int8"])
 def recognizer(request):
     assert request.param.exists(), "the trained model must be shipped in models/"
-    return OnnxRecognizer(request.param, threads=1)
+    return Recognizer(request.param, threads=1)
 
 
 def test_the_service_default_is_the_shipped_int8_model():
@@ -28,7 +28,7 @@ def test_the_service_default_is_the_shipped_int8_model():
 
 def test_model_file_carries_its_metadata(recognizer):
     info = recognizer.info
-    assert info.name in ("arabic-crnn-v1", "arabic-crnn-v1-int8") and info.version
+    assert info.name in ("arabic-crnn-v2", "arabic-crnn-v2-int8") and info.version
     assert info.input_height == 48 and info.width_stride == 4 and info.mirror
     assert len(info.alphabet) > 40 and all(d in info.alphabet for d in "0123456789")
     assert info.validation_cer is not None and 0.0 < info.validation_cer < 0.5

@@ -13,8 +13,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from recognition.image import ImageError, load_grey
-
-from .line_data import SkipReport, iter_samples
+from recognition.line_data import SkipReport, iter_samples
 
 WIDTH = 1400
 LINE_HEIGHT = 64

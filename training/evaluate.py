@@ -4,9 +4,12 @@
         --out runs/eval-v1
 
 Reads line folders or manifests (as ``training.preprocess`` does), recognises
-through the same ``OnnxRecognizer`` the service uses, and writes
-``evaluation.json``, ``evaluation.md`` and ``worst-lines.png`` to ``--out``.
-CER is reported raw and with harakat and tatweel removed from both sides.
+through the same ``Recognizer`` the service uses, and writes
+``evaluation.json``, ``evaluation.md``, ``worst-lines.png`` and
+``reliability.png`` to ``--out``. CER is reported raw and with harakat and
+tatweel removed from both sides; the confidences as served are measured per
+source (``training.calibrate.confidence_measures``: calibration error per
+character and per line, share of the errors in the lowest-confidence 10%).
 """
 
 from __future__ import annotations
@@ -20,10 +23,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from recognition.ctc import LineResult
+from recognition.line_data import LineSample, SkipReport, iter_samples
 from recognition.metrics import ErrorCounter
 from recognition.text import normalize_text, strip_harakat, strip_tatweel
-
-from .line_data import LineSample, SkipReport, iter_samples
 
 
 @dataclass
@@ -69,27 +72,20 @@ def score(samples: Sequence[LineSample], hypotheses: Sequence[str]) -> tuple[dic
 
 
 def recognise_all(model_path: str, samples: Sequence[LineSample], threads: int = 0,
-                  progress: bool = True) -> tuple[list[str], float]:
+                  progress: bool = True) -> tuple[list[LineResult | None], float]:
+    """One result per sample (None for an unreadable image), and the seconds it took."""
     from tqdm import tqdm
 
-    from recognition.image import ImageError
-    from recognition.onnx_recognizer import OnnxRecognizer
+    from recognition.recognizer import Recognizer
 
-    recognizer = OnnxRecognizer(model_path, threads=threads or None)
-    hypotheses = []
+    recognizer = Recognizer(model_path, threads=threads or None)
+    readings: list[LineResult | None] = []
     start = time.perf_counter()
     chunk = 32
     for i in tqdm(range(0, len(samples), chunk), unit="batch", file=sys.stderr, disable=not progress or None):
-        lines, ok = [], []
-        for sample in samples[i: i + chunk]:
-            try:
-                lines.append(recognizer.prepare(sample.image_path))
-                ok.append(True)
-            except ImageError:
-                ok.append(False)
-        results = iter(recognizer.recognize_arrays(lines) if lines else [])
-        hypotheses.extend(next(results).text if good else "" for good in ok)
-    return hypotheses, time.perf_counter() - start
+        outcomes = recognizer.recognize([sample.image_path for sample in samples[i: i + chunk]])
+        readings.extend(o if isinstance(o, LineResult) else None for o in outcomes)
+    return readings, time.perf_counter() - start
 
 
 def to_markdown(title: str, table: dict) -> str:
@@ -103,6 +99,55 @@ def to_markdown(title: str, table: dict) -> str:
         rows.append(", ".join(f"`{c['reference'] or '∅'}`->`{c['hypothesis'] or '∅'}` x{c['count']}"
                               for c in confusions[:15]))
     return "\n".join(rows) + "\n"
+
+
+def measure_confidences(samples: Sequence[LineSample], readings: Sequence[LineResult | None]) -> dict:
+    """Per source and overall: do the served confidences point at the errors, and match observed rates?"""
+    from .calibrate import confidence_measures, outcome
+
+    by_source: dict[str, list[tuple[LineResult, object]]] = defaultdict(list)
+    for sample, reading in zip(samples, readings, strict=True):
+        if reading is not None:
+            pair = (reading, outcome(sample.text, reading))
+            by_source[sample.source].append(pair)
+            by_source["all"].append(pair)
+    return {source: confidence_measures([r for r, _ in pairs], [o for _, o in pairs])
+            for source, pairs in sorted(by_source.items(), key=lambda kv: (kv[0] == "all", kv[0]))}
+
+
+def confidence_markdown(confidence: dict) -> str:
+    rows = ["Confidences as served: calibration error (ECE) per recognised character (is it right?) and per "
+            "line (is it exactly right?), and the share of all character errors in the lowest-confidence 10% "
+            "of lines (random order: 10%; best possible: a perfect ranking).", "",
+            "| source | character ECE | line ECE | errors in lowest 10% | best possible |", "|---|---:|---:|---:|---:|"]
+    for source, m in confidence.items():
+        rows.append(f"| {source} | {100 * m['character_ece']:.2f}% | {100 * m['line_ece']:.2f}% | "
+                    f"{100 * m['error_share_lowest_10pct']:.1f}% | {100 * m['error_share_best_possible']:.1f}% |")
+    return "\n".join(rows) + "\n"
+
+
+def plot_reliability(confidence: dict, path: Path, title: str) -> None:
+    """Reliability diagrams (characters, lines), one curve per source."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, 2, figsize=(10, 4.6))
+    for ax, kind, observed in ((axes[0], "character", "share of characters right"),
+                               (axes[1], "line", "share of lines exactly right")):
+        ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls="--")
+        for source, m in confidence.items():
+            rows = m[f"{kind}_reliability"]
+            ax.plot([r["confidence"] for r in rows], [r["observed"] for r in rows], "o-", ms=3,
+                    label=f"{source.split('/')[-2] if source.count('/') >= 2 else source} "
+                          f"(ECE {100 * m[f'{kind}_ece']:.1f}%)")
+        ax.set(xlim=(0, 1), ylim=(0, 1), xlabel=f"{kind} confidence (bin mean)", ylabel=observed, title=f"{kind}s")
+        ax.legend(fontsize=7, loc="upper left")
+    figure.suptitle(f"{title}: reliability per source", fontsize=9)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
 
 
 def draw_worst_lines(scored: list[Scored], path: Path, count: int = 8) -> None:
@@ -148,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=0)
     args = parser.parse_args(argv)
 
-    from .line_data import matches_source
+    from recognition.line_data import matches_source
 
     report = SkipReport()
     per_source: Counter = Counter()
@@ -160,12 +205,14 @@ def main(argv: list[str] | None = None) -> int:
             continue
         per_source[s.source] += 1
         samples.append(s)
-    hypotheses, seconds = recognise_all(args.model, samples, args.threads)
-    table, scored = score(samples, hypotheses)
+    readings, seconds = recognise_all(args.model, samples, args.threads)
+    table, scored = score(samples, [r.text if r else "" for r in readings])
+    confidence = measure_confidences(samples, readings)
     result = {"model": args.model, "data": args.data, "lines": len(samples), "seconds": round(seconds, 2),
               "ms_per_line": round(1000 * seconds / max(len(samples), 1), 2), "results": table,
-              "skipped": report.as_dict()}
-    markdown = to_markdown(f"{Path(args.model).name} on {len(samples)} lines", table)
+              "confidence": confidence, "skipped": report.as_dict()}
+    markdown = (to_markdown(f"{Path(args.model).name} on {len(samples)} lines", table) + "\n"
+                + confidence_markdown(confidence))
     print(markdown)
     if args.out:
         out = Path(args.out)
@@ -173,7 +220,8 @@ def main(argv: list[str] | None = None) -> int:
         (out / "evaluation.json").write_text(json.dumps(result, ensure_ascii=False, indent=1), encoding="utf-8")
         (out / "evaluation.md").write_text(markdown, encoding="utf-8")
         draw_worst_lines(scored, out / "worst-lines.png")
-        print(f"wrote {out}/evaluation.json, evaluation.md, worst-lines.png")
+        plot_reliability(confidence, out / "reliability.png", Path(args.model).name)
+        print(f"wrote {out}/evaluation.json, evaluation.md, worst-lines.png, reliability.png")
     return 0
 
 

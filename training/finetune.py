@@ -1,15 +1,13 @@
 """Continue training from a shipped model, growing its alphabet if needed.
 
-``models/NAME.keras`` travels with ``models/NAME.json`` (written by
-``training.export``: alphabet, input height, architecture). New characters
-are appended after the old ones, so every old class keeps its index: the
-output layer grows by the new columns and all other weights are kept as they
-are.
+The checkpoint (``models/NAME.keras``) carries its alphabet and architecture
+(``training.checkpoint``). New characters are appended after the old ones, so
+every old class keeps its index: the output layer grows by the new columns
+and all other weights are kept as they are.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
@@ -17,48 +15,31 @@ import numpy as np
 
 from recognition.alphabet import Alphabet
 
-from .model import ModelConfig, build_model
+from .checkpoint import load_model, read_info
+from .model import ModelConfig, build_model, copy_weights
 
 log = logging.getLogger("training.finetune")
 
 
-def _info_path(keras_path: str | Path) -> Path:
-    path = Path(keras_path).with_suffix(".json")
-    if not path.exists():
-        raise FileNotFoundError(f"{path} is missing: fine-tuning needs the model's alphabet and architecture "
-                                "(training.export writes it beside the .keras file)")
-    return path
-
-
-def model_info(keras_path: str | Path) -> dict:
-    return json.loads(_info_path(keras_path).read_text(encoding="utf-8"))
-
-
 def base_alphabet(keras_path: str | Path) -> Alphabet:
-    return Alphabet(model_info(keras_path)["alphabet"])
+    return read_info(keras_path)[0]
 
 
 def base_config(keras_path: str | Path) -> ModelConfig:
-    info = model_info(keras_path)
-    return ModelConfig.from_dict(json.loads(info["extra"]["architecture"]))
+    return read_info(keras_path)[1]
 
 
 def load_for_finetuning(keras_path: str | Path, alphabet: Alphabet):
     """The model at ``keras_path``, its softmax widened to ``alphabet`` if it grew."""
-    import keras
-
-    old_alphabet = base_alphabet(keras_path)
+    old_alphabet, config = read_info(keras_path)
     if alphabet.characters[: len(old_alphabet)] != old_alphabet.characters:
         raise ValueError("the new alphabet must start with the model's alphabet (old indices are kept)")
-    model = keras.models.load_model(keras_path, compile=False)
+    model = load_model(keras_path)
     if alphabet.num_classes == old_alphabet.num_classes:
         return model
-    grown = build_model(base_config(keras_path), alphabet.num_classes)
-    for layer in model.layers:
-        if layer.name == "logits" or not layer.weights:
-            continue
-        grown.get_layer(layer.name).set_weights(layer.get_weights())
+    grown = build_model(config, alphabet.num_classes)
     kernel, bias = model.get_layer("logits").get_weights()
+    copy_weights(model, grown, skip=("logits",))
     new_kernel, new_bias = grown.get_layer("logits").get_weights()
     new_kernel[:, : kernel.shape[1]] = kernel
     new_bias[: bias.shape[0]] = bias

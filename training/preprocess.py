@@ -26,10 +26,10 @@ import numpy as np
 
 from recognition.alphabet import Alphabet
 from recognition.image import ImageError, PreprocessConfig, load_grey, preprocess
+from recognition.line_data import LineSample, SkipReport, iter_samples, matches_source
 from recognition.metadata import TEXT_NORMALISATION
-from recognition.text import normalize_text, reading_order
+from recognition.text import normalize_text
 
-from .line_data import LineSample, SkipReport, iter_samples, matches_source
 from .shards import MANIFEST, Line, ShardWriter
 
 log = logging.getLogger("training.preprocess")
@@ -67,9 +67,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--val-source", nargs="*", default=[], help="source names held out for validation")
     parser.add_argument("--test-source", nargs="*", default=[], help="source names held out for testing")
     parser.add_argument("--height", type=int, default=PreprocessConfig.height, help="model input height (px)")
-    parser.add_argument("--alphabet", help="fixed alphabet.json (e.g. a model's); lines with other characters are skipped")
-    parser.add_argument("--min-char-count", type=int, default=1,
-                        help="characters seen fewer times in train are left out of the alphabet")
     parser.add_argument("--max-lines", type=int, help="stop after this many lines (quick experiments)")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     args = parser.parse_args(argv)
@@ -94,27 +91,17 @@ def main(argv: list[str] | None = None) -> int:
     char_counts: dict[str, Counter] = defaultdict(Counter)
     for _, text, split in samples:
         char_counts[split].update(text)
-    if args.alphabet:
-        alphabet = Alphabet(json.loads(Path(args.alphabet).read_text(encoding="utf-8"))["characters"]
-                            if args.alphabet.endswith(".json") else list(Path(args.alphabet).read_text()))
-    else:
-        train_counts = char_counts["train"] or sum(char_counts.values(), Counter())
-        alphabet = Alphabet(sorted(c for c, n in train_counts.items() if n >= args.min_char_count))
+    # Every character seen, with its counts: which of them the model learns is training's choice.
+    alphabet = Alphabet.from_texts(text for _, text, _ in samples)
 
     config = PreprocessConfig(height=args.height)
     writers = {split: ShardWriter(out, split) for split in ("train", "val", "test")}
     widths: dict[str, list[int]] = defaultdict(list)
     sources: dict[str, Counter] = defaultdict(Counter)
-    usable = []
-    unseen: Counter = Counter()
-    for sample, text, split in samples:
-        unknown = alphabet.unknown(text)
-        if unknown and split == "train":
-            report.skip("characters outside the alphabet", f"{sample.image_path}: {''.join(sorted(unknown))}")
-            continue
-        # Held-out lines keep characters the model never saw: dropping them would flatter the CER.
-        unseen.update(c for c in text if c in unknown)
-        usable.append((sample, text, split))
+    usable = samples
+    train_chars = set(char_counts["train"])
+    # Held-out lines keep characters training never saw: dropping them would flatter the CER.
+    unseen = Counter(c for _, text, split in samples if split != "train" for c in text if c not in train_chars)
 
     start = time.monotonic()
     with multiprocessing.get_context("fork").Pool(args.workers, initializer=_set_config, initargs=(config,)) as pool:
@@ -124,9 +111,7 @@ def main(argv: list[str] | None = None) -> int:
             if image is None:
                 report.skip(error, str(sample.image_path))
                 continue
-            known = "".join(c for c in reading_order(text) if c in alphabet)
-            labels = np.array(alphabet.encode(known), np.int32)
-            writers[split].add(Line(image, labels, text, sample.image_path.name, sample.source))
+            writers[split].add(Line(image, text, sample.image_path.name, sample.source))
             widths[split].append(image.shape[1])
             sources[split][sample.source] += 1
     for writer in writers.values():
@@ -146,7 +131,6 @@ def main(argv: list[str] | None = None) -> int:
         "input_height": args.height,
         "normalisation": config.normalisation,
         "text_normalisation": TEXT_NORMALISATION,
-        "label_order": "rtl-reading-order",
         "alphabet": "".join(alphabet.characters),
         "splits": {
             split: {
@@ -158,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
             for split in ("train", "val", "test") if widths[split]
         },
         "skipped": report.as_dict(),
-        "held_out_characters_not_in_alphabet": dict(unseen),
+        "held_out_characters_not_in_training": dict(unseen),
         "seconds": round(elapsed, 1),
     }
     (out / MANIFEST).write_text(json.dumps(manifest, ensure_ascii=False, indent=1), encoding="utf-8")

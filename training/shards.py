@@ -1,21 +1,23 @@
 """Sharded NumPy storage of preprocessed lines.
 
 One shard is an ``.npz`` holding every line image of the shard side by side
-(``images``: height x total width, uint8 ink 0..255) with their ``widths``, the
-label sequences concatenated (``labels``, in the model's reading order) with
-their ``label_lengths``, and the logical ``texts``, ``names`` and ``sources``.
+(``images``: height x total width, uint8 ink 0..255) with their ``widths``, and
+the logical ``texts``, ``names`` and ``sources``. Labels are not stored: the
+alphabet is the trained model's, so ``training.train`` encodes them
+(``training.labels``); shards from older versions that hold labels still read.
 Side by side storage keeps a shard one dense array instead of thousands of
 small objects, and slicing it back is free.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from recognition.hashing import file_sha256
 
 MANIFEST = "manifest.json"
 
@@ -23,8 +25,7 @@ MANIFEST = "manifest.json"
 @dataclass
 class Line:
     image: np.ndarray   # height x width uint8
-    labels: np.ndarray  # int32, reading order
-    text: str           # logical order
+    text: str           # logical order, normalised
     name: str
     source: str
 
@@ -51,31 +52,21 @@ class ShardWriter:
             path,
             images=np.concatenate([l.image for l in lines], axis=1),
             widths=np.array([l.image.shape[1] for l in lines], np.int32),
-            labels=np.concatenate([l.labels for l in lines]).astype(np.int32),
-            label_lengths=np.array([len(l.labels) for l in lines], np.int32),
             texts=np.array([l.text for l in lines]),
             names=np.array([l.name for l in lines]),
             sources=np.array([l.source for l in lines]),
         )
-        self.files.append({"file": path.name, "lines": len(lines), "sha256": sha256(path)})
+        self.files.append({"file": path.name, "lines": len(lines), "sha256": file_sha256(path)})
         self.buffer, self.pixels = [], 0
-
-
-def sha256(path: Path) -> str:
-    with path.open("rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def read_shard(path: Path) -> list[Line]:
     with np.load(path) as data:
         images, widths = data["images"], data["widths"]
-        labels, lengths = data["labels"], data["label_lengths"]
         texts, names, sources = data["texts"], data["names"], data["sources"]
-    x_ends, y_ends = np.cumsum(widths), np.cumsum(lengths)
-    return [
-        Line(images[:, x_end - w: x_end], labels[y_end - n: y_end], str(t), str(nm), str(s))
-        for w, x_end, n, y_end, t, nm, s in zip(widths, x_ends, lengths, y_ends, texts, names, sources)
-    ]
+    x_ends = np.cumsum(widths)
+    return [Line(images[:, x_end - w: x_end], str(t), str(nm), str(s))
+            for w, x_end, t, nm, s in zip(widths, x_ends, texts, names, sources)]
 
 
 def read_manifest(directory: Path) -> dict:

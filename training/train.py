@@ -21,7 +21,6 @@ import os
 import platform
 import sys
 import time
-from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -29,10 +28,12 @@ import numpy as np
 from recognition.alphabet import Alphabet
 from recognition.ctc import decode_line
 from recognition.metrics import ErrorCounter
-from recognition.text import normalize_text, reading_order
+from recognition.text import normalize_text
 
 from .augment import augment_line
-from .model import PRESETS, WIDTH_STRIDE, ModelConfig, build_model, logits_model
+from .checkpoint import load_model, save_model
+from .labels import DEFAULT_MIN_CHAR_COUNT, alphabet_from_texts, encode_labels
+from .model import PRESETS, ModelConfig, build_model, frames_for, logits_model, padded_width
 from .shards import Line, read_split
 
 log = logging.getLogger("training.train")
@@ -52,10 +53,9 @@ class LinePool:
             # Shards keep the text as normalised when they were made; normalise
             # again so older shards follow the current convention.
             line.text = normalize_text(line.text)
-            known = "".join(c for c in reading_order(line.text) if c in alphabet)
-            labels = np.array(alphabet.encode(known), np.int32)
+            labels = encode_labels(line.text, alphabet)
             repeats = int(np.sum(labels[1:] == labels[:-1])) if len(labels) > 1 else 0
-            if len(labels) + repeats > math.ceil(line.image.shape[1] / WIDTH_STRIDE):
+            if len(labels) + repeats > frames_for(line.image.shape[1]):
                 too_long += 1
                 continue
             self.lines.append(line)
@@ -82,9 +82,9 @@ class LinePool:
 
 
 def pad_batch(images: list[np.ndarray], labels: list[np.ndarray]):
+    """(images, true widths, labels, label lengths, frames): zero-padded to a common multiple of the stride."""
     height = images[0].shape[0]
-    width = max(img.shape[1] for img in images)
-    width = -(-width // WIDTH_STRIDE) * WIDTH_STRIDE
+    width = padded_width(max(img.shape[1] for img in images))
     x = np.zeros((len(images), height, width, 1), np.float32)
     for i, img in enumerate(images):
         x[i, :, : img.shape[1], 0] = img
@@ -93,8 +93,9 @@ def pad_batch(images: list[np.ndarray], labels: list[np.ndarray]):
     for i, l in enumerate(labels):
         y[i, : len(l)] = l
     label_lengths = np.array([len(l) for l in labels], np.int32)
-    frames = np.array([math.ceil(img.shape[1] / WIDTH_STRIDE) for img in images], np.int32)
-    return x, y, label_lengths, frames
+    widths = np.array([img.shape[1] for img in images], np.int32)
+    frames = np.array([frames_for(w) for w in widths], np.int32)
+    return x, widths, y, label_lengths, frames
 
 
 def batch_dataset(tf, real: LinePool, synth: LinePool, ratio: float, batch_size: int,
@@ -115,8 +116,9 @@ def batch_dataset(tf, real: LinePool, synth: LinePool, ratio: float, batch_size:
                 indices = next(queues[pool.name])
             yield pool.make_batch(indices, rng if augment else None)
 
-    signature = (tf.TensorSpec((None, height, None, 1), tf.float32), tf.TensorSpec((None, None), tf.int32),
-                 tf.TensorSpec((None,), tf.int32), tf.TensorSpec((None,), tf.int32))
+    signature = (tf.TensorSpec((None, height, None, 1), tf.float32), tf.TensorSpec((None,), tf.int32),
+                 tf.TensorSpec((None, None), tf.int32), tf.TensorSpec((None,), tf.int32),
+                 tf.TensorSpec((None,), tf.int32))
     return tf.data.Dataset.from_generator(generate, output_signature=signature).prefetch(2)
 
 
@@ -140,19 +142,20 @@ class Trainer:
         self.logits = logits_model(model)
         self.optimizer = keras.optimizers.Adam(learning_rate=learning_rate, clipnorm=5.0)
         signature = [
-            tf.TensorSpec((None, model.input_shape[1], None, 1), tf.float32),
+            tf.TensorSpec((None, model.input_shape[0][1], None, 1), tf.float32),
+            tf.TensorSpec((None,), tf.int32),
             tf.TensorSpec((None, None), tf.int32),
             tf.TensorSpec((None,), tf.int32),
             tf.TensorSpec((None,), tf.int32),
         ]
         self.train_step = tf.function(self._train_step, input_signature=signature)
-        self.predict = tf.function(lambda x: model(x, training=False),
-                                   input_signature=[signature[0]])
+        self.predict = tf.function(lambda x, widths: model([x, widths], training=False),
+                                   input_signature=signature[:2])
 
-    def _train_step(self, x, y, label_lengths, frames):
+    def _train_step(self, x, widths, y, label_lengths, frames):
         tf = self.tf
         with tf.GradientTape() as tape:
-            logits = self.logits(x, training=True)
+            logits = self.logits([x, widths], training=True)
             loss = tf.nn.ctc_loss(labels=y, logits=logits, label_length=label_lengths,
                                   logit_length=frames, logits_time_major=False, blank_index=0)
             loss = tf.reduce_mean(loss)
@@ -174,8 +177,8 @@ def evaluate_pool(trainer: Trainer, pool: LinePool, alphabet: Alphabet, batch_si
     order = np.argsort([l.image.shape[1] for l in pool.lines])
     for start in range(0, len(order), batch_size):
         idx = order[start: start + batch_size].tolist()
-        x, _, _, frames = pool.make_batch(idx, None)
-        probs = trainer.predict(x).numpy()
+        x, widths, _, _, frames = pool.make_batch(idx, None)
+        probs = trainer.predict(x, widths).numpy()
         for row, i in enumerate(idx):
             counter.add(pool.lines[i].text, decode_line(probs[row, : frames[row]], alphabet).text)
     return counter
@@ -225,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lr-patience", type=int, default=2, help="epochs without improvement before halving the LR")
     parser.add_argument("--max-minutes", type=float, help="stop cleanly (checkpoint saved) after this long")
     parser.add_argument("--max-val-lines", type=int, default=0, help="validate on at most this many lines (0 = all)")
-    parser.add_argument("--min-char-count", type=int, default=5,
+    parser.add_argument("--min-char-count", type=int, default=DEFAULT_MIN_CHAR_COUNT,
                         help="characters rarer than this in the training texts are left out (with their lines)")
     parser.add_argument("--no-augment", action="store_true")
     parser.add_argument("--seed", type=int, default=7)
@@ -264,7 +267,7 @@ def train(args) -> int:
         state = json.loads(state_path.read_text(encoding="utf-8"))
         alphabet = Alphabet(state["alphabet"])
         config = ModelConfig.from_dict(state["model_config"])
-        model = keras.models.load_model(out / "last.keras", compile=False)
+        model = load_model(out / "last.keras")
         log.info("resuming %s at epoch %d (best val CER %.4f)", out, state["epoch"], state["best_cer"])
     else:
         texts = [l.text for l in real_train + synth_lines]
@@ -273,8 +276,7 @@ def train(args) -> int:
 
             alphabet = base_alphabet(args.init_from).extended(texts)
         else:
-            counts = Counter(c for t in texts for c in t)
-            alphabet = Alphabet(sorted(c for c, n in counts.items() if n >= args.min_char_count))
+            alphabet = alphabet_from_texts(texts, args.min_char_count)
         if args.init_from:
             from .finetune import base_config
 
@@ -343,7 +345,7 @@ def train(args) -> int:
         improved = state["best_cer"] is None or counter.cer < state["best_cer"]
         if improved:
             state.update(best_cer=counter.cer, best_epoch=epoch, since_best=0)
-            model.save(out / "best.keras")
+            save_model(model, out / "best.keras", alphabet, config)
         else:
             state["since_best"] += 1
             if state["since_best"] % args.lr_patience == 0:
@@ -351,7 +353,7 @@ def train(args) -> int:
         state["lr"] = trainer.learning_rate
         log.info("epoch %d: loss %.3f, val CER %.4f, WER %.4f%s", epoch, train_loss, counter.cer,
                  counter.wer, " (best)" if improved else "")
-        _save(out, model, trainer, state, args)
+        _save(out, model, trainer, state, args, alphabet, config)
         if state["since_best"] >= args.patience:
             stop_reason = f"early stop: no improvement for {args.patience} epochs"
             break
@@ -362,8 +364,8 @@ def train(args) -> int:
     return 0
 
 
-def _save(out: Path, model, trainer: Trainer, state: dict, args) -> None:
-    model.save(out / "last.keras")
+def _save(out: Path, model, trainer: Trainer, state: dict, args, alphabet: Alphabet, config: ModelConfig) -> None:
+    save_model(model, out / "last.keras", alphabet, config)
     np.savez(out / "optimizer.npz", *[v.numpy() for v in trainer.optimizer.variables])
     state["args"] = {k: v for k, v in vars(args).items()}
     state["machine"] = machine_description()

@@ -1,0 +1,85 @@
+"""arabic-ocr: the Django-free command line, and the package that installs it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from recognition import cli
+from tests.conftest import write_line_folder
+
+ROOT = Path(__file__).resolve().parent.parent
+SHIPPED_INT8 = ROOT / "models" / "arabic-crnn-v1-int8.onnx"
+
+
+def arabic_ocr(*args: str, executable: list[str] | None = None) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
+    command = executable or [sys.executable, "-m", "recognition.cli"]
+    return subprocess.run([*command, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_lines_prints_a_json_object_per_image_and_fails_if_any_failed(tmp_path):
+    write_line_folder(tmp_path / "book" / "a", ["قال أبو محمد", "سنة 45"], "Amiri-Regular")
+    (tmp_path / "book" / "broken.png").write_bytes(b"")
+    result = arabic_ocr("lines", str(tmp_path / "book"), "--model", str(SHIPPED_INT8), "--batch", "1",
+                        "--threads", "1")
+    assert result.returncode == 1
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [Path(r["file"]).name for r in records] == ["000000.png", "000001.png", "broken.png"]
+    assert records[2]["error"]["code"] == "empty_file" and "text" not in records[2]
+    for record in records[:2]:
+        assert set(record) == {"file", "text", "confidence", "characters"}
+        assert "".join(c["char"] for c in record["characters"]) == record["text"]
+    assert records[0]["text"].startswith("قال") and records[1]["text"].startswith("سنة")
+    assert "1 of 3 images could not be read" in result.stderr
+    assert "django" not in result.stderr.lower()
+
+
+def test_all_good_exits_zero_and_the_default_model_is_the_checkouts(tmp_path):
+    paths = write_line_folder(tmp_path, ["ثم دخلت سنة"], "Amiri-Regular")
+    result = arabic_ocr("lines", str(paths[0]))
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["text"]
+
+
+def test_usage_errors_exit_2_with_a_message(tmp_path):
+    missing = arabic_ocr("lines", str(tmp_path / "nowhere"), "--model", str(SHIPPED_INT8))
+    assert missing.returncode == 2 and "no such file or folder" in missing.stderr
+    no_model = arabic_ocr("lines", str(tmp_path), "--model", str(tmp_path / "none.onnx"))
+    assert no_model.returncode == 2 and "--model" in no_model.stderr
+
+
+def test_help_explains_the_command_and_its_output():
+    top = arabic_ocr("--help")
+    assert top.returncode == 0 and "lines" in top.stdout and "logical" in top.stdout
+    lines = arabic_ocr("lines", "--help")
+    for word in ("--model", "--batch", "--threads", "characters", "error", "Exits with 1"):
+        assert word in lines.stdout
+
+
+def test_the_package_declares_the_console_script_and_the_core_dependencies():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    module, _, function = project["scripts"]["arabic-ocr"].partition(":")
+    assert module == "recognition.cli" and getattr(cli, function) is cli.main
+    serving = {line.split("==")[0].lower() for line in (ROOT / "requirements.txt").read_text().splitlines()
+               if "==" in line}
+    core = {dep.split(">")[0].split("<")[0].split("[")[0].lower() for dep in project["dependencies"]}
+    assert core <= serving  # the core needs nothing the service does not install
+    assert not any("tensorflow" in dep or "django" in dep.lower() for dep in project["dependencies"])
+    assert any("tensorflow" in dep for dep in project["optional-dependencies"]["train"])
+
+
+def test_the_installed_console_script_runs(tmp_path):
+    script = Path(sys.executable).with_name("arabic-ocr")
+    if not script.exists():
+        pytest.skip("the project is not installed in this environment (make test installs it)")
+    paths = write_line_folder(tmp_path, ["قال أبو محمد"], "Amiri-Regular")
+    result = arabic_ocr("lines", str(paths[0]), "--model", str(SHIPPED_INT8), executable=[str(script)])
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["text"]
