@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.recognizer import RESULTS, machine
-from training.line_data import SkipReport, iter_samples
+from recognition.line_data import SkipReport, iter_samples
 
 ROOT = Path(__file__).resolve().parent.parent
 

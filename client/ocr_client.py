@@ -3,12 +3,16 @@
 
     python client/ocr_client.py scans/ --url http://127.0.0.1:8000 --token TOKEN
     OCR_TOKEN=... python client/ocr_client.py a.png b.png --batch 16 --format tsv
+    OCR_TOKEN=... python client/ocr_client.py --job book.pdf scans/ --out results/   # a book as a job
 
 Standard library only, so it runs anywhere Python does. Also a small library:
 
     from client.ocr_client import OcrClient
     client = OcrClient("http://127.0.0.1:8000", token)
     result = client.recognize("line.png")          # dict: id, text, confidence, ...
+    job = client.submit_job(["book.pdf"])           # dict: id, status, pages_total, ...
+    job = client.wait_job(job["id"], on_progress=print)
+    client.download_results(job["id"], "results/")  # unpacked: pages/NAME.txt, .alto.xml, ..., recognitions.csv
 """
 
 from __future__ import annotations
@@ -28,7 +32,10 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".gif"}
+PAGE_SUFFIXES = IMAGE_SUFFIXES | {".pdf", ".zip"}
+FINISHED = {"done", "failed", "cancelled"}
 RETRY_STATUSES = {429, 500, 502, 503, 504}
+DEFAULT_URL = "http://127.0.0.1:8000"
 
 
 class OcrError(Exception):
@@ -65,14 +72,20 @@ class OcrClient:
 
     def _post(self, path: str, fields: list[tuple[str, str, bytes]]) -> dict:
         body, content_type = _multipart(fields)
+        return json.loads(self._request("POST", path, body, content_type))
+
+    def _get(self, path: str) -> dict:
+        return json.loads(self._request("GET", path))
+
+    def _request(self, method: str, path: str, body: bytes | None = None, content_type: str | None = None) -> bytes:
         for attempt in range(self.retries + 1):
-            request = urllib.request.Request(
-                self.url + path, data=body, method="POST",
-                headers={"Authorization": f"Token {self.token}", "Content-Type": content_type,
-                         "Accept": "application/json"})
+            headers = {"Authorization": f"Token {self.token}", "Accept": "application/json"}
+            if content_type:
+                headers["Content-Type"] = content_type
+            request = urllib.request.Request(self.url + path, data=body, method=method, headers=headers)
             try:
                 with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                    return json.loads(response.read())
+                    return response.read()
             except urllib.error.HTTPError as exc:
                 payload = exc.read()
                 if exc.code in RETRY_STATUSES and attempt < self.retries:
@@ -112,12 +125,57 @@ class OcrClient:
             fields.append(("model", None, model.encode()))
         return self._post("/api/v1/recognitions/batch/", fields)["results"]
 
+    # -- books as jobs ---------------------------------------------------------------
+    def submit_job(self, paths: list[str | Path], name: str | None = None, model: str | None = None,
+                   formats: str | None = None) -> dict:
+        """Upload page images, TIFFs, PDFs or zips as one job; answers at once (status queued)."""
+        fields: list[tuple[str, str | None, bytes]] = [("files", str(p), Path(p).read_bytes()) for p in paths]
+        for key, value in (("name", name), ("model", model), ("formats", formats)):
+            if value:
+                fields.append((key, None, value.encode()))
+        return self._post("/api/v1/jobs/", fields)
 
-def expand(paths: list[str]) -> list[Path]:
+    def job(self, job_id: int) -> dict:
+        return self._get(f"/api/v1/jobs/{job_id}/")
+
+    def cancel_job(self, job_id: int) -> dict:
+        return json.loads(self._request("POST", f"/api/v1/jobs/{job_id}/cancel/"))
+
+    def wait_job(self, job_id: int, on_progress=None, interval: float = 1.0) -> dict:
+        """Poll until the job is done, failed or cancelled; ``on_progress(job)`` after every poll."""
+        while True:
+            state = self.job(job_id)
+            if on_progress:
+                on_progress(state)
+            if state["status"] in FINISHED:
+                return state
+            time.sleep(interval)
+
+    def download_results(self, job_id: int, out_dir: str | Path) -> list[Path]:
+        """Fetch results.zip and unpack it into ``out_dir``; returns the files written."""
+        import io
+        import zipfile
+
+        data = self._request("GET", f"/api/v1/jobs/{job_id}/results.zip")
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        written = []
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            for member in archive.infolist():
+                target = (out / member.filename).resolve()
+                if out.resolve() not in target.parents:   # never write outside out_dir
+                    raise OcrError(f"unsafe path in results: {member.filename}")
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(archive.read(member))
+                written.append(target)
+        return written
+
+
+def expand(paths: list[str], suffixes: set[str] = IMAGE_SUFFIXES) -> list[Path]:
     files = []
     for p in map(Path, paths):
         if p.is_dir():
-            files.extend(sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES))
+            files.extend(sorted(f for f in p.rglob("*") if f.suffix.lower() in suffixes))
         else:
             files.append(p)
     return files
@@ -146,12 +204,73 @@ class Progress:
             sys.stderr.write("\n")
 
 
+def job_progress_line(job: dict, width: int = 30) -> str:
+    """``[#####.....] 12/50 pages, 1 failed, 31.2 pages/min, ETA 1m13s``"""
+    total = max(job["pages_total"], 1)
+    finished = job["pages_done"] + job["pages_failed"] + job.get("pages_cancelled", 0)
+    filled = int(width * finished / total)
+    line = f"[{'#' * filled}{'.' * (width - filled)}] {finished}/{job['pages_total']} pages"
+    if job["pages_failed"]:
+        line += f", {job['pages_failed']} failed"
+    timings = job.get("timings") or {}
+    if timings.get("pages_per_minute"):
+        line += f", {timings['pages_per_minute']:.1f} pages/min"
+    if job["status"] in FINISHED:
+        line += f", {job['status']}"
+    elif timings.get("eta_s") is not None:
+        minutes, seconds = divmod(int(timings["eta_s"]), 60)
+        line += f", ETA {minutes}m{seconds:02d}s" if minutes else f", ETA {seconds}s"
+    else:
+        line += f", {job['status']}"
+    return line
+
+
+def run_job(args, client: OcrClient) -> int:
+    """--job: upload, show progress, download and unpack; 1 if any page failed or the job did not finish."""
+    files = expand(args.paths, PAGE_SUFFIXES)
+    if not files:
+        raise OcrError("no page files found (images, TIFFs, PDFs, zips)")
+    job = client.submit_job(files, name=args.name, model=args.model, formats=args.formats)
+    sys.stderr.write(f"job {job['id']}: {job['pages_total']} pages queued ({job['url']})\n")
+    tty = sys.stderr.isatty() and not args.no_progress
+    last = [""]
+
+    def show(state: dict) -> None:
+        line = job_progress_line(state)
+        if args.no_progress or line == last[0]:
+            return
+        last[0] = line
+        sys.stderr.write(f"\r{line}   " if tty else line + "\n")
+        sys.stderr.flush()
+
+    try:
+        job = client.wait_job(job["id"], on_progress=show, interval=args.poll)
+    except KeyboardInterrupt:
+        client.cancel_job(job["id"])
+        sys.stderr.write(f"\njob {job['id']} cancelled\n")
+        return 130
+    if tty:
+        sys.stderr.write("\n")
+    written = client.download_results(job["id"], args.out)
+    sys.stderr.write(f"{len(written)} files in {args.out}\n")
+    for failure in job["failures"]:
+        sys.stderr.write(f"page {failure['page']} ({failure['file']}): {failure['code']}: {failure['message']}\n")
+    print(json.dumps({k: job[k] for k in ("id", "status", "pages_total", "pages_done", "pages_failed")}))
+    return 0 if job["status"] == "done" and not job["pages_failed"] else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ocr_client.py", description=__doc__.split("\n\n")[0],
                                      epilog="Exit code 1 if any file failed.")
     parser.add_argument("paths", nargs="+", help="image files or folders (searched recursively)")
-    parser.add_argument("--url", default=os.environ.get("OCR_URL", "http://127.0.0.1:8000"),
-                        help="service URL (env OCR_URL; default %(default)s)")
+    parser.add_argument("--job", action="store_true",
+                        help="send the files (page images, TIFFs, PDFs, zips; folders searched) as one book job")
+    parser.add_argument("--out", help="--job: folder to unpack the results into")
+    parser.add_argument("--name", help="--job: the job's name (default: the first file's)")
+    parser.add_argument("--formats", help="--job: per-page outputs, comma-separated: txt,alto,page,hocr (default all)")
+    parser.add_argument("--poll", type=float, default=1.0, help="--job: seconds between progress checks")
+    parser.add_argument("--url", default=os.environ.get("OCR_URL") or DEFAULT_URL,
+                        help="service URL (env OCR_URL; default %(default)s, where `make serve` listens)")
     parser.add_argument("--token", default=os.environ.get("OCR_TOKEN"), help="API token (env OCR_TOKEN)")
     parser.add_argument("--concurrency", type=int, default=4, help="requests in flight (default %(default)s)")
     parser.add_argument("--batch", type=int, default=0, help="send N files per request to the batch endpoint")
@@ -162,6 +281,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not args.token:
         parser.error("an API token is needed: --token or OCR_TOKEN (python manage.py create_api_token NAME)")
+    if args.job:
+        if not args.out:
+            parser.error("--job needs --out DIR for the results")
+        try:
+            return run_job(args, OcrClient(args.url, args.token, retries=args.retries))
+        except (OcrError, OSError) as exc:
+            sys.stderr.write(f"error: {exc}\n")
+            return 2
     files = expand(args.paths)
     if not files:
         parser.error("no image files found")
@@ -170,52 +297,64 @@ def main(argv: list[str] | None = None) -> int:
     progress = Progress(len(files), not args.no_progress)
     out_lock = threading.Lock()
     failures = 0
+    # Answers arrive in any order (several requests in flight); they are printed in the
+    # order of the input files, each as soon as every file before it has been answered.
+    waiting: dict[int, tuple[Path, dict | None, str | None]] = {}
+    next_to_print = 0
 
-    def emit(path: Path, result: dict | None, error: str | None) -> None:
+    def write(path: Path, result: dict | None, error: str | None) -> None:
         nonlocal failures
-        with out_lock:
-            if error is not None:
-                failures += 1
-                sys.stderr.write(f"{path}: {error}\n")
-                record = {"file": str(path), "error": error}
-            else:
-                record = {"file": str(path), "text": result["text"], "confidence": result["confidence"],
-                          "id": result["id"]}
-            if args.format == "jsonl":
-                print(json.dumps(record, ensure_ascii=False), flush=True)
-            elif error is None:
-                print(f"{path}\t{result['text']}\t{result['confidence']}\t{result['id']}", flush=True)
+        if error is not None:
+            failures += 1
+            sys.stderr.write(f"{path}: {error}\n")
+            record = {"file": str(path), "error": error}
+        else:
+            record = {"file": str(path), "text": result["text"], "confidence": result["confidence"],
+                      "id": result["id"]}
+        if args.format == "jsonl":
+            print(json.dumps(record, ensure_ascii=False), flush=True)
+        elif error is None:
+            print(f"{path}\t{result['text']}\t{result['confidence']}\t{result['id']}", flush=True)
 
-    def work_single(path: Path) -> None:
+    def emit(index: int, result: dict | None, error: str | None) -> None:
+        nonlocal next_to_print
+        with out_lock:
+            waiting[index] = (files[index], result, error)
+            while next_to_print in waiting:
+                write(*waiting.pop(next_to_print))
+                next_to_print += 1
+
+    def work_single(index: int) -> None:
         try:
-            emit(path, client.recognize(path, args.model), None)
+            emit(index, client.recognize(files[index], args.model), None)
             progress.update(1)
         except (OcrError, OSError) as exc:
-            emit(path, None, str(exc))
+            emit(index, None, str(exc))
             progress.update(1, 1)
 
-    def work_batch(chunk: list[Path]) -> None:
+    def work_batch(start: int) -> None:
+        indexes = list(range(start, min(start + args.batch, len(files))))
         try:
-            answers = client.recognize_batch(chunk, args.model)
+            answers = client.recognize_batch([files[i] for i in indexes], args.model)
         except (OcrError, OSError) as exc:
-            for path in chunk:
-                emit(path, None, str(exc))
-            progress.update(len(chunk), len(chunk))
+            for index in indexes:
+                emit(index, None, str(exc))
+            progress.update(len(indexes), len(indexes))
             return
         failed = 0
-        for path, answer in zip(chunk, answers):
+        for index, answer in zip(indexes, answers):
             if "result" in answer:
-                emit(path, answer["result"], None)
+                emit(index, answer["result"], None)
             else:
                 failed += 1
-                emit(path, None, answer["error"]["message"])
-        progress.update(len(chunk), failed)
+                emit(index, None, answer["error"]["message"])
+        progress.update(len(indexes), failed)
 
     with ThreadPoolExecutor(max_workers=max(1, args.concurrency)) as pool:
         if args.batch > 0:
-            jobs = [pool.submit(work_batch, files[i: i + args.batch]) for i in range(0, len(files), args.batch)]
+            jobs = [pool.submit(work_batch, i) for i in range(0, len(files), args.batch)]
         else:
-            jobs = [pool.submit(work_single, f) for f in files]
+            jobs = [pool.submit(work_single, i) for i in range(len(files))]
         for job in as_completed(jobs):
             job.result()
     progress.close()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import admin, messages
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
 from . import services
 from .models import ModelVersion, Recognition, StoredImage
@@ -31,9 +31,15 @@ def _rtl(text: str):
 
 class RecognitionReviewForm(forms.ModelForm):
     reviewed_text = forms.CharField(
-        required=False, label="Reviewed text",
+        required=True, strip=True, label="Reviewed text",
         widget=forms.Textarea(attrs={"dir": "rtl", "lang": "ar", "rows": 2, "style": "font-size:1.4em;width:90%"}),
-        help_text="What the line really says. Leave as recognised and save to mark it verified.",
+        help_text="What the line really says. Change it and save to store a correction.",
+        error_messages={"required": "The reviewed text cannot be empty: type what the line says, or leave the "
+                                    "recognition unreviewed."},
+    )
+    mark_verified = forms.BooleanField(
+        required=False, label="The text above is correct: mark verified",
+        help_text="Saving without a change and without this box changes nothing.",
     )
 
     class Meta:
@@ -44,6 +50,13 @@ class RecognitionReviewForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         if self.instance.pk:
             self.fields["reviewed_text"].initial = self.instance.final_text
+
+    def clean(self):
+        cleaned = super().clean()
+        text = cleaned.get("reviewed_text")
+        if text is not None and not services.has_visible_text(services.normalized_review_text(text)):
+            self.add_error("reviewed_text", "The reviewed text is empty once normalised (no letters left).")
+        return cleaned
 
 
 @admin.register(Recognition)
@@ -58,7 +71,7 @@ class RecognitionAdmin(admin.ModelAdmin):
                        "status", "reviewed_by", "reviewed_at", "other_models")
     fields = ("line_image", "text_rtl", "reviewed_text", "confidence", "status", "model_version", "other_models",
               "duration_ms", "user", "created_at", "reviewed_by", "reviewed_at")
-    actions = ["mark_verified", "rerun_on_active_model"]
+    actions = ["mark_verified", "rerun_on_active_model", "export_csv"]
 
     def has_add_permission(self, request):
         return False  # recognitions come from the API, which runs the model
@@ -85,25 +98,48 @@ class RecognitionAdmin(admin.ModelAdmin):
             rows.setdefault(other.model_version, other)
         if not rows:
             return "none yet (use the action 'Re-run on the active model')"
-        return format_html("".join(
-            f'<p><b>{v.name} {v.version}</b> ({r.confidence:.2f}): <span dir="rtl" lang="ar">{{}}</span></p>'
-            for v, r in rows.items()), *[r.text for r in rows.values()])
+        # Every value is escaped: a model's name comes from its file, which anyone can craft.
+        return format_html_join(
+            "", '<p><b>{} {}</b> ({}): <span dir="rtl" lang="ar">{}</span></p>',
+            ((v.name, v.version, f"{r.confidence:.2f}", r.text) for v, r in rows.items()))
 
     def save_model(self, request, obj, form, change):
-        services.review(obj, request.user, form.cleaned_data.get("reviewed_text", ""))
+        text = form.cleaned_data["reviewed_text"]
+        if services.normalized_review_text(text) != obj.final_text:
+            services.review(obj, request.user, text)
+        elif form.cleaned_data.get("mark_verified"):
+            services.review(obj, request.user)
+        # else: nothing changed and nothing was asked; verifying is never implied by a save
 
     @admin.action(description="Mark selected as verified (recognised text is correct)")
     def mark_verified(self, request, queryset):
-        count = 0
-        for recognition in queryset.filter(status=Recognition.Status.UNREVIEWED):
+        verified, skipped = 0, []
+        for recognition in queryset:
+            if recognition.status != Recognition.Status.UNREVIEWED:
+                skipped.append(f"#{recognition.pk} (already {recognition.status})")
+                continue
             services.review(recognition, request.user)
-            count += 1
-        self.message_user(request, f"{count} recognitions marked verified.", messages.SUCCESS)
+            verified += 1
+        self.message_user(request, f"{verified} recognitions marked verified.", messages.SUCCESS)
+        if skipped:
+            self.message_user(request, f"Skipped {len(skipped)}, reviewed before (open one to change its review): "
+                                       + ", ".join(skipped), messages.WARNING)
+
+    @admin.action(description="Export selected as CSV (select all to export the filtered list)")
+    def export_csv(self, request, queryset):
+        from .csv_export import csv_response
+
+        return csv_response(queryset.order_by("id"))
 
     @admin.action(description="Re-run on the active model (to compare models)")
     def rerun_on_active_model(self, request, queryset):
+        active = services.choose_model(None)
+        skipped = [f"#{r.pk}" for r in queryset if r.model_version_id == active.pk]
         created = services.rerun_on_active_model(list(queryset), request.user)
         self.message_user(request, f"{len(created)} recognitions made with the active model.", messages.SUCCESS)
+        if skipped:
+            self.message_user(request, f"Skipped {len(skipped)}, already read by the active model "
+                                       f"{active.name} {active.version}: " + ", ".join(skipped), messages.WARNING)
 
 
 @admin.register(ModelVersion)
@@ -126,7 +162,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
             self.message_user(request, "Select exactly one model to activate.", messages.ERROR)
             return
         activate_version(queryset.get())
-        self.message_user(request, f"{queryset.get()} is now active.", messages.SUCCESS)
+        self.message_user(request, f"{queryset.get()} is now active.", messages.SUCCESS)  # messages are escaped
 
 
 @admin.register(StoredImage)
@@ -137,3 +173,4 @@ class StoredImageAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request):
         return False
+from .jobs import admin as _jobs_admin  # noqa: E402,F401  (registers the jobs admin)

@@ -6,7 +6,7 @@ import logging
 
 from django.db import connection
 from django.http import JsonResponse
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import status
 from rest_framework.generics import get_object_or_404
 from rest_framework.pagination import PageNumberPagination
@@ -14,11 +14,13 @@ from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from . import engine, selectors, services
+from . import engine, registry, selectors, services, startup
+from .csv_export import CsvFormatMixin, csv_response
 from .errors import ApiError, error_body
 from .serializers import (
     BatchItemSerializer,
     BatchUploadSerializer,
+    ErrorSerializer,
     ModelVersionSerializer,
     RecognitionSerializer,
     RecognitionUploadSerializer,
@@ -26,6 +28,27 @@ from .serializers import (
 
 log = logging.getLogger("ocr_app.api")
 PARSERS = [MultiPartParser, FormParser, JSONParser]
+
+_ERROR_MEANINGS = {
+    400: "invalid input: the code says what (not_an_image, invalid_filter, unknown_model, ...)",
+    401: "not_authenticated or authentication_failed",
+    403: "permission_denied",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "file_too_large, image_too_large or request_too_large",
+    415: "unsupported_media_type",
+    429: "throttled",
+    500: "internal_error, with a request_id",
+    503: "no_active_model",
+}
+
+
+def errors(*codes: int) -> dict:
+    """The documented error answers of an operation (the same JSON shape for all)."""
+    return {code: OpenApiResponse(ErrorSerializer, description=_ERROR_MEANINGS[code]) for code in codes}
+
+
+_ALWAYS = (401, 403, 405, 429, 500)
 
 
 class RecognitionPagination(PageNumberPagination):
@@ -36,7 +59,20 @@ class RecognitionPagination(PageNumberPagination):
         from django.conf import settings
 
         self.page_size = settings.REST_FRAMEWORK.get("PAGE_SIZE", 50)
+        value = request.query_params.get(self.page_size_query_param)
+        if value is not None and not (value.isascii() and value.isdigit() and 0 < int(value) <= self.max_page_size):
+            # DRF would quietly use the default or the maximum; a client that asked for another size should know
+            raise ApiError("invalid_filter", f"page_size must be an integer from 1 to {self.max_page_size}, "
+                                             f"got {value!r}")
         return super().get_page_size(request)
+
+    def get_schema_operation_parameters(self, view):
+        parameters = super().get_schema_operation_parameters(view)
+        for parameter in parameters:
+            parameter["schema"]["minimum"] = 1
+            if parameter["name"] == self.page_size_query_param:
+                parameter["schema"]["maximum"] = self.max_page_size
+        return parameters
 
 
 def _read_file(upload) -> tuple[str, bytes]:
@@ -63,11 +99,14 @@ def _model_param(request) -> str | None:
     value = request.data.get("model") if hasattr(request.data, "get") else None
     if value is not None and not isinstance(value, str):
         raise ApiError("invalid_request", "'model' must be a string")
+    if value and "\x00" in value:  # PostgreSQL refuses NUL in strings
+        raise ApiError("invalid_request", "'model' must not contain NUL characters")
     return value or None
 
 
-class RecognitionListCreateApi(APIView):
+class RecognitionListCreateApi(CsvFormatMixin, APIView):
     parser_classes = PARSERS
+    pagination_class = RecognitionPagination  # read by the schema too: the list is documented paginated
 
     @extend_schema(
         summary="List recognitions (yours; staff: all)",
@@ -78,20 +117,22 @@ class RecognitionListCreateApi(APIView):
             OpenApiParameter("max_confidence", float),
             OpenApiParameter("status", str, description="unreviewed, verified, corrected (comma-separated)"),
             OpenApiParameter("model", str, description="model name or name:version"),
-            OpenApiParameter("page", int),
-            OpenApiParameter("page_size", int, description="results per page (at most 500)"),
+            OpenApiParameter("format", str, description="csv: every matching recognition as CSV, not paginated"),
         ],
-        responses=RecognitionSerializer(many=True),
+        responses={200: RecognitionSerializer(many=True), **errors(400, 404, *_ALWAYS)},
     )
     def get(self, request):
         queryset = selectors.filter_recognitions(selectors.recognitions_visible_to(request.user),
                                                  request.query_params)
-        paginator = RecognitionPagination()
+        if self.wants_csv(request):
+            return csv_response(queryset)
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(queryset, request, view=self)
         return paginator.get_paginated_response(RecognitionSerializer(page, many=True).data)
 
     @extend_schema(summary="Recognise one line image", request=RecognitionUploadSerializer,
-                   responses={201: RecognitionSerializer, 200: RecognitionSerializer})
+                   responses={201: RecognitionSerializer, 200: RecognitionSerializer,
+                              **errors(400, 413, 415, 503, *_ALWAYS)})
     def post(self, request):
         name, data = _single_image(request)
         recognition = services.recognize_one(request.user, name, data, _model_param(request))
@@ -103,17 +144,19 @@ class RecognitionBatchApi(APIView):
     parser_classes = PARSERS
 
     @extend_schema(summary="Recognise several line images in one model call", request=BatchUploadSerializer,
-                   responses=inline_serializer("BatchResponse", {"results": BatchItemSerializer(many=True)}))
+                   responses={200: inline_serializer("BatchResponse", {"results": BatchItemSerializer(many=True)}),
+                              **errors(400, 413, 415, 503, *_ALWAYS)})
     def post(self, request):
         from django.conf import settings
 
+        model = _model_param(request)  # checked first: a bad 'model' is refused even if every image is bad
         items: list[tuple[str, bytes | ApiError]] = []
         files = request.FILES.getlist("images")
         values = [] if files else (request.data.get("images") if hasattr(request.data, "get") else None) or []
         if not files and not values:
             raise ApiError("missing_image", "send the line images as multipart file fields named 'images' "
                                             "or as JSON {\"images\": [\"<base64>\", ...]}")
-        if not isinstance(values, list):
+        if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
             raise ApiError("invalid_request", "'images' must be a list of base64 strings")
         count = len(files) or len(values)
         if count > settings.OCR_MAX_BATCH:
@@ -133,23 +176,27 @@ class RecognitionBatchApi(APIView):
             except ApiError as exc:
                 answers[i] = {"index": i, "file": name, **error_body(exc.error_code, exc.message)}
         if decoded:
-            recognitions = services.recognize_uploads(request.user, [u for _, u in decoded], _model_param(request))
+            recognitions = services.recognize_uploads(request.user, [u for _, u in decoded], model)
             for (i, upload), recognition in zip(decoded, recognitions):
-                answers[i] = {"index": i, "file": upload.name, "result": RecognitionSerializer(recognition).data}
+                if isinstance(recognition, ApiError):
+                    answers[i] = {"index": i, "file": upload.name, **error_body(recognition.error_code,
+                                                                                 recognition.message)}
+                else:
+                    answers[i] = {"index": i, "file": upload.name, "result": RecognitionSerializer(recognition).data}
         return Response({"results": answers}, status=status.HTTP_200_OK)
 
 
 class RecognitionDetailApi(APIView):
-    @extend_schema(summary="One recognition", responses=RecognitionSerializer)
+    @extend_schema(summary="One recognition", responses={200: RecognitionSerializer, **errors(404, *_ALWAYS)})
     def get(self, request, pk: int):
         recognition = get_object_or_404(selectors.recognitions_visible_to(request.user), pk=pk)
         return Response(RecognitionSerializer(recognition).data)
 
 
 class ModelListApi(APIView):
-    @extend_schema(summary="Registered model versions", responses=ModelVersionSerializer(many=True))
+    @extend_schema(summary="Registered model versions",
+                   responses={200: ModelVersionSerializer(many=True), **errors(*_ALWAYS)})
     def get(self, request):
-        engine.active_version()  # registers the shipped model on a fresh install
         return Response(ModelVersionSerializer(selectors.registered_models(), many=True).data)
 
 
@@ -167,12 +214,19 @@ def readyz(request):
         checks["database"] = "ok"
     except Exception as exc:  # report, do not crash the probe
         checks["database"] = f"error: {exc}"
-    if checks["database"] == "ok" and not engine.is_ready():
-        engine.warm_up_active()
-    checks["model"] = "ok" if engine.is_ready() else "not loaded"
+    version = None
+    if checks["database"] == "ok":
+        try:
+            version = registry.active_version()
+        except registry.NoActiveModelError as exc:
+            checks["model"] = str(exc)
+    if version is not None:
+        if not engine.is_loaded(version):
+            startup.load_active_model()
+        checks["model"] = "ok" if engine.is_loaded(version) else "not loaded"
+    checks.setdefault("model", "not loaded")
     ready = all(v == "ok" for v in checks.values())
     if ready:
-        version = engine.active_version()
         checks["active_model"] = f"{version.name} {version.version}"
     return JsonResponse({"status": "ready" if ready else "not ready", "checks": checks},
                         status=200 if ready else 503)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import logging
 
-from django.core.exceptions import PermissionDenied, RequestDataTooBig, TooManyFilesSent
+from django.conf import settings
+from django.core.exceptions import PermissionDenied, RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
 from django.http import Http404
 from rest_framework import exceptions, status
-from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
 log = logging.getLogger("ocr_app")
@@ -46,6 +46,9 @@ def json_exception_handler(exc, context):
     elif isinstance(exc, TooManyFilesSent):
         exc = ApiError("too_many_files", "the request has more files than the batch limit",
                        status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
+    elif isinstance(exc, TooManyFieldsSent):   # raised while DRF parses the body, so it reaches this handler
+        exc = ApiError("too_many_fields", f"the request has more than {settings.DATA_UPLOAD_MAX_NUMBER_FIELDS} "
+                                          "form fields")
     elif isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):
@@ -63,7 +66,3 @@ def json_exception_handler(exc, context):
     details = exc.detail if isinstance(exc, exceptions.ValidationError) else None
     response.data = error_body(code, message, details)
     return response
-
-
-def error_response(code: str, message: str, http_status: int) -> Response:
-    return Response(error_body(code, message), status=http_status)

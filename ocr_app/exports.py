@@ -3,31 +3,55 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import tempfile
 from collections import Counter
 from pathlib import Path
 
 from django.db import transaction
 from django.utils import timezone
 
-from recognition.image import load_grey
+from recognition.image import IMAGE_SUFFIXES, load_grey
 
 from .models import Recognition
 
-LINE_SUFFIXES = {".png", ".jpg", ".tif", ".bmp", ".webp"}
 
+def export_reviewed(out_dir: str | Path, since=None, statuses=("verified", "corrected"), replace: bool = False) -> dict:
+    """Write NAME.png/NAME.gt.txt pairs and manifest.json into ``out_dir``; return the manifest.
 
-def export_reviewed(out_dir: str | Path, since=None, statuses=("verified", "corrected")) -> dict:
-    """Write NAME.png/NAME.gt.txt pairs and manifest.json; return the manifest.
-
-    The rows are read in one query inside one transaction, so the export is a
-    snapshot even while reviewers keep working; stored images never change
-    (they are content-addressed), so copying them afterwards is safe.
+    A folder that is not empty is refused, or with ``replace`` replaced whole:
+    pairs left from an earlier export would otherwise be read by training as if
+    they were part of this one. The export is written beside it and swapped in
+    at the end, so a failure leaves the old folder as it was.
     """
     unknown = set(statuses) - {Recognition.Status.VERIFIED, Recognition.Status.CORRECTED}
     if unknown:
         raise ValueError(f"only reviewed statuses can be exported (verified, corrected), not {', '.join(unknown)}")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    target = Path(out_dir)
+    if target.exists() and (not target.is_dir() or any(target.iterdir())) and not replace:
+        raise ValueError(f"{target} is not empty; choose a new folder, or --replace to replace it whole")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    out = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        manifest = _write_export(out, since, statuses)
+    except BaseException:
+        shutil.rmtree(out, ignore_errors=True)
+        raise
+    if target.exists():
+        old = target.with_name(f".{target.name}.old-{os.getpid()}")
+        target.rename(old)
+        out.rename(target)
+        shutil.rmtree(old) if old.is_dir() else old.unlink()
+    else:
+        out.rename(target)
+    return manifest
+
+
+def _write_export(out: Path, since, statuses) -> dict:
+    """The snapshot: rows read in one query inside one transaction, so the export is consistent even
+    while reviewers keep working; stored images never change (content-addressed), so copying them
+    afterwards is safe."""
     with transaction.atomic():
         query = (Recognition.objects.filter(status__in=statuses)
                  .select_related("image", "model_version", "reviewed_by").order_by("id"))
@@ -40,7 +64,7 @@ def export_reviewed(out_dir: str | Path, since=None, statuses=("verified", "corr
             continue
         seen_images.add(r.image_id)
         name = f"r{r.pk:08d}"
-        suffix = r.image.extension if r.image.extension in LINE_SUFFIXES else ".png"
+        suffix = r.image.extension if r.image.extension in IMAGE_SUFFIXES else ".png"
         with r.image.file.open("rb") as f:
             data = f.read()
         if suffix == ".png" and r.image.extension != ".png":

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
@@ -18,6 +20,9 @@ class ModelVersion(models.Model):
     is_active = models.BooleanField(default=False)
     registered_at = models.DateTimeField(auto_now_add=True)
     activated_at = models.DateTimeField(null=True, blank=True)
+    book = models.ForeignKey("ocr_app.Job", on_delete=models.PROTECT, null=True, blank=True,
+                             related_name="scoped_models",
+                             help_text="adapted to this book (job) and used for it only; empty: a global model")
 
     class Meta:
         ordering = ["-registered_at"]
@@ -29,9 +34,20 @@ class ModelVersion(models.Model):
     def __str__(self) -> str:
         return f"{self.name} {self.version}" + (" (active)" if self.is_active else "")
 
+    @property
+    def file_path(self) -> Path:
+        """The ONNX file (``path`` is stored relative to the project when it is inside it)."""
+        path = Path(self.path)
+        return path if path.is_absolute() else Path(settings.BASE_DIR) / path
+
+
+def image_path(sha256: str, extension: str) -> str:
+    """Where a line image is stored: its name is its content's hash (see ocr_app.storage)."""
+    return f"lines/{sha256[:2]}/{sha256}{extension}"
+
 
 def _image_path(instance: StoredImage, filename: str) -> str:
-    return f"lines/{instance.sha256[:2]}/{instance.sha256}{instance.extension}"
+    return image_path(instance.sha256, instance.extension)
 
 
 class StoredImage(models.Model):
@@ -63,7 +79,8 @@ class Recognition(models.Model):
     confidence = models.FloatField()
     characters = models.JSONField(default=list)
     duration_ms = models.FloatField()
-    cached = models.BooleanField(default=False, help_text="copied from an earlier run on the same image and model")
+    cached = models.BooleanField(default=False, help_text="copied from another user's run on the same image and "
+                                                          "model (internal: the API never tells the user)")
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.UNREVIEWED, db_index=True)
@@ -75,6 +92,11 @@ class Recognition(models.Model):
     class Meta:
         ordering = ["-created_at", "-id"]
         indexes = [models.Index(fields=["image", "model_version"])]
+        constraints = [
+            # What identifies a result: one recognition of an image by a model per user, so that
+            # concurrent uploads of one image cannot store (or run) it twice.
+            models.UniqueConstraint(fields=["image", "model_version", "user"], name="one_recognition_per_image_model_user"),
+        ]
 
     def __str__(self) -> str:
         return f"#{self.pk} {self.text[:40]}"
@@ -83,3 +105,8 @@ class Recognition(models.Model):
     def final_text(self) -> str:
         """What the line really says, as far as we know."""
         return self.corrected_text if self.status == self.Status.CORRECTED else self.text
+
+
+from .books.models import BookAdaptation  # noqa: E402,F401  (book adaptation: ocr_app/books/)
+from .jobs.models import Job, Page, PageFile, PageLine  # noqa: E402,F401  (books as jobs: ocr_app/jobs/)
+from .review.models import ReviewClaim  # noqa: E402,F401  (registered with the app; defined beside its workspace)

@@ -1,9 +1,17 @@
-"""Registering model files and choosing the active one."""
+"""The model lifecycle: registering model files, activating one, and which one is active.
+
+Workers ask the database at most every ``OCR_ACTIVE_MODEL_CHECK_SECONDS``
+which version is active (``active_version``), so activating another version
+reaches every worker within seconds without a restart. The shipped default
+model is registered at start-up (``register_default_model``), never as a side
+effect of a request. Loading the files is ``ocr_app.engine``'s job.
+"""
 
 from __future__ import annotations
 
-import hashlib
 import logging
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,6 +19,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from recognition.hashing import file_sha256
 from recognition.metadata import ModelInfo, ModelMetadataError
 
 from .models import ModelVersion
@@ -20,6 +29,14 @@ log = logging.getLogger("ocr_app.registry")
 
 class RegistryError(ValueError):
     pass
+
+
+class NoActiveModelError(RuntimeError):
+    """No model version is active (the default model could not be registered at start-up)."""
+
+
+_active_lock = threading.Lock()
+_active: dict = {"version": None, "checked": 0.0}
 
 
 @dataclass
@@ -36,11 +53,6 @@ class QualityComparison:
         active = "n/a" if self.active_cer is None else f"{100 * self.active_cer:.2f}%"
         return (f"reference set ({self.lines} lines): candidate CER {100 * self.candidate_cer:.2f}%, "
                 f"active CER {active}")
-
-
-def file_sha256(path: Path) -> str:
-    with path.open("rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def read_model_info(path: Path) -> ModelInfo:
@@ -64,35 +76,20 @@ def _stored_path(path: Path) -> str:
 
 
 def reference_cer(path: Path, reference_dir: str) -> tuple[float, int]:
-    """CER of the model at ``path`` on the reference line folder."""
-    from recognition.image import ImageError
-    from recognition.metrics import ErrorCounter
-    from recognition.onnx_recognizer import OnnxRecognizer
-    from recognition.text import normalize_text
+    """CER of the model at ``path`` on the reference line folder (or manifest)."""
+    from recognition.line_data import SkipReport, iter_samples
+    from recognition.recognizer import Recognizer
 
-    recognizer = OnnxRecognizer(path)
-    counter = ErrorCounter()
-    for gt in sorted(Path(reference_dir).rglob("*.gt.txt")):
-        stem = gt.name[: -len(".gt.txt")]
-        image = next((p for p in gt.parent.glob(stem + ".*") if not p.name.endswith(".txt")), None)
-        if image is None:
-            continue
-        try:
-            hyp = recognizer.recognize_one(image).text
-        except ImageError:
-            hyp = ""
-        counter.add(normalize_text(gt.read_text(encoding="utf-8")), hyp)
-    if not counter.lines:
+    evaluation = Recognizer(path).evaluate(iter_samples([reference_dir], SkipReport()))
+    if not evaluation.lines:
         raise RegistryError(f"the reference set {reference_dir} has no lines")
-    return counter.cer, counter.lines
+    return evaluation.cer, evaluation.lines
 
 
 def compare_with_active(path: Path, reference_dir: str) -> QualityComparison:
-    from .engine import model_path
-
     candidate, lines = reference_cer(path, reference_dir)
     active = ModelVersion.objects.filter(is_active=True).first()
-    active_cer = reference_cer(model_path(active), reference_dir)[0] if active else None
+    active_cer = reference_cer(active.file_path, reference_dir)[0] if active else None
     return QualityComparison(candidate, active_cer, lines)
 
 
@@ -149,3 +146,53 @@ def activate_version(version: ModelVersion) -> None:
     version.is_active = True
     version.activated_at = timezone.now()
     version.save(update_fields=["is_active", "activated_at"])
+
+
+def register_default_model() -> ModelVersion | None:
+    """At start-up: with no active model, register and activate the shipped default.
+
+    Several workers may start at once; the database's one-active-model
+    constraint lets one activation win and the others read it back.
+    """
+    active = ModelVersion.objects.filter(is_active=True).first()
+    if active is not None:
+        return active
+    path = Path(settings.OCR_DEFAULT_MODEL)
+    if not path.exists():
+        log.error("no model is active and the default model %s does not exist", path)
+        return None
+    try:
+        return register_model(path, activate=True, check_quality=False)
+    except IntegrityError:  # another worker activated a model at the same moment
+        return ModelVersion.objects.filter(is_active=True).first()
+
+
+def active_version(refresh: bool = False) -> ModelVersion:
+    """The active model version, re-read from the database every few seconds."""
+    now = time.monotonic()
+    cached = _active["version"]
+    if cached is not None and not refresh and now - _active["checked"] < settings.OCR_ACTIVE_MODEL_CHECK_SECONDS:
+        return cached
+    version = ModelVersion.objects.filter(is_active=True).first()
+    if version is None:
+        raise NoActiveModelError("no model is active; register one with manage.py register_model FILE --activate")
+    with _active_lock:
+        if cached is None or cached.pk != version.pk:
+            log.info("active model is now %s %s", version.name, version.version)
+        _active.update(version=version, checked=now)
+    return version
+
+
+def find_version(name_or_version: str) -> ModelVersion | None:
+    """The registered model named ``name``, ``version`` or ``name:version`` (the active one first)."""
+    name, _, version = name_or_version.partition(":")
+    models = ModelVersion.objects.filter(book__isnull=True)   # a book's adapted model is for that book only
+    query = models.filter(name=name, version=version) if version else (
+        models.filter(version=name) | models.filter(name=name))
+    return query.order_by("-is_active", "-registered_at").first()
+
+
+def forget_active_version() -> None:
+    """Make the next ``active_version`` call read the database (tests: a new database)."""
+    with _active_lock:
+        _active.update(version=None, checked=0.0)

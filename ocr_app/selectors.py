@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import math
 
 from django.db.models import QuerySet
 from django.utils import timezone
@@ -19,17 +20,23 @@ def recognitions_visible_to(user) -> QuerySet[Recognition]:
 
 
 def parse_when(value: str):
-    """An ISO date or date-time as an aware datetime (dates at midnight UTC), or None."""
+    """An ISO date or date-time as an aware UTC datetime (dates at midnight UTC), or None.
+
+    None also for well-formed impossible dates (2026-02-30) and for instants whose
+    UTC form falls outside years 1-9999 (9999-12-31T23:59:59-23:59): the
+    databases store UTC and would overflow on them.
+    """
     try:
         when = parse_datetime(value)
-    except ValueError:
-        when = None
-    if when is None:
-        day = parse_date(value) if len(value) == 10 else None
-        if day is None:
+        if when is None and len(value) == 10:
+            day = parse_date(value)
+            when = datetime.datetime.combine(day, datetime.time.min) if day else None
+        if when is None:
             return None
-        when = datetime.datetime.combine(day, datetime.time.min)
-    return timezone.make_aware(when, datetime.UTC) if timezone.is_naive(when) else when
+        when = timezone.make_aware(when, datetime.UTC) if timezone.is_naive(when) else when
+        return when.astimezone(datetime.UTC)
+    except (ValueError, OverflowError):
+        return None
 
 
 def _parse_when(value: str, field: str):
@@ -41,9 +48,19 @@ def _parse_when(value: str, field: str):
 
 def _parse_float(value: str, field: str) -> float:
     try:
-        return float(value)
+        number = float(value)
     except ValueError:
         raise ApiError("invalid_filter", f"{field} must be a number, got {value!r}") from None
+    if not math.isfinite(number):
+        raise ApiError("invalid_filter", f"{field} must be a finite number, got {value!r}")
+    return number
+
+
+def _check_text(value: str, field: str) -> str:
+    """PostgreSQL refuses NUL in any string; refuse it first, as a client error."""
+    if "\x00" in value:
+        raise ApiError("invalid_filter", f"{field} must not contain NUL characters")
+    return value
 
 
 def filter_recognitions(queryset: QuerySet[Recognition], params) -> QuerySet[Recognition]:
@@ -64,7 +81,7 @@ def filter_recognitions(queryset: QuerySet[Recognition], params) -> QuerySet[Rec
                                              f"use {', '.join(Recognition.Status.values)}")
         queryset = queryset.filter(status__in=statuses)
     if value := params.get("model"):
-        name, _, version = value.partition(":")
+        name, _, version = _check_text(value, "model").partition(":")
         queryset = queryset.filter(model_version__name=name)
         if version:
             queryset = queryset.filter(model_version__version=version)
@@ -72,4 +89,5 @@ def filter_recognitions(queryset: QuerySet[Recognition], params) -> QuerySet[Rec
 
 
 def registered_models() -> QuerySet[ModelVersion]:
-    return ModelVersion.objects.all()
+    """The global models (a model adapted to one book is that book's, see ocr_app.books)."""
+    return ModelVersion.objects.filter(book__isnull=True)

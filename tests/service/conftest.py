@@ -22,15 +22,28 @@ def model_file(request) -> Path:
 def service_settings(settings, tmp_path, model_file):
     from django.core.cache import cache
 
-    from ocr_app import engine
+    from ocr_app import registry
 
     settings.MEDIA_ROOT = tmp_path / "media"
     settings.OCR_DEFAULT_MODEL = model_file
     settings.OCR_REFERENCE_SET = ""
     cache.clear()
-    engine._active.update(version=None, checked=0.0)  # the database is new for every test
+    registry.forget_active_version()  # the database is new for every test
     yield settings
-    engine._active.update(version=None, checked=0.0)
+    registry.forget_active_version()
+
+
+@pytest.fixture(autouse=True)
+def started(request, service_settings):
+    """What a serving process does at start-up (ocr_app.startup): register the default model."""
+    from ocr_app.registry import register_default_model
+
+    if request.node.get_closest_marker("django_db") is not None:
+        request.getfixturevalue("db")  # the test's own database mode (its marker) applies
+        register_default_model()
+    elif "transactional_db" in request.fixturenames:  # e.g. the browser tests, through their fixtures
+        request.getfixturevalue("transactional_db")
+        register_default_model()
 
 
 @pytest.fixture

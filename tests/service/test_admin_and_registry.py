@@ -5,7 +5,7 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import CommandError, call_command
 
-from ocr_app import engine
+from ocr_app import registry
 from ocr_app.models import ModelVersion, Recognition
 from ocr_app.registry import RegistryError, register_model
 from tests.rendering import png_bytes, render_line
@@ -45,15 +45,77 @@ def test_reviewer_corrects_a_prediction(client, staff, recognitions):
     pk = recognitions[0]
     page = client.get(f"/admin/ocr_app/recognition/{pk}/change/")
     assert page.status_code == 200 and b"reviewed_text" in page.content
-    response = client.post(f"/admin/ocr_app/recognition/{pk}/change/", {"reviewed_text": "قال أبو محمد"})
+    corrected = Recognition.objects.get(pk=pk).text + " بن علي"
+    response = client.post(f"/admin/ocr_app/recognition/{pk}/change/", {"reviewed_text": corrected})
     assert response.status_code == 302
     recognition = Recognition.objects.get(pk=pk)
-    if recognition.text == "قال أبو محمد":
-        assert recognition.status == Recognition.Status.VERIFIED
-    else:
-        assert recognition.status == Recognition.Status.CORRECTED
-        assert recognition.corrected_text == "قال أبو محمد"
+    assert recognition.status == Recognition.Status.CORRECTED and recognition.corrected_text == corrected
     assert recognition.reviewed_by == staff and recognition.reviewed_at is not None
+
+
+def test_saving_an_unchanged_line_does_not_verify_it(client, staff, recognitions):
+    client.force_login(staff)
+    pk = recognitions[0]
+    text = Recognition.objects.get(pk=pk).text
+    assert client.post(f"/admin/ocr_app/recognition/{pk}/change/", {"reviewed_text": text}).status_code == 302
+    recognition = Recognition.objects.get(pk=pk)
+    assert recognition.status == Recognition.Status.UNREVIEWED and recognition.reviewed_by is None
+    client.post(f"/admin/ocr_app/recognition/{pk}/change/", {"reviewed_text": text, "mark_verified": "on"})
+    assert Recognition.objects.get(pk=pk).status == Recognition.Status.VERIFIED  # only when asked
+
+
+@pytest.mark.parametrize("empty", ["", "   ", "\u064e\u200f"])
+def test_an_empty_correction_is_refused(client, staff, recognitions, empty):
+    client.force_login(staff)
+    pk = recognitions[0]
+    response = client.post(f"/admin/ocr_app/recognition/{pk}/change/", {"reviewed_text": empty})
+    assert response.status_code == 200 and b"errorlist" in response.content  # the form again, with the error
+    assert Recognition.objects.get(pk=pk).status == Recognition.Status.UNREVIEWED
+
+
+def test_review_service_refuses_an_empty_text(recognitions, staff):
+    from ocr_app.services import ReviewError, review
+
+    with pytest.raises(ReviewError):
+        review(Recognition.objects.get(pk=recognitions[0]), staff, " ")
+
+
+def test_bulk_actions_say_what_they_skipped_and_why(client, staff, recognitions):
+    client.force_login(staff)
+    client.post("/admin/ocr_app/recognition/", {"action": "mark_verified", "_selected_action": recognitions[:1]})
+    response = client.post("/admin/ocr_app/recognition/", {
+        "action": "mark_verified", "_selected_action": recognitions[:2]}, follow=True)
+    page = response.content.decode()
+    assert "1 recognitions marked verified" in page
+    assert "Skipped 1, reviewed before" in page and f"#{recognitions[0]} (already verified)" in page
+    rerun = client.post("/admin/ocr_app/recognition/", {
+        "action": "rerun_on_active_model", "_selected_action": recognitions[:1]}, follow=True).content.decode()
+    assert "Skipped 1, already read by the active model" in rerun and f"#{recognitions[0]}" in rerun
+
+
+def test_a_crafted_model_name_is_escaped_in_the_admin(client, staff, recognitions, model_file, tmp_path):
+    import onnx
+
+    hostile = '<img src=x onerror=alert(1)>'
+    proto = onnx.load(str(model_file))
+    for prop in proto.metadata_props:
+        if prop.key == "name":
+            prop.value = hostile
+        if prop.key == "version":
+            prop.value = "<b>9</b>"
+    path = tmp_path / "hostile.onnx"
+    onnx.save(proto, str(path))
+    call_command("register_model", str(path), "--activate", "--force", stdout=StringIO())
+    registry.active_version(refresh=True)
+    client.force_login(staff)
+    client.post("/admin/ocr_app/recognition/", {"action": "rerun_on_active_model",
+                                                "_selected_action": recognitions[:1]})
+    for url in (f"/admin/ocr_app/recognition/{recognitions[0]}/change/", "/admin/ocr_app/recognition/",
+                "/admin/ocr_app/modelversion/"):
+        page = client.get(url).content.decode()
+        assert hostile not in page and "<b>9</b>" not in page, url
+    change = client.get(f"/admin/ocr_app/recognition/{recognitions[0]}/change/").content.decode()
+    assert "&lt;img src=x onerror=alert(1)&gt;" in change  # shown, as text
 
 
 def test_bulk_verified_action(client, staff, recognitions):
@@ -96,7 +158,7 @@ def test_register_and_switch_active_model(api, model_file, tmp_path, line_png):
     assert "activated" in out.getvalue()
     new = ModelVersion.objects.get(version="next")
     assert new.is_active and ModelVersion.objects.filter(is_active=True).count() == 1
-    assert engine.active_version(refresh=True) == new
+    assert registry.active_version(refresh=True) == new
     second = api.post("/api/v1/recognitions/", {"image": SimpleUploadedFile("l.png", line_png)},
                       format="multipart").json()
     assert second["model"]["version"] == "next" and second["id"] != first["id"]

@@ -75,3 +75,25 @@ def test_client_chooses_a_model(live_server, token, folder):
     with pytest.raises(ocr_client.OcrError) as info:
         client.recognize(files[2], model="no-such-model")
     assert info.value.status == 400 and info.value.code == "unknown_model"
+
+
+@pytest.mark.parametrize("batch", [0, 3])
+def test_client_prints_a_folder_in_input_order_and_takes_the_url_from_ocr_url(
+        live_server, token, tmp_path, capsys, monkeypatch, batch):
+    texts = [f"قال أبو محمد {i}" if i % 2 else f"سنة {i}" for i in range(12)]
+    files = write_line_folder(tmp_path / "many", texts, "Amiri-Regular")
+    monkeypatch.setenv("OCR_URL", live_server.url)
+    code = ocr_client.main([str(tmp_path / "many"), "--token", token, "--no-progress", "--concurrency", "6",
+                            "--batch", str(batch)])
+    assert code == 0
+    printed = [json.loads(line)["file"] for line in capsys.readouterr().out.splitlines()]
+    assert printed == [str(f) for f in files]
+
+
+def test_client_default_url_is_the_port_make_serve_listens_on():
+    import re
+    from pathlib import Path
+
+    makefile = (Path(__file__).resolve().parents[2] / "Makefile").read_text()
+    port = re.search(r"^PORT \?= (\d+)", makefile, re.M).group(1)
+    assert ocr_client.DEFAULT_URL == f"http://127.0.0.1:{port}"

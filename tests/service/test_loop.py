@@ -81,6 +81,32 @@ def test_export_reviewed_writes_a_line_dataset_with_provenance(api, staff, tmp_p
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize("since", ["2026-02-30", "yesterday", "9999-12-31T23:59:59-23:59"])
+def test_export_reviewed_bad_since_is_a_command_error(tmp_path, since):
+    with pytest.raises(CommandError, match="--since"):
+        call_command("export_reviewed", str(tmp_path / "out"), "--since", since, stdout=StringIO())
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.django_db
+def test_export_reviewed_refuses_a_non_empty_folder_or_replaces_it_whole(api, staff, tmp_path):
+    first = post(api, "قال أبو محمد")
+    services.review(Recognition.objects.get(pk=first["id"]), staff, "قال أبو محمد بن علي")
+    out = tmp_path / "reviewed"
+    out.mkdir()
+    (out / "stale.png").write_bytes(b"an old export's image")
+    (out / "stale.gt.txt").write_text("an old export's text\n", encoding="utf-8")
+    with pytest.raises(CommandError, match="not empty"):
+        call_command("export_reviewed", str(out), stdout=StringIO())
+    assert sorted(p.name for p in out.iterdir()) == ["stale.gt.txt", "stale.png"]  # untouched
+    call_command("export_reviewed", str(out), "--replace", stdout=StringIO())
+    names = sorted(p.name for p in out.iterdir())
+    assert "stale.png" not in names and "stale.gt.txt" not in names
+    assert names == sorted([f"r{first['id']:08d}.png", f"r{first['id']:08d}.gt.txt", "manifest.json"])
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary folder left beside it
+
+
+@pytest.mark.django_db
 def test_quality_gate_refuses_a_worse_model_unless_forced(api, model_file, tmp_path):
     post(api, "قال أبو محمد")  # registers and activates the shipped model
     reference = tmp_path / "reference"
@@ -111,9 +137,9 @@ def test_admin_reruns_an_image_on_the_active_model(api, client, staff, model_fil
     first = post(api, "قال أبو محمد")
     call_command("register_model", str(model_variant(model_file, tmp_path, "v-next")), "--activate",
                  stdout=StringIO())
-    from ocr_app import engine
+    from ocr_app import registry
 
-    engine.active_version(refresh=True)
+    registry.active_version(refresh=True)
     client.force_login(staff)
     response = client.post("/admin/ocr_app/recognition/", {"action": "rerun_on_active_model",
                                                             "_selected_action": [first["id"]]})

@@ -1,4 +1,4 @@
-"""python manage.py export_reviewed OUT_DIR [--since DATE] [--status verified,corrected]"""
+"""python manage.py export_reviewed OUT_DIR [--since DATE] [--status verified,corrected] [--replace]"""
 
 from __future__ import annotations
 
@@ -16,6 +16,8 @@ class Command(BaseCommand):
         parser.add_argument("out_dir")
         parser.add_argument("--since", help="only recognitions reviewed at or after this ISO date / date-time")
         parser.add_argument("--status", default="verified,corrected", help="comma-separated review statuses")
+        parser.add_argument("--replace", action="store_true",
+                            help="replace OUT_DIR whole if it is not empty (default: refuse)")
 
     def handle(self, *args, **options):
         since = None
@@ -24,7 +26,8 @@ class Command(BaseCommand):
             if since is None:
                 raise CommandError(f"--since must be an ISO date or date-time, got {options['since']!r}")
         try:
-            manifest = export_reviewed(options["out_dir"], since=since, statuses=options["status"].split(","))
+            manifest = export_reviewed(options["out_dir"], since=since, statuses=options["status"].split(","),
+                                       replace=options["replace"])
         except ValueError as exc:
             raise CommandError(str(exc)) from None
         self.stdout.write(f"exported {manifest['lines']} lines to {options['out_dir']} "

@@ -1,0 +1,49 @@
+"""What a serving process does once, when it starts."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from django.conf import settings
+from django.db import DatabaseError, connection
+
+from . import engine, registry
+from .storage import sweep_abandoned
+
+log = logging.getLogger("ocr_app.startup")
+
+
+def load_active_model() -> bool:
+    """Load and warm the active model in this process; False (logged) when that is not possible."""
+    try:
+        engine.recognizer_for(registry.active_version())
+        return True
+    except Exception:  # the worker still serves /healthz and reports not ready
+        log.exception("could not load the active model")
+        return False
+
+
+def _load_in_background() -> None:
+    try:
+        load_active_model()
+    finally:
+        connection.close()  # this thread's own connection: do not leave it open for good
+
+
+def start_serving_process(warm_up: bool = True) -> None:
+    """Register the shipped model if none is active, then warm the active one in the background.
+
+    Registering is quick (metadata and a hash) and done before the first
+    request, so no request has to do it; loading the model takes longer and
+    /readyz reports it.
+    """
+    removed = sweep_abandoned(settings.MEDIA_ROOT)
+    if removed:
+        log.info("removed %d unfinished uploads of workers that died", removed)
+    try:
+        registry.register_default_model()
+    except DatabaseError:  # not migrated yet: requests will say so, /readyz too
+        log.exception("could not register the default model")
+    if warm_up:
+        threading.Thread(target=_load_in_background, name="model-warm-up", daemon=True).start()

@@ -1,0 +1,93 @@
+"""Every failure under /api/ is JSON with a 4xx, or a JSON 500 with a request id: never HTML."""
+
+import logging
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+
+from ocr_app.models import Recognition
+
+pytestmark = pytest.mark.django_db
+URL = "/api/v1/recognitions/"
+
+
+def _assert_json_error(response, status, code):
+    assert response.status_code == status, response.content[:300]
+    assert response["Content-Type"].startswith("application/json"), response["Content-Type"]
+    error = response.json()["error"]
+    assert error["code"] == code and error["message"]
+    return error
+
+
+@pytest.mark.parametrize("value", [
+    "2026-02-30", "2026-13-01", "9999-12-31T23:59:59-23:59", "0001-01-01T00:00:00+05:00", "2026-01-01\x00",
+    "not a date",
+])
+@pytest.mark.parametrize("field", ["created_after", "created_before"])
+def test_impossible_or_overflowing_dates_are_a_filter_error(api, field, value):
+    _assert_json_error(api.get(URL, {field: value}), 400, "invalid_filter")
+
+
+def test_extreme_but_valid_dates_still_filter(api):
+    assert api.get(URL, {"created_after": "0001-01-01T05:00:00+05:00"}).json()["count"] == 0
+    assert api.get(URL, {"created_before": "9999-12-31T23:59:59"}).json()["count"] == 0
+
+
+@pytest.mark.parametrize("params", [{"model": "\x00"}, {"model": "a\x00b:1"}, {"min_confidence": "nan"},
+                                    {"max_confidence": "inf"}])
+def test_nul_and_non_finite_filters_are_refused(api, params):
+    _assert_json_error(api.get(URL, params), 400, "invalid_filter")
+
+
+def test_nul_in_the_model_field_of_an_upload_is_refused(api, line_png):
+    response = api.post(URL, {"image": SimpleUploadedFile("l.png", line_png), "model": "arabic\x00"},
+                        format="multipart")
+    _assert_json_error(response, 400, "invalid_request")
+    assert Recognition.objects.count() == 0
+
+
+def test_unknown_api_url_and_wrong_method_are_json(api):
+    _assert_json_error(api.get("/api/v1/nothing-here/"), 404, "not_found")
+    _assert_json_error(api.get("/api/nothing/"), 404, "not_found")
+    _assert_json_error(api.delete(URL), 405, "method_not_allowed")
+    _assert_json_error(api.get(URL + "999999/"), 404, "not_found")
+
+
+def test_an_unexpected_exception_answers_json_with_a_logged_request_id(api, monkeypatch, caplog):
+    from ocr_app import selectors
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug nobody anticipated")
+
+    monkeypatch.setattr(selectors, "filter_recognitions", broken)
+    with caplog.at_level(logging.ERROR, logger="ocr_app.errors"):
+        response = api.get(URL)
+    error = _assert_json_error(response, 500, "internal_error")
+    assert "a bug nobody anticipated" not in response.content.decode()
+    assert len(error["request_id"]) == 32
+    logged = [r for r in caplog.records if error["request_id"] in r.getMessage()]
+    assert logged and "a bug nobody anticipated" in logged[0].exc_text
+
+
+def test_pages_outside_the_api_keep_html_errors(client):
+    response = client.get("/no-such-page/")
+    assert response.status_code == 404 and not response["Content-Type"].startswith("application/json")
+
+
+def test_the_front_door_is_not_a_404(client):
+    response = client.get("/")
+    assert response.status_code == 200 and b'id="image-input"' in response.content  # the upload page
+
+
+@pytest.mark.parametrize("size", ["0", "-1", "null", "501", "٣"])
+def test_a_page_size_out_of_range_is_a_filter_error(api, size):
+    _assert_json_error(api.get(URL, {"page_size": size}), 400, "invalid_filter")
+
+
+def test_batch_items_must_be_strings(api):
+    _assert_json_error(api.post(URL + "batch/", {"images": [{}]}, format="json"), 400, "invalid_request")
+
+
+def test_a_bad_model_field_is_refused_even_when_every_image_is_bad(api):
+    response = api.post(URL + "batch/", {"images": ["", "x"], "model": [1, 2]}, format="json")
+    _assert_json_error(response, 400, "invalid_request")

@@ -1,0 +1,74 @@
+"""Item 6 of issue 10: the model lifecycle lives in ocr_app.registry; loaded sessions in ocr_app.engine."""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from ocr_app import engine, registry
+from ocr_app.models import ModelVersion
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _imports(module: str) -> set[str]:
+    tree = ast.parse((ROOT / "ocr_app" / f"{module}.py").read_text())
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            names.update(f"{'.' * node.level}{node.module or ''}.{a.name}".replace("..", ".") for a in node.names)
+            names.add(f"{'.' * node.level}{node.module or ''}")
+        elif isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+    return names
+
+
+def test_registry_and_engine_do_not_import_each_other():
+    assert not any("engine" in name for name in _imports("registry"))
+    assert not any("registry" in name for name in _imports("engine"))
+
+
+@pytest.mark.django_db
+def test_requests_do_not_register_the_default_model(api, client):
+    ModelVersion.objects.all().delete()
+    registry.forget_active_version()
+    assert api.get("/api/v1/models/").json() == []
+    ready = client.get("/readyz")
+    assert ready.status_code == 503 and "no model is active" in ready.json()["checks"]["model"]
+    response = api.post("/api/v1/recognitions/", {"image": "aGVsbG8="}, format="json")
+    assert response.status_code in (400, 503)  # not an image, or no model: never a registration
+    assert ModelVersion.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_start_up_registers_the_default_model_once(settings, line_png, api):
+    from ocr_app.startup import start_serving_process
+
+    ModelVersion.objects.all().delete()
+    registry.forget_active_version()
+    start_serving_process(warm_up=False)
+    start_serving_process(warm_up=False)
+    active = ModelVersion.objects.get()
+    assert active.is_active and active.file_path.resolve() == Path(settings.OCR_DEFAULT_MODEL).resolve()
+    assert registry.active_version(refresh=True) == active
+
+
+@pytest.mark.django_db
+def test_no_active_model_is_a_json_503(api, line_png):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    ModelVersion.objects.all().delete()
+    registry.forget_active_version()
+    response = api.post("/api/v1/recognitions/", {"image": SimpleUploadedFile("l.png", line_png)},
+                        format="multipart")
+    assert response.status_code == 503 and response.json()["error"]["code"] == "no_active_model"
+
+
+@pytest.mark.django_db
+def test_loaded_sessions_are_keyed_by_the_file_hash(model_file, tmp_path):
+    """A second registration of the same file (another name/version) shares the loaded session."""
+    active = registry.active_version(refresh=True)
+    twin = ModelVersion.objects.create(name="twin", version="9", path=str(model_file), sha256=active.sha256,
+                                       metadata=active.metadata)
+    assert engine.recognizer_for(twin) is engine.recognizer_for(active)
+    assert engine.is_loaded(active)

@@ -1,0 +1,109 @@
+"""Issue 11, item 6: what `make serve` runs (gunicorn) keeps PostgreSQL connections bounded; proxy settings."""
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import uuid
+
+import pytest
+
+from tests.rendering import png_bytes, render_line
+from tests.service.server_process import ROOT, ServerProcess
+
+POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres")
+
+
+def test_make_serve_runs_gunicorn_and_make_dev_runs_runserver():
+    serve = subprocess.run(["make", "-n", "serve"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    dev = subprocess.run(["make", "-n", "dev"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    assert "gunicorn -c ocr_project/gunicorn.conf.py ocr_project.wsgi" in serve and "runserver" not in serve
+    assert "runserver" in dev
+
+
+@pytest.fixture
+def scratch_postgres():
+    psycopg = pytest.importorskip("psycopg")
+    try:
+        admin = psycopg.connect(POSTGRES_URL, autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError:
+        pytest.skip(f"no PostgreSQL at {POSTGRES_URL}")
+    name = f"ocr_conn_{uuid.uuid4().hex[:10]}"
+    admin.execute(f'CREATE DATABASE "{name}"')
+    base = POSTGRES_URL.rsplit("/", 1)[0]
+    try:
+        yield f"{base}/{name}", name, admin
+    finally:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+@pytest.mark.slow
+def test_gunicorn_holds_at_most_workers_times_threads_connections(tmp_path, model_file, scratch_postgres):
+    from tests.service.test_concurrency_and_storage import post_image
+
+    url, name, admin = scratch_postgres
+    server = ServerProcess(tmp_path / "var", model_file, workers=2, threads=4, database_url=url)
+    token = server.prepare()
+    images = [png_bytes(render_line(f"سنة {i}")) for i in range(8)]
+    server.start()
+    peak, errors, lock = [0], [], threading.Lock()
+
+    def count() -> int:
+        return admin.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s", [name]).fetchone()[0]
+
+    def client(k):
+        for i in range(25):
+            try:
+                status, _ = post_image(server.url, token, images[(k + i) % len(images)])
+                assert status in (200, 201), status
+            except Exception as exc:  # reported below
+                with lock:
+                    errors.append(repr(exc))
+            with lock:
+                peak[0] = max(peak[0], count())
+
+    try:
+        threads = [threading.Thread(target=client, args=(k,)) for k in range(16)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=300)
+        after = count()
+    finally:
+        server.kill()
+    assert errors == []
+    assert peak[0] <= 2 * 4 + 2, peak[0]  # runserver reached one per request thread (99 and refused)
+    assert after <= 2 * 4
+
+
+def _settings_under(env: dict) -> dict:
+    code = ("import django, json; django.setup(); from django.conf import settings as s; print(json.dumps({"
+            "'proxy': s.SECURE_PROXY_SSL_HEADER, 'host': s.USE_X_FORWARDED_HOST, 'cookie': s.SESSION_COOKIE_SECURE,"
+            "'csrf': s.CSRF_COOKIE_SECURE, 'hsts': s.SECURE_HSTS_SECONDS}))")
+    clean = {k: v for k, v in os.environ.items() if k not in {"TRUST_X_FORWARDED_PROTO", "USE_X_FORWARDED_HOST",
+                                                             "SECURE_COOKIES", "SECURE_HSTS_SECONDS"}}
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True,
+                         env={**clean, "DJANGO_SETTINGS_MODULE": "ocr_project.settings", **env})
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_forwarded_headers_are_trusted_only_when_told():
+    assert _settings_under({}) == {"proxy": None, "host": False, "cookie": False, "csrf": False, "hsts": 0}
+    told = _settings_under({"TRUST_X_FORWARDED_PROTO": "1", "USE_X_FORWARDED_HOST": "1", "SECURE_COOKIES": "1",
+                            "SECURE_HSTS_SECONDS": "31536000"})
+    assert told == {"proxy": ["HTTP_X_FORWARDED_PROTO", "https"], "host": True, "cookie": True, "csrf": True,
+                    "hsts": 31536000}
+
+
+@pytest.mark.django_db
+def test_a_forwarded_scheme_counts_only_with_the_setting(client, settings):
+    settings.ALLOWED_HOSTS = ["ocr.example.org", "testserver"]
+    headers = {"HTTP_X_FORWARDED_PROTO": "https", "HTTP_X_FORWARDED_HOST": "ocr.example.org"}
+    docs = client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json", **headers)
+    assert docs.wsgi_request.scheme == "http" and docs.wsgi_request.get_host() == "testserver"
+    settings.SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    settings.USE_X_FORWARDED_HOST = True
+    docs = client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json", **headers)
+    assert docs.wsgi_request.scheme == "https" and docs.wsgi_request.get_host() == "ocr.example.org"
