@@ -1,0 +1,36 @@
+"""Grey page -> ink mask, robust to uneven paper, faded ink and dark pages."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+# Ink must be at least this much darker than the paper around it (grey
+# levels after flattening): a blank page's paper grain never reaches it.
+MIN_CONTRAST = 60
+
+
+def flatten(grey: np.ndarray) -> np.ndarray:
+    """Divide out the paper's shading (scanner falloff, yellowing, gutter shadow).
+
+    The paper level is estimated on a 1/8-scale copy by a grey-level closing
+    (a local maximum, wider than any stroke) and divided out, so paper becomes
+    255 everywhere and ink keeps its contrast. Light text on dark paper is
+    inverted first.
+    """
+    grey = grey.astype(np.float32)
+    if np.median(grey) < 100:
+        grey = 255.0 - grey
+    h, w = grey.shape
+    small = cv2.resize(grey, (max(1, w // 8), max(1, h // 8)), interpolation=cv2.INTER_AREA)
+    paper = cv2.dilate(small, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (9, 9)))
+    paper = cv2.medianBlur(paper.astype(np.uint8), 5).astype(np.float32)
+    paper = cv2.resize(paper, (w, h), interpolation=cv2.INTER_LINEAR)
+    return np.clip(grey * 255.0 / np.maximum(paper, 1.0), 0, 255).astype(np.uint8)
+
+
+def binarise(flat: np.ndarray) -> np.ndarray:
+    """Flattened grey -> uint8 mask (1 = ink): Otsu, but never fainter than MIN_CONTRAST."""
+    threshold, _ = cv2.threshold(flat, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    threshold = min(threshold, 255 - MIN_CONTRAST)
+    return (flat < threshold).astype(np.uint8)

@@ -1,0 +1,55 @@
+"""Measure a page's skew and rotate it level."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+MAX_SKEW_DEGREES = 5.0
+
+
+def estimate_skew(ink: np.ndarray, max_degrees: float = MAX_SKEW_DEGREES) -> float:
+    """The page's rotation (degrees, counter-clockwise positive): rotating by minus this levels it.
+
+    Text lines level out when the ink's row profile is sharpest: for each trial
+    angle, ink pixel coordinates are projected on the rotated vertical axis and
+    the sum of squared differences between neighbouring bins is scored. A coarse
+    sweep then a fine one around the best angle. Works on a sample of pixels,
+    so a 600-dpi page costs no more than a 300-dpi one.
+    """
+    ys, xs = np.nonzero(ink)
+    if len(xs) < 100:
+        return 0.0
+    if len(xs) > 300_000:
+        pick = np.random.default_rng(0).choice(len(xs), 300_000, replace=False)
+        xs, ys = xs[pick], ys[pick]
+    xs = xs.astype(np.float64) - ink.shape[1] / 2
+    ys = ys.astype(np.float64)
+
+    def sharpness(degrees: float) -> float:
+        a = np.deg2rad(degrees)
+        rows = np.round(ys * np.cos(a) + xs * np.sin(a)).astype(np.int64)
+        profile = np.bincount(rows - rows.min()).astype(np.float64)
+        return float(np.sum(np.diff(profile) ** 2))
+
+    coarse = np.arange(-max_degrees, max_degrees + 1e-9, 0.25)
+    best = max(coarse, key=sharpness)
+    fine = np.arange(best - 0.25, best + 0.25 + 1e-9, 0.05)
+    return float(round(max(fine, key=sharpness), 2))
+
+
+def rotation(shape: tuple[int, int], degrees: float) -> tuple[np.ndarray, tuple[int, int]]:
+    """Affine matrix rotating an image by ``degrees`` onto a canvas that holds all of it."""
+    h, w = shape
+    matrix = cv2.getRotationMatrix2D((w / 2, h / 2), degrees, 1.0)
+    cos, sin = abs(matrix[0, 0]), abs(matrix[0, 1])
+    new_w, new_h = int(np.ceil(w * cos + h * sin)), int(np.ceil(w * sin + h * cos))
+    matrix[0, 2] += new_w / 2 - w / 2
+    matrix[1, 2] += new_h / 2 - h / 2
+    return matrix, (new_w, new_h)
+
+
+def rotate(image: np.ndarray, matrix: np.ndarray, size: tuple[int, int], fill: int,
+           nearest: bool = False) -> np.ndarray:
+    return cv2.warpAffine(image, matrix, size, flags=cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_CONSTANT, borderValue=fill)

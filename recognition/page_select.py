@@ -1,0 +1,70 @@
+"""One page of a multi-page file, without decoding the pages before it.
+
+``recognition.page_loader.iter_pages`` walks a file from its first page; a job
+reads page 250 of a PDF in one task and must not render 249 pages first. For
+a PDF the wanted page is copied into a one-page PDF (no rendering) and that is
+read by ``iter_pages``; for a multi-page image the wanted frame is sought
+directly and converted exactly as ``iter_pages`` converts frames. Either way
+the pixels come from the same loader code.
+"""
+
+from __future__ import annotations
+
+import io
+
+from PIL import ImageOps
+
+from .image import ImageError, to_grey
+from .page_loader import DEFAULT_MAX_PAGE_PIXELS, FRAME_ERRORS, LoadedPage, iter_pages, open_image
+
+
+def load_page(data: bytes, number: int, max_pixels: int = DEFAULT_MAX_PAGE_PIXELS) -> LoadedPage:
+    """Page ``number`` (1-based) of an image, multi-page TIFF or PDF, as an 8-bit grey page."""
+    if not data:
+        raise ImageError("empty_file", "the file is empty (0 bytes)")
+    if data[:5] == b"%PDF-":
+        page = next(iter_pages(_one_pdf_page(data, number), max_pixels))
+        page.number = number
+        return page
+    image = open_image(data)
+    try:
+        image.seek(number - 1)
+    except EOFError:
+        raise ImageError("no_such_page", f"the file has no page {number}") from None
+    except FRAME_ERRORS as exc:   # a frame directory before it is truncated or corrupt
+        raise ImageError("corrupt_image", f"page {number} is truncated or corrupt ({exc})") from None
+    if number == 1 and getattr(image, "n_frames", 1) == 1:
+        return next(iter_pages(data, max_pixels))   # the common case: the loader itself, unchanged
+    width, height = image.size
+    if width * height > max_pixels:
+        raise ImageError("image_too_large", f"page {number} is {width}x{height} pixels; the limit is {max_pixels}")
+    try:
+        image.load()
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ImageError("corrupt_image", f"page {number} is truncated or corrupt ({exc})") from None
+    dpi = image.info.get("dpi", (None,))[0]
+    return LoadedPage(number, to_grey(ImageOps.exif_transpose(image.copy())), float(dpi) if dpi else None)
+
+
+def _one_pdf_page(data: bytes, number: int) -> bytes:
+    import pypdfium2
+
+    try:
+        source = pypdfium2.PdfDocument(data)
+    except pypdfium2.PdfiumError as exc:
+        raise ImageError("corrupt_pdf", f"the PDF cannot be read ({exc})") from None
+    try:
+        if not 1 <= number <= len(source):
+            raise ImageError("no_such_page", f"the PDF has {len(source)} pages, not {number}")
+        single = pypdfium2.PdfDocument.new()
+        try:
+            single.import_pages(source, [number - 1])
+        except pypdfium2.PdfiumError as exc:   # the page tree promises a page the file does not hold
+            single.close()
+            raise ImageError("corrupt_pdf", f"PDF page {number} cannot be read ({exc})") from None
+        out = io.BytesIO()
+        single.save(out)
+        single.close()
+        return out.getvalue()
+    finally:
+        source.close()

@@ -1,0 +1,143 @@
+"""arabic-ocr pages: rendered pages as PNG, multi-page TIFF and PDF, with a bad file among them."""
+
+from __future__ import annotations
+
+import fcntl
+import io
+import json
+import os
+import pty
+import struct
+import subprocess
+import sys
+import termios
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from recognition.metrics import edit_distance
+from recognition.text import normalize_text
+from tests.conftest import CORPUS_LINES
+from tests.page_rendering import PageSpec, RenderedPage, render_page
+from tests.test_cli import ROOT, SHIPPED_INT8, arabic_ocr
+
+WORDS = " ".join(CORPUS_LINES).split()
+
+
+def small_page(seed: int) -> RenderedPage:
+    """Three justified lines, no header or footnotes: a page read in a fraction of a second."""
+    spec = PageSpec(width=900, height=420, body_lines=3, header=False, heading=False, margin_numbers=False,
+                    footnotes=0, seed=seed)
+    return render_page(spec, WORDS[seed * 17:] + WORDS)
+
+
+def save(pages: list[RenderedPage], path: Path, **options) -> Path:
+    frames = [Image.fromarray(page.image) for page in pages]
+    frames[0].save(path, save_all=len(frames) > 1, append_images=frames[1:], **options)
+    return path
+
+
+def page_cer(page: RenderedPage, text: str) -> float:
+    truth = "\n".join(normalize_text(line.text) for line in page.lines)
+    return edit_distance(truth, text.strip()) / len(truth)
+
+
+@pytest.fixture(scope="module")
+def pages() -> list[RenderedPage]:
+    return [small_page(seed) for seed in range(4)]
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory, pages) -> Path:
+    """A folder of page files: a PNG, a 2-page TIFF, a 2-page PDF (Pillow's PDF writer, 300 dpi) and a
+    truncated PNG."""
+    folder = tmp_path_factory.mktemp("scans")
+    save(pages[:1], folder / "cover.png")
+    save(pages[1:3], folder / "scan.tif", compression="tiff_lzw")
+    save(pages[2:4], folder / "book.pdf", resolution=300.0)
+    good = io.BytesIO()
+    Image.fromarray(pages[3].image).save(good, format="PNG")
+    (folder / "torn.png").write_bytes(good.getvalue()[:-600])
+    return folder
+
+
+def test_every_page_is_written_in_every_format_and_a_bad_file_fails_only_itself(inputs, pages, tmp_path):
+    out = tmp_path / "out"
+    result = arabic_ocr("pages", str(inputs), "--format", "txt,json,alto", "--out", str(out), "--jobs", "2",
+                        "--model", str(SHIPPED_INT8))
+    assert result.returncode == 1, result.stderr
+    stems = ["book-0001", "book-0002", "cover", "scan-0001", "scan-0002"]
+    assert sorted(p.name for p in out.iterdir()) == sorted(f"{s}{x}" for s in stems
+                                                           for x in (".txt", ".json", ".alto.xml"))
+    assert "5 page(s) written" in result.stderr and "1 failed" in result.stderr
+    assert f"{inputs / 'torn.png'} page 1: corrupt_image" in result.stderr
+    assert "%|" not in result.stderr   # no progress bar when stderr is not a terminal
+
+    # the PDF's pages (Pillow writes them JPEG-compressed; rendered back at 300 dpi) read as well as images
+    truth = {"cover": pages[0], "scan-0001": pages[1], "scan-0002": pages[2], "book-0001": pages[2],
+             "book-0002": pages[3]}
+    for stem, page in truth.items():
+        text = (out / f"{stem}.txt").read_text(encoding="utf-8")
+        assert page_cer(page, text) < 0.15, (stem, text)
+        document = json.loads((out / f"{stem}.json").read_text(encoding="utf-8"))
+        lines = [line for region in document["regions"] for line in region["lines"]]
+        assert len(lines) == len(page.lines) and document["text"] == text
+        alto = ET.parse(out / f"{stem}.alto.xml").getroot()
+        assert len([e for e in alto.iter() if e.tag.endswith("TextLine")]) == len(lines)
+
+
+def test_one_job_writes_what_several_write(inputs, tmp_path):
+    one, two = tmp_path / "one", tmp_path / "two"
+    files = [str(inputs / "scan.tif"), str(inputs / "cover.png")]
+    for out, jobs in ((one, "1"), (two, "3")):
+        result = arabic_ocr("pages", *files, "--format", "hocr", "--out", str(out), "--jobs", jobs)
+        assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in one.iterdir()) == ["cover.hocr", "scan-0001.hocr", "scan-0002.hocr"]
+    for path in one.iterdir():
+        assert path.read_bytes() == (two / path.name).read_bytes()
+
+
+def test_a_terminal_gets_a_progress_bar(inputs, tmp_path):
+    """stderr on a pseudo-terminal, as when a person runs the command."""
+    controller, terminal = pty.openpty()
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))   # a 100-column terminal
+    env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
+    process = subprocess.Popen([sys.executable, "-m", "recognition.cli", "pages", str(inputs / "cover.png"),
+                                "--out", str(tmp_path), "--model", str(SHIPPED_INT8)],
+                               cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=terminal)
+    os.close(terminal)
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(controller, 4096)
+        except OSError:   # the terminal closed: the command has ended
+            break
+        if not chunk:
+            break
+        shown += chunk
+    assert process.wait(timeout=120) == 0
+    os.close(controller)
+    assert b"100%" in shown and b"1/1" in shown and b"page" in shown
+    assert (tmp_path / "cover.txt").exists()
+
+
+def test_usage_errors_exit_2_before_anything_is_written(inputs, tmp_path):
+    out = tmp_path / "out"
+    (tmp_path / "other").mkdir()
+    save([small_page(0)], tmp_path / "other" / "cover.jpg")
+    clash = arabic_ocr("pages", str(inputs / "cover.png"), str(tmp_path / "other"), "--out", str(out))
+    assert clash.returncode == 2 and "would both be written as cover" in clash.stderr
+    unknown = arabic_ocr("pages", str(inputs / "cover.png"), "--format", "pdf", "--out", str(out))
+    assert unknown.returncode == 2 and "choose from txt, json, alto, page, hocr" in unknown.stderr
+    missing = arabic_ocr("pages", str(tmp_path / "nowhere.pdf"), "--out", str(out))
+    assert missing.returncode == 2 and "no such file or folder" in missing.stderr
+    assert not out.exists()
+
+
+def test_help_explains_names_formats_jobs_and_exit_status():
+    help_text = arabic_ocr("pages", "--help").stdout
+    for words in ("NAME-0001", "300 dpi", "--jobs", "--format", "alto.xml", "page.xml", "hocr", "progress bar",
+                  "Exits with 1 if any page failed"):
+        assert words in help_text, words

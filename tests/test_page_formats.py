@@ -1,0 +1,152 @@
+"""Whole-page recognition with the shipped model, and every output format.
+
+ALTO and PAGE-XML are validated against the official schemas (copies in
+tests/schemas/, so no network and no ../shared needed)."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from lxml import etree
+from PIL import Image
+
+from recognition import Recognizer
+from recognition.image import ImageError
+from recognition.layout import RegionKind
+from recognition.metrics import edit_distance
+from recognition.page import recognize_page
+from recognition.page_loader import iter_pages
+from recognition.text import normalize_text
+from tests.conftest import CORPUS_LINES
+from tests.page_rendering import PageSpec, render_page
+
+SCHEMAS = Path(__file__).parent / "schemas"
+MODEL = Path(__file__).parent.parent / "models/arabic-crnn-v1-int8.onnx"
+WORDS = " ".join(CORPUS_LINES).split()
+
+
+@pytest.fixture(scope="module")
+def recognizer():
+    return Recognizer(MODEL, threads=1)
+
+
+@pytest.fixture(scope="module")
+def rendered():
+    return render_page(PageSpec(body_lines=10, skew_degrees=1.5, seed=5), WORDS)
+
+
+@pytest.fixture(scope="module")
+def page(rendered, recognizer):
+    return recognize_page(rendered.image, recognizer, image_name="rendered.png")
+
+
+def test_page_text_reads_like_its_lines(page, rendered):
+    truth = normalize_text(" ".join(t.text for t in rendered.lines))
+    found = normalize_text(page.to_text())
+    cer = edit_distance(truth, found) / len(truth)
+    assert cer < 0.05, (cer, found[:200])
+
+
+def test_text_has_regions_in_reading_order_separated_by_blank_lines(page):
+    kinds = [region.kind for region in page.regions]
+    assert kinds[0] == RegionKind.HEADER and kinds[-1] == RegionKind.FOOTNOTE
+    blocks = page.to_text().rstrip("\n").split("\n\n")
+    assert len(blocks) == len(page.regions)
+    assert [b.split("\n") for b in blocks] == [[line.text for line in r.lines] for r in page.regions]
+
+
+def test_json_has_geometry_text_and_confidences(page):
+    data = json.loads(page.to_json())
+    assert data["width"] == page.width and data["model"]["name"]
+    line = data["regions"][1]["lines"][0]
+    assert len(line["polygon"]) == 4 and len(line["baseline"]) == 2
+    assert 0 < line["confidence"] <= 1
+    assert "".join(c["char"] for c in line["characters"]) == line["text"]
+
+
+def _schema(name: str) -> etree.XMLSchema:
+    return etree.XMLSchema(etree.parse(str(SCHEMAS / name)))
+
+
+def test_alto_validates_and_declares_rtl(page):
+    doc = etree.fromstring(page.to_alto().encode())
+    _schema("alto-4-4.xsd").assertValid(doc)
+    ns = {"a": "http://www.loc.gov/standards/alto/ns-v4#"}
+    lines = doc.findall(".//a:TextLine", ns)
+    assert len(lines) == len(page.lines)
+    assert all(line.get("BASEDIRECTION") == "rtl" for line in lines)
+    first = lines[0].findall("a:String", ns)
+    assert " ".join(s.get("CONTENT") for s in first) == page.lines[0].text
+    for string in first:
+        assert len(string.get("CC").split()) == len(string.get("CONTENT"))
+        assert 0 <= float(string.get("WC")) <= 1
+
+
+def test_page_xml_validates_and_keeps_reading_order(page):
+    doc = etree.fromstring(page.to_page_xml().encode())
+    _schema("pagecontent-2019-07-15.xsd").assertValid(doc)
+    ns = {"p": "http://schema.primaresearch.org/PAGE/gts/pagecontent/2019-07-15"}
+    refs = [r.get("regionRef") for r in doc.findall(".//p:RegionRefIndexed", ns)]
+    assert refs == [region.id for region in page.regions]
+    line = doc.find(".//p:TextLine", ns)
+    assert line.find("p:Baseline", ns) is not None
+    assert line.find("p:TextEquiv/p:Unicode", ns).text == page.lines[0].text
+    assert doc.find("p:Page", ns).get("readingDirection") == "right-to-left"
+
+
+def test_hocr_lines_carry_bbox_baseline_and_confidence(page):
+    doc = etree.fromstring(page.to_hocr().encode())
+    ns = {"h": "http://www.w3.org/1999/xhtml"}
+    lines = doc.findall(".//h:span[@class='ocr_line']", ns)
+    assert len(lines) == len(page.lines)
+    assert re.search(r"bbox \d+ \d+ \d+ \d+; baseline -?[\d.]+ -?\d+; x_wconf \d+", lines[0].get("title"))
+    assert all(p.get("dir") == "rtl" for p in doc.findall(".//h:p", ns))
+    words = [w.text for w in lines[0].findall("h:span", ns)]
+    assert " ".join(words) == page.lines[0].text
+
+
+def test_a_blank_page_gives_no_lines_in_every_format(recognizer):
+    blank = recognize_page(np.full((1400, 1000), 250, np.uint8), recognizer)
+    assert blank.regions == [] and blank.to_text() == ""
+    _schema("alto-4-4.xsd").assertValid(etree.fromstring(blank.to_alto().encode()))
+    _schema("pagecontent-2019-07-15.xsd").assertValid(etree.fromstring(blank.to_page_xml().encode()))
+
+
+# -- loading pages --------------------------------------------------------------
+
+def test_multi_page_tiff_and_pdf_give_every_page(rendered):
+    first = Image.fromarray(rendered.image)
+    second = Image.fromarray(255 - (255 - rendered.image) // 2)
+    tiff = io.BytesIO()
+    first.save(tiff, format="TIFF", save_all=True, append_images=[second], dpi=(300, 300))
+    pages = list(iter_pages(tiff.getvalue()))
+    assert [p.number for p in pages] == [1, 2] and pages[0].dpi == 300
+    assert np.array_equal(pages[0].grey, rendered.image)
+
+    pdf = io.BytesIO()
+    first.save(pdf, format="PDF", save_all=True, append_images=[second], resolution=150)
+    pages = list(iter_pages(pdf.getvalue()))
+    assert len(pages) == 2 and pages[0].dpi == 300
+    # 150-dpi images rendered at 300 dpi: twice the pixels each way
+    assert abs(pages[0].grey.shape[0] - 2 * rendered.image.shape[0]) <= 2
+
+
+@pytest.mark.parametrize("data, code", [(b"", "empty_file"), (b"not an image at all", "not_an_image"),
+                                        (b"%PDF-1.7 garbage", "corrupt_pdf")])
+def test_unreadable_inputs_get_clear_errors(data, code):
+    with pytest.raises(ImageError) as error:
+        list(iter_pages(data))
+    assert error.value.code == code
+
+
+def test_page_pixel_limit_is_enforced():
+    buffer = io.BytesIO()
+    Image.new("L", (3000, 3000), 255).save(buffer, format="PNG")
+    with pytest.raises(ImageError) as error:
+        list(iter_pages(buffer.getvalue(), max_pixels=1_000_000))
+    assert error.value.code == "image_too_large"
