@@ -1,0 +1,268 @@
+"""Jobs: create one from uploads, cancel it, and recognise one of its pages.
+
+``process_page`` is what every worker runs, the Celery task and the
+in-process runner alike. It is idempotent: a page's lines are written in one
+transaction that first moves the page from queued/running to done, so a page
+run twice (a worker killed after the commit, a redelivered message, two
+workers racing) is stored once. Recognition itself is one call,
+``read_page``, into the core's page recogniser.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import os
+import socket
+import time
+
+import numpy as np
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+from PIL import Image
+
+from recognition.image import ImageError
+from recognition.page import PageResult, recognize_page
+from recognition.page_select import load_page
+
+from .. import engine
+from ..errors import ApiError
+from ..models import Recognition, StoredImage
+from ..services import choose_model
+from . import dispatch
+from .intake import IntakeLimits, SourceFile, page_names, read_uploads
+from .models import Job, Page, PageFile, PageLine
+from .storage import delete_written, write_once
+
+
+def discard_written_files(written: list[str]) -> None:
+    """After a failed transaction: delete the files this call wrote, unless a row committed meanwhile uses one."""
+    delete_written([name for name in written if not StoredImage.objects.filter(file=name).exists()
+                    and not PageFile.objects.filter(file=name).exists()])
+
+log = logging.getLogger("ocr_app.jobs")
+
+FORMATS = ("txt", "alto", "page", "hocr")
+
+
+def read_page(grey: np.ndarray, recognizer, name: str) -> PageResult:
+    """The one call from jobs into page recognition (``recognition.page``)."""
+    return recognize_page(grey, recognizer, image_name=name)
+
+
+def parse_formats(value: str | list[str] | None) -> list[str]:
+    if not value:
+        return list(FORMATS)
+    items = value if isinstance(value, list) else [value]
+    wanted = [f.strip().lower() for item in items for f in str(item).split(",") if f.strip()]
+    unknown = sorted(set(wanted) - set(FORMATS))
+    if unknown:
+        raise ApiError("unknown_format", f"unknown format(s) {', '.join(unknown)}; choose from {', '.join(FORMATS)}")
+    return [f for f in FORMATS if f in wanted]
+
+
+def intake_limits() -> IntakeLimits:
+    return IntakeLimits(max_pages=settings.OCR_JOB_MAX_PAGES, max_bytes=settings.OCR_JOB_MAX_BYTES,
+                        max_pixels=settings.OCR_JOB_MAX_PAGE_PIXELS)
+
+
+def store_page_file(source: SourceFile, written: list[str]) -> PageFile:
+    existing = PageFile.objects.filter(sha256=source.sha256).first()
+    if existing is not None:
+        return existing
+    name = f"pages/{source.sha256[:2]}/{source.sha256}{source.extension}"
+    if write_once(name, source.data):
+        written.append(name)
+    page_file, _ = PageFile.objects.get_or_create(
+        sha256=source.sha256, defaults=dict(file=name, extension=source.extension, size_bytes=len(source.data),
+                                            page_count=source.page_count))
+    return page_file
+
+
+def create_job(user, files: list[tuple[str, bytes]], name: str = "", model: str | None = None,
+               formats: str | list[str] | None = None) -> Job:
+    """Check and store the uploads, create the job and its pages, and queue the pages (after commit)."""
+    version = choose_model(model)
+    wanted = parse_formats(formats)
+    sources = read_uploads(files, intake_limits())
+    names = page_names(sources)
+    written: list[str] = []
+    try:
+        with transaction.atomic():
+            job = Job.objects.create(user=user, name=(name or files[0][0])[:200], model_version=version,
+                                     formats=wanted, pages_total=sum(len(n) for n in names))
+            pages, index = [], 0
+            for source, stems in zip(sources, names):
+                page_file = store_page_file(source, written) if isinstance(source, SourceFile) else None
+                for number, stem in enumerate(stems, start=1):
+                    index += 1
+                    page = Page(job=job, index=index, name=stem, source_name=source.name[:255], file=page_file,
+                                number=number)
+                    if page_file is None:
+                        page.status, page.error_code, page.error_message = Page.Status.FAILED, source.code, \
+                            source.message
+                        page.finished_at = timezone.now()
+                    pages.append(page)
+            Page.objects.bulk_create(pages)
+            queued = list(job.pages.filter(status=Page.Status.QUEUED).values_list("pk", flat=True))
+            if not queued:
+                job.status, job.finished_at = Job.Status.FAILED, timezone.now()
+                job.save(update_fields=["status", "finished_at"])
+            transaction.on_commit(lambda: dispatch.enqueue_pages(queued))
+    except Exception:
+        discard_written_files(written)
+        raise
+    log.info("job %s: %d pages queued for %s", job.pk, len(queued), user)
+    return job
+
+
+def cancel_job(job: Job) -> Job:
+    """Stop a job: its queued pages are never started; a page being read finishes."""
+    with transaction.atomic():
+        if not Job.objects.filter(pk=job.pk, status__in=Job.UNFINISHED).update(
+                status=Job.Status.CANCELLED, finished_at=timezone.now()):
+            job.refresh_from_db()
+            raise ApiError("job_finished", f"job {job.pk} is already {job.status}", 409)
+        Page.objects.filter(job=job, status=Page.Status.QUEUED).update(status=Page.Status.CANCELLED,
+                                                                       finished_at=timezone.now())
+    job.refresh_from_db()
+    return job
+
+
+def _line_png(grey: np.ndarray, bbox: tuple[int, int, int, int]) -> bytes:
+    x0, y0, x1, y1 = bbox
+    height, width = grey.shape
+    crop = grey[max(0, y0):min(height, y1 + 1), max(0, x0):min(width, x1 + 1)]
+    out = io.BytesIO()
+    Image.fromarray(crop).save(out, format="PNG", compress_level=3)
+    return out.getvalue()
+
+
+def _store_line_images(pngs: list[bytes], written: list[str]) -> list[StoredImage]:
+    """The line crops as content-addressed StoredImages (existing ones reused), in three queries."""
+    shas = [hashlib.sha256(png).hexdigest() for png in pngs]
+    known = {image.sha256: image for image in StoredImage.objects.filter(sha256__in=set(shas))}
+    new = []
+    for sha, png in zip(shas, pngs):
+        if sha in known or any(image.sha256 == sha for image in new):
+            continue
+        name = f"lines/{sha[:2]}/{sha}.png"
+        if write_once(name, png):
+            written.append(name)
+        width, height = Image.open(io.BytesIO(png)).size
+        new.append(StoredImage(sha256=sha, file=name, extension=".png", width=width, height=height,
+                               size_bytes=len(png)))
+    if new:
+        StoredImage.objects.bulk_create(new, ignore_conflicts=True)   # a racing page may store the same line
+        known.update({image.sha256: image for image in StoredImage.objects.filter(sha256__in={i.sha256 for i in new})})
+    return [known[sha] for sha in shas]
+
+
+def _line_recognitions(lines, images: list[StoredImage], version, user, per_line_ms: float) -> list[Recognition]:
+    """A recognition per line: new ones created, and the user's earlier one reused where the same line
+    image was read by the same model before (one recognition per image, model and user)."""
+    def by_image(pks):
+        return {r.image_id: r for r in Recognition.objects.filter(image_id__in=pks, model_version=version, user=user)}
+
+    found = by_image({image.pk for image in images})
+    new: dict[int, Recognition] = {}
+    for line, image in zip(lines, images):
+        if image.pk not in found and image.pk not in new:
+            new[image.pk] = Recognition(
+                image=image, model_version=version, user=user, text=line.text, confidence=line.confidence,
+                duration_ms=per_line_ms,
+                characters=[{"char": c.char, "confidence": c.confidence} for c in line.characters])
+    if new:
+        Recognition.objects.bulk_create(new.values(), ignore_conflicts=True)   # a racing job of the same user
+        found.update(by_image(new.keys()))
+    return [found[image.pk] for image in images]
+
+
+def _start(page_id: int) -> Page | None:
+    """Mark the page running (one more attempt); None if there is nothing to do."""
+    page = (Page.objects.select_related("job__model_version", "job__user", "file", "model_version", "user")
+            .filter(pk=page_id).first())
+    if page is None or page.status not in Page.OPEN:
+        return None
+    now = timezone.now()
+    if page.job is not None and page.job.status == Job.Status.CANCELLED:
+        Page.objects.filter(pk=page_id, status__in=Page.OPEN).update(status=Page.Status.CANCELLED, finished_at=now)
+        return None
+    Page.objects.filter(pk=page_id, status__in=Page.OPEN).update(
+        status=Page.Status.RUNNING, attempts=F("attempts") + 1, started_at=now,
+        processed_by=f"{socket.gethostname()}:{os.getpid()}")
+    if page.job is not None:
+        Job.objects.filter(pk=page.job_id, status=Job.Status.QUEUED).update(status=Job.Status.RUNNING,
+                                                                             started_at=now)
+    return page
+
+
+def process_page(page_id: int) -> str:
+    """Recognise one page and store it with its lines; returns what happened (done, failed, skipped)."""
+    page = _start(page_id)
+    if page is None:
+        return "skipped"
+    started = time.perf_counter()
+    try:
+        with page.file.file.open("rb") as handle:
+            loaded = load_page(handle.read(), page.number,
+                               settings.OCR_JOB_MAX_PAGE_PIXELS if page.job_id else settings.OCR_MAX_PAGE_PIXELS)
+    except ImageError as exc:
+        return fail_page(page_id, exc.code, exc.message)
+    recognizer = engine.recognizer_for(page.reading_model)
+    result = read_page(loaded.grey, recognizer, page.name)
+    duration_ms = 1000 * (time.perf_counter() - started)
+    outputs = _outputs(result, page.output_formats)
+    crops = [_line_png(loaded.grey, line.bbox) for line in result.lines]
+    written: list[str] = []
+    storing = time.perf_counter()
+    try:
+        with transaction.atomic():
+            won = Page.objects.filter(pk=page_id, status__in=Page.OPEN).update(
+                status=Page.Status.DONE, width=result.width, height=result.height, line_count=len(result.lines),
+                duration_ms=round(duration_ms, 1), outputs=outputs, finished_at=timezone.now(), error_code="",
+                error_message="")
+            if not won:  # another worker stored it first, or the page was cancelled meanwhile
+                return "skipped"
+            per_line_ms = round(duration_ms / max(1, len(result.lines)), 2)
+            version, user = page.reading_model, page.owner
+            images = _store_line_images(crops, written)
+            recognitions = _line_recognitions(result.lines, images, version, user, per_line_ms)
+            PageLine.objects.bulk_create([
+                PageLine(page_id=page_id, recognition=recognition, index=index, line_id=line.id,
+                         polygon=[list(p) for p in line.polygon], baseline=[list(p) for p in line.baseline])
+                for index, (line, recognition) in enumerate(zip(result.lines, recognitions), start=1)])
+            Page.objects.filter(pk=page_id).update(store_ms=round(1000 * (time.perf_counter() - storing), 1))
+    except Exception:
+        discard_written_files(written)
+        raise
+    finish_job_if_complete(page.job_id)
+    return "done"
+
+
+def _outputs(result: PageResult, formats: list[str]) -> dict[str, str]:
+    writers = {"txt": result.to_text, "alto": result.to_alto, "page": result.to_page_xml, "hocr": result.to_hocr,
+               "json": result.to_dict}
+    return {fmt: writers[fmt]() for fmt in {"txt", *formats}}
+
+
+def fail_page(page_id: int, code: str, message: str) -> str:
+    """One unreadable page fails that page, not its job."""
+    updated = Page.objects.filter(pk=page_id, status__in=Page.OPEN).update(
+        status=Page.Status.FAILED, error_code=code[:50], error_message=message, finished_at=timezone.now())
+    page = Page.objects.only("job_id").get(pk=page_id)
+    log.warning("page %s failed: %s %s", page_id, code, message)
+    finish_job_if_complete(page.job_id)
+    return "failed" if updated else "skipped"
+
+
+def finish_job_if_complete(job_id: int | None) -> None:
+    """Close the job once no page is open. Each worker checks after its own commit, so the last one sees all."""
+    if job_id is None or Page.objects.filter(job_id=job_id, status__in=Page.OPEN).exists():
+        return
+    any_done = Page.objects.filter(job_id=job_id, status=Page.Status.DONE).exists()
+    Job.objects.filter(pk=job_id, status__in=Job.UNFINISHED).update(
+        status=Job.Status.DONE if any_done else Job.Status.FAILED, finished_at=timezone.now())

@@ -1,0 +1,290 @@
+"""Jobs through the API, processed by the in-process runner (the no-broker default).
+
+``runner.run_pending()`` is the runner's own loop body, run here until no page
+is left; ``test_runner_thread_*`` runs it as the background thread
+``make serve`` starts.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+import zipfile
+
+import pytest
+
+from ocr_app.jobs import runner, services
+from ocr_app.jobs.models import Job, Page, PageLine
+from ocr_app.models import Recognition
+from recognition.metrics import edit_distance
+from recognition.text import normalize_text
+from tests.service import job_pages
+from tests.service.conftest import media_files
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(scope="module")
+def pages():
+    return [job_pages.small_page(seed) for seed in range(4)]
+
+
+def _submit(api, files: dict[str, bytes] | list[tuple[str, bytes]], **fields):
+    items = files.items() if isinstance(files, dict) else files
+    uploads = [_named(name, data) for name, data in items]
+    return api.post("/api/v1/jobs/", {"files": uploads, **fields}, format="multipart")
+
+
+def _named(name: str, data: bytes):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    return SimpleUploadedFile(name, data)
+
+
+def _cer(truth_lines: list[str], text: str) -> float:
+    truth = "\n".join(normalize_text(line) for line in truth_lines)
+    return edit_distance(truth, text.strip()) / len(truth)
+
+
+def test_a_book_of_images_tiff_and_pdf_is_recognised_with_every_output(api, pages):
+    answer = _submit(api, {"cover.png": job_pages.png(pages[0]), "scan.tif": job_pages.tiff(pages[1:3]),
+                           "book.pdf": job_pages.pdf(pages[2:4])}, name="Kitab")
+    assert answer.status_code == 202, answer.content
+    body = answer.json()
+    assert (body["status"], body["pages_total"], body["pages_done"], body["name"]) == ("queued", 5, 0, "Kitab")
+    assert body["model"]["name"] == "arabic-crnn-v2-int8"
+
+    assert runner.run_pending() == 5
+    body = api.get(f"/api/v1/jobs/{body['id']}/").json()
+    assert (body["status"], body["pages_done"], body["pages_failed"], body["failures"]) == ("done", 5, 0, [])
+    assert body["timings"]["eta_s"] == 0 and body["timings"]["page_recognition_ms"] > 0
+
+    zipped = api.get(body["results_url"])
+    assert zipped.status_code == 200 and zipped["Content-Type"] == "application/zip"
+    archive = zipfile.ZipFile(io.BytesIO(b"".join(zipped.streaming_content)))
+    names = set(archive.namelist())
+    for stem in ("cover", "scan-p0001", "scan-p0002", "book-p0001", "book-p0002"):
+        assert {f"pages/{stem}.txt", f"pages/{stem}.alto.xml", f"pages/{stem}.page.xml", f"pages/{stem}.hocr"} <= names
+    # the PDF's pages are read as well as the same pages as images
+    assert _cer([line.text for line in pages[3].lines], archive.read("pages/book-p0002.txt").decode()) < 0.15
+    assert "<alto" in archive.read("pages/cover.alto.xml").decode()
+    book = archive.read("Kitab.book.txt").decode()
+    assert book.index(archive.read("pages/cover.txt").decode().strip()) < \
+        book.index(archive.read("pages/book-p0002.txt").decode().strip())
+
+    rows = archive.read("recognitions.csv").decode("utf-8-sig").splitlines()
+    assert rows[0] == "file,page,line,text,confidence,model,time"
+    stored = Recognition.objects.filter(page_lines__page__job_id=body["id"])
+    assert len(rows) - 1 == stored.count() == sum(Page.objects.values_list("line_count", flat=True)) >= 10
+    assert rows[1].startswith("cover.png,1,1,")
+
+
+def test_page_lines_are_recognitions_owned_by_the_user_and_reviewable(api, pages, user):
+    job_id = _submit(api, {"p.png": job_pages.png(pages[0])}).json()["id"]
+    runner.run_pending()
+    line = PageLine.objects.select_related("recognition", "page").filter(page__job_id=job_id).first()
+    assert line.recognition.user == user and line.page.job_id == job_id
+    assert len(line.polygon) >= 4 and line.line_id.startswith("r")
+    listed = api.get("/api/v1/recognitions/").json()
+    assert line.recognition.pk in {r["id"] for r in listed["results"]}
+    image = line.recognition.image
+    assert image.height < 200 and image.width > 200   # a line crop, not the page
+
+
+def test_a_zip_with_a_bad_page_fails_that_page_only(api, pages):
+    truncated = job_pages.png(pages[1])[:-400]
+    archive = job_pages.zipped({"b/02.png": job_pages.png(pages[1]), "a/01.png": job_pages.png(pages[0]),
+                                "c/03.png": truncated, "notes.txt": b"not a page", "__MACOSX/._01.png": b"x"})
+    body = _submit(api, {"scans.zip": archive}).json()
+    assert body["pages_total"] == 4 and body["pages_failed"] == 1   # notes.txt fails at once
+    runner.run_pending()
+    body = api.get(body["url"]).json()
+    assert (body["status"], body["pages_done"], body["pages_failed"]) == ("done", 2, 2)
+    reasons = {f["file"]: f["code"] for f in body["failures"]}
+    assert reasons == {"scans.zip/c/03.png": "corrupt_image", "scans.zip/notes.txt": "not_an_image"}
+    names = list(Page.objects.filter(job_id=body["id"]).values_list("name", flat=True))
+    assert names == ["01", "02", "03", "notes"]   # name order inside the zip
+
+
+def test_formats_limit_the_outputs(api, pages):
+    body = _submit(api, {"p.png": job_pages.png(pages[0])}, formats="alto,txt").json()
+    assert body["formats"] == ["txt", "alto"]
+    runner.run_pending()
+    names = zipfile.ZipFile(io.BytesIO(b"".join(api.get(body["results_url"]).streaming_content))).namelist()
+    assert sorted(names) == ["p.book.txt", "pages/p.alto.xml", "pages/p.txt", "recognitions.csv"]
+
+
+def test_jobs_belong_to_their_user_staff_see_all(api, other_api, staff_api, pages):
+    body = _submit(api, {"p.png": job_pages.png(pages[0])}).json()
+    for path in (body["url"], body["results_url"]):
+        assert other_api.get(path).status_code == 404
+    assert other_api.post(f"{body['url']}cancel/").status_code == 404
+    assert other_api.get("/api/v1/jobs/").json()["count"] == 0
+    assert api.get("/api/v1/jobs/").json()["count"] == 1
+    assert staff_api.get(body["url"]).status_code == 200
+    assert staff_api.get("/api/v1/jobs/").json()["count"] == 1
+
+
+def test_cancel_stops_queued_pages(api, pages):
+    body = _submit(api, {"scan.tif": job_pages.tiff(pages[:3])}).json()
+    assert api.get(body["results_url"]).json()["error"]["code"] == "job_not_finished"
+    cancelled = api.post(f"{body['url']}cancel/")
+    assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
+    assert cancelled.json()["pages_cancelled"] == 3
+    assert runner.run_pending() == 0
+    assert not Recognition.objects.exists()
+    again = api.post(f"{body['url']}cancel/")
+    assert again.status_code == 409 and again.json()["error"]["code"] == "job_finished"
+    assert api.get(body["results_url"]).status_code == 200
+
+
+def test_a_page_cancelled_mid_job_is_not_started(api, pages):
+    body = _submit(api, {"scan.tif": job_pages.tiff(pages[:3])}).json()
+    first = runner.claim_next_page()
+    services.process_page(first)
+    services.cancel_job(Job.objects.get(pk=body["id"]))
+    assert runner.run_pending() == 0
+    body = api.get(body["url"]).json()
+    assert (body["status"], body["pages_done"], body["pages_cancelled"]) == ("cancelled", 1, 2)
+
+
+def test_a_page_run_twice_is_stored_once(api, pages):
+    body = _submit(api, {"p.png": job_pages.png(pages[0])}).json()
+    page = Page.objects.get(job_id=body["id"])
+    Page.objects.filter(pk=page.pk).update(status=Page.Status.RUNNING, attempts=1)   # its worker died mid-page
+    assert services.process_page(page.pk) == "done"
+    assert services.process_page(page.pk) == "skipped"   # a redelivered message
+    page.refresh_from_db()
+    assert page.attempts == 2 and page.lines.count() == page.line_count == Recognition.objects.count() > 0
+
+
+@pytest.mark.parametrize("fields, code, http", [
+    ({}, "missing_files", 400),
+    ({"formats": "alto,pdf"}, "unknown_format", 400),
+    ({"model": "no-such-model"}, "unknown_model", 400),
+])
+def test_bad_requests_leave_nothing(api, pages, settings, fields, code, http):
+    files = {} if code == "missing_files" else {"p.png": job_pages.png(pages[0])}
+    answer = _submit(api, files, **fields)
+    assert answer.status_code == http and answer.json()["error"]["code"] == code
+    assert not Job.objects.exists() and not Page.objects.exists() and media_files(settings) == []
+
+
+def test_a_job_too_large_is_refused_before_anything_is_stored(api, pages, settings):
+    settings.OCR_JOB_MAX_PAGES = 2
+    answer = _submit(api, {"scan.tif": job_pages.tiff(pages[:3])})
+    assert answer.status_code == 413 and answer.json()["error"]["code"] == "too_many_pages"
+    assert not Job.objects.exists() and media_files(settings) == []
+
+
+def test_a_job_of_nothing_but_unreadable_files_is_refused(api, settings):
+    answer = _submit(api, {"a.txt": b"plain text", "b.pdf": b"%PDF-1.4 broken"})
+    assert answer.status_code == 400
+    error = answer.json()["error"]
+    assert error["code"] == "no_readable_pages" and "a.txt: not_an_image" in error["message"]
+    assert "b.pdf: corrupt_pdf" in error["message"]
+    assert not Job.objects.exists() and media_files(settings) == []
+
+
+def test_the_same_book_twice_is_stored_once(api, pages, settings):
+    data = job_pages.pdf(pages[:2])
+    _submit(api, {"book.pdf": data})
+    _submit(api, {"again.pdf": data})
+    assert len([p for p in media_files(settings) if p.suffix == ".pdf"]) == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_runner_thread_processes_jobs_in_process(api, pages):
+    runner.start(threads=1)
+    try:
+        body = _submit(api, {"p.png": job_pages.png(pages[0]), "q.png": job_pages.png(pages[1])}).json()
+        deadline = time.monotonic() + 30
+        while api.get(body["url"]).json()["status"] != "done":
+            assert time.monotonic() < deadline, api.get(body["url"]).json()
+            time.sleep(0.2)
+    finally:
+        runner.stop()
+    assert Page.objects.filter(job_id=body["id"], status="done").count() == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_runner_takes_over_a_page_whose_process_died(api, pages, settings):
+    """A restarted server: a page left 'running' by a dead process is run again once its lease lapses."""
+    body = _submit(api, {"p.png": job_pages.png(pages[0])}).json()
+    page_id = runner.claim_next_page()
+    Page.objects.filter(pk=page_id).update(status=Page.Status.RUNNING, attempts=1)
+    assert runner.claim_next_page() is None          # leased to the (dead) process
+    settings.OCR_JOB_LEASE_SECONDS = 0
+    from django.utils import timezone
+
+    Page.objects.filter(pk=page_id).update(claimed_until=timezone.now())
+    time.sleep(0.01)
+    assert runner.run_pending() == 1
+    assert api.get(body["url"]).json()["status"] == "done"
+
+
+def test_a_restarted_server_queues_the_pages_its_killed_process_was_reading(api, pages):
+    import socket
+    import subprocess
+
+    body = _submit(api, {"p.png": job_pages.png(pages[0])}).json()
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    Page.objects.filter(job_id=body["id"]).update(status=Page.Status.RUNNING, attempts=1,
+                                                  processed_by=f"{socket.gethostname()}:{gone.pid}")
+    assert runner.release_pages_of_dead_processes() == 1
+    assert runner.run_pending() == 1
+    assert api.get(body["url"]).json()["status"] == "done"
+
+
+def test_the_admin_lists_jobs_with_progress(api, pages, staff):
+    from django.test import Client
+
+    _submit(api, {"scan.tif": job_pages.tiff(pages[:2])}, name="Diwan")
+    runner.run_pending()
+    browser = Client()
+    browser.force_login(staff)
+    listing = browser.get("/admin/ocr_app/job/")
+    assert listing.status_code == 200
+    html = listing.content.decode()
+    assert "Diwan" in html and '<progress max="100" value="100"></progress> 2 / 2' in html
+    job = Job.objects.get(name="Diwan")
+    detail = browser.get(f"/admin/ocr_app/job/{job.pk}/change/")
+    assert detail.status_code == 200 and "scan-p0002" in detail.content.decode()
+
+
+def test_the_api_schema_documents_the_jobs_endpoints(api):
+    schema = api.get("/api/schema/?format=json").json()
+    assert {"/api/v1/jobs/", "/api/v1/jobs/{id}/", "/api/v1/jobs/{id}/cancel/",
+            "/api/v1/jobs/{id}/results.zip"} <= set(schema["paths"])
+
+
+def test_a_broker_that_does_not_answer_loses_no_job(api, pages, settings, django_capture_on_commit_callbacks):
+    settings.CELERY_BROKER_URL = "redis://127.0.0.1:1/13"   # nothing listens on port 1
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        answer = _submit(api, {"p.png": job_pages.png(pages[0])})
+    assert len(callbacks) == 1   # the send was tried, and failed
+    assert answer.status_code == 202
+    assert Page.objects.get(job_id=answer.json()["id"]).status == Page.Status.QUEUED
+
+
+def test_the_same_page_in_two_jobs_reuses_the_users_recognitions(api, other_api, pages):
+    """One recognition per line image, model and user: a page read again links to the lines read before."""
+    first = _submit(api, {"p.png": job_pages.png(pages[0])}).json()
+    second = _submit(api, {"again.png": job_pages.png(pages[0])}).json()
+    third = _submit(other_api, {"p.png": job_pages.png(pages[0])}).json()
+    runner.run_pending()
+    for job in (first, second, third):
+        assert api.get(job["url"]).status_code in (200, 404)
+        assert Job.objects.get(pk=job["id"]).status == "done"
+    lines = [set(PageLine.objects.filter(page__job_id=job["id"]).values_list("recognition_id", flat=True))
+             for job in (first, second, third)]
+    assert lines[0] == lines[1] and len(lines[0]) == Page.objects.get(job_id=first["id"]).line_count
+    assert not lines[0] & lines[2]   # another user's are their own
+
+
+@pytest.mark.parametrize("field", ["model", "name", "formats"])
+def test_control_characters_in_fields_are_a_400(api, pages, field):
+    answer = _submit(api, {"p.png": job_pages.png(pages[0])}, **{field: "a\x00b"})
+    assert answer.status_code == 400 and answer.json()["error"]["code"] == "invalid_request"
+    assert not Job.objects.exists()
