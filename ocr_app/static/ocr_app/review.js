@@ -1,0 +1,78 @@
+// The review workspace, keyboard first: Enter saves and opens the next line, Down skips, Up goes back,
+// Escape undoes the edit. Each action is one small POST; the answer names the next line's page.
+"use strict";
+(function () {
+  const form = document.getElementById("review-form");
+  const field = document.getElementById("line-text");
+  const errorLine = document.getElementById("review-error");
+  const original = field.dataset.original;
+  let busy = false;
+
+  function showError(text) {
+    errorLine.textContent = text;
+    errorLine.hidden = false;
+  }
+
+  async function post(url, body) {
+    if (busy) return;
+    busy = true;
+    errorLine.hidden = true;
+    try {
+      const response = await fetch(url, {
+        method: "POST", credentials: "same-origin",
+        headers: {
+          "Content-Type": "application/json", Accept: "application/json",
+          "X-CSRFToken": form.querySelector("input[name=csrfmiddlewaretoken]").value,
+        },
+        body: JSON.stringify(body || {}),
+      });
+      let data = null;
+      try { data = await response.json(); } catch (e) { data = null; }
+      if (response.ok && data && data.next_url) {
+        window.location.assign(data.next_url);
+        return;  // stay busy: the next page is loading
+      }
+      const error = data && data.error;
+      if (error && (error.code === "not_authenticated" || error.code === "authentication_failed")) {
+        showError("Your sign-in has expired; sign in again (your edit is still in the box).");
+      } else {
+        showError((error && error.message) || `The server answered ${response.status}; try again.`);
+      }
+    } catch (e) {
+      showError("The server could not be reached; your edit is still in the box. Try again.");
+    }
+    busy = false;
+    field.focus();
+  }
+
+  const save = () => post(form.dataset.saveUrl, { text: field.value });
+  const skip = () => post(form.dataset.skipUrl);
+  const previous = () => { if (form.dataset.previousUrl) window.location.assign(form.dataset.previousUrl); };
+  const undo = () => { field.value = original; field.focus(); };
+
+  form.addEventListener("submit", (event) => { event.preventDefault(); save(); });
+  field.addEventListener("keydown", (event) => {
+    if (event.isComposing) return;  // an input method is composing: its keys are not ours
+    if (event.key === "Escape") { event.preventDefault(); undo(); }
+    else if (event.key === "ArrowDown") { event.preventDefault(); skip(); }
+    else if (event.key === "ArrowUp") { event.preventDefault(); previous(); }
+  });
+  document.getElementById("skip-button").addEventListener("click", skip);
+  document.getElementById("previous-button").addEventListener("click", previous);
+  document.getElementById("undo-button").addEventListener("click", undo);
+
+  // The on-screen row inserts at the caret and leaves the focus in the text.
+  document.querySelectorAll(".keyboard .key").forEach((key) => {
+    key.addEventListener("mousedown", (event) => event.preventDefault());
+    key.addEventListener("click", () => {
+      const start = field.selectionStart ?? field.value.length;
+      const end = field.selectionEnd ?? start;
+      field.setRangeText(key.dataset.char, start, end, "end");
+      field.focus();
+    });
+  });
+
+  field.focus();
+  const end = field.value.length;
+  field.setSelectionRange(end, end);
+})();

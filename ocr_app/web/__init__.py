@@ -1,0 +1,1 @@
+"""The public web pages: the upload page at / and sign-in."""

@@ -1,0 +1,169 @@
+import pytest
+from django.contrib.auth.models import Permission
+from playwright.sync_api import expect
+
+from ocr_app.jobs import runner
+from ocr_app.jobs import services as job_services
+from ocr_app.jobs.models import PageLine
+from ocr_app.models import Recognition
+from tests.service import job_pages
+from tests.service.browser.conftest import PHONE
+from tests.service.review_lines import LINES, recognise_lines
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture
+def reviewer(django_user_model):
+    person = django_user_model.objects.create_user("nadia", password="pw-nadia-1")
+    person.user_permissions.add(Permission.objects.get(codename="review_recognitions"))
+    return person
+
+
+@pytest.fixture
+def worst_first(user):
+    """Six lines read by the shipped model, in the order the queue gives them."""
+    lines = recognise_lines(user, 6)
+    return [r.pk for r in sorted(lines, key=lambda r: (r.confidence, r.pk))]
+
+
+def a_correction_of(pk) -> str:
+    """What the line really says (LINES were recognised in order), or that with a comma if the model read it right."""
+    line = Recognition.objects.get(pk=pk)
+    truth = LINES[sorted(Recognition.objects.values_list("pk", flat=True)).index(pk)][0]
+    return truth if truth != line.text else truth + "،"
+
+
+def focused_id(page) -> str:
+    return page.evaluate("document.activeElement.id")
+
+
+def open_line(page, pk):
+    page.wait_for_url(f"**/review/lines/{pk}/")
+    expect(page.locator("#line-text")).to_be_focused()
+
+
+def test_review_lines_with_the_keyboard_only(visit, reviewer, worst_first):
+    v = visit(reviewer)
+    page = v.page
+    first, second, third, fourth, fifth, sixth = worst_first
+    page.goto("/review/")
+    page.evaluate("document.fonts.ready")
+    v.screenshot("review-queue.png")
+    assert v.unlabelled_controls() == [] and v.fits_width()
+    assert focused_id(page) == "start-reviewing"
+    page.keyboard.press("Enter")
+
+    open_line(page, first)                        # unchanged: verified
+    page.keyboard.press("Enter")
+
+    open_line(page, second)                       # retyped: corrected
+    correction = a_correction_of(second)
+    page.keyboard.press("Control+A")
+    page.keyboard.type(correction)
+    page.evaluate("document.fonts.ready")
+    v.screenshot("review-correcting.png")
+    page.keyboard.press("Enter")
+
+    open_line(page, third)                        # skipped: left for later
+    page.keyboard.press("ArrowDown")
+
+    open_line(page, fourth)                       # edited, then the edit undone: verified
+    page.keyboard.type(" زائد")
+    page.keyboard.press("Escape")
+    assert page.locator("#line-text").input_value() == Recognition.objects.get(pk=fourth).text
+    page.keyboard.press("Enter")
+
+    open_line(page, fifth)                        # a character the Latin keyboard lacks: corrected
+    page.keyboard.press("End")
+    page.keyboard.type("؟")
+    page.keyboard.press("Enter")
+
+    open_line(page, sixth)                        # back up to the fifth, which shows its correction
+    page.keyboard.press("ArrowUp")
+    open_line(page, fifth)
+    assert page.locator("#line-text").input_value().endswith("؟")
+    page.keyboard.press("ArrowDown")              # and on again, the sixth still mine
+    open_line(page, sixth)
+    page.keyboard.press("Enter")
+
+    page.wait_for_url("**/review/?done=1")
+    expect(page.locator("main")).to_contain_text("Nothing left to claim in this queue (you skipped 1 line)")
+    expect(page.locator("#reviewed-today")).to_have_text("5")
+
+    lines = {r.pk: r for r in Recognition.objects.all()}
+    assert [lines[pk].status for pk in worst_first] == [
+        "verified", "corrected", "unreviewed", "verified", "corrected", "verified"]
+    assert lines[second].corrected_text == correction
+    assert lines[fifth].corrected_text == lines[fifth].text + "؟"
+    assert all(lines[pk].reviewed_by == reviewer for pk in worst_first if pk != third)
+    assert lines[third].reviewed_by is None
+    assert v.outside_requests() == []
+
+
+def test_the_lease_keeps_two_reviewers_apart(visit, reviewer, staff, worst_first):
+    nadia, boss = visit(reviewer).page, visit(staff, viewport=PHONE)
+    nadia.goto("/review/")
+    expect(nadia.locator("#start-reviewing")).to_be_focused()  # the page's script has run: Enter starts
+    nadia.keyboard.press("Enter")
+    open_line(nadia, worst_first[0])
+    boss.page.goto("/review/")
+    expect(boss.page.locator("#start-reviewing")).to_be_focused()
+    boss.page.keyboard.press("Enter")
+    open_line(boss.page, worst_first[1])          # not the line Nadia holds
+    assert boss.fits_width() and boss.unlabelled_controls() == []
+
+    boss.page.goto(f"/review/lines/{worst_first[0]}/")
+    expect(boss.page.get_by_role("alert")).to_contain_text("nadia is reviewing this line")
+    boss.page.keyboard.press("Enter")             # "take the next free line": the one he still holds
+    open_line(boss.page, worst_first[1])
+
+
+def test_an_empty_text_is_refused_on_screen(visit, reviewer, worst_first):
+    page = visit(reviewer).page
+    page.goto(f"/review/lines/{worst_first[0]}/")
+    expect(page.locator("#line-text")).to_be_focused()
+    page.keyboard.press("Control+A")
+    page.keyboard.press("Delete")
+    page.keyboard.press("Enter")
+    expect(page.locator("#review-error")).to_contain_text("the corrected text is empty")
+    expect(page.locator("#line-text")).to_be_focused()
+    page.locator(".keyboard .key", has_text="ة").click()   # the on-screen row types into the field
+    assert page.locator("#line-text").input_value() == "ة"
+    assert Recognition.objects.get(pk=worst_first[0]).status == "unreviewed"
+
+
+def test_a_page_line_is_reviewed_in_its_page(visit, reviewer, user):
+    pages = [job_pages.small_page(seed, lines=4) for seed in (6, 7)]
+    job = job_services.create_job(user, [("Kitab.pdf", job_pages.pdf(pages))], name="Kitab")
+    assert runner.run_pending() == 2
+    recognise_lines(user, 2)                      # single lines, outside the book
+    in_book = sorted(Recognition.objects.filter(page_lines__page__job=job), key=lambda r: (r.confidence, r.pk))
+    v = visit(reviewer)
+    page = v.page
+    page.goto("/review/")
+    page.get_by_label("Job (book)").select_option(label=f"#{job.pk} Kitab")
+    page.get_by_role("button", name="Filter").click()
+    page.wait_for_url(f"**/review/?job={job.pk}*")
+    expect(page.locator("table.queue tbody tr")).to_have_count(len(in_book))
+    page.locator("#start-reviewing").focus()
+    with page.expect_response(lambda r: "/thumbnail.png" in r.url) as thumbnail:
+        page.keyboard.press("Enter")
+    assert thumbnail.value.status == 200 and thumbnail.value.header_value("content-type") == "image/png"
+    page.wait_for_url(f"**/review/lines/{in_book[0].pk}/?job={job.pk}&status=unreviewed")
+    expect(page.locator("#line-text")).to_be_focused()
+    link = PageLine.objects.select_related("page").get(recognition=in_book[0], page__job=job)
+    expect(page.locator("#page-context figcaption")).to_contain_text(
+        f"Line {link.index} of {link.page.line_count} on page {link.page.name} of job #{job.pk} Kitab")
+    polygon = page.locator("#page-context polygon").bounding_box()
+    picture = page.locator("#page-context svg").bounding_box()
+    ys = [y for _, y in link.polygon]   # the outline sits where the line is on the page (centres: the box has the stroke)
+    middle = (polygon["y"] + polygon["height"] / 2 - picture["y"]) / picture["height"]
+    assert abs(middle - (min(ys) + max(ys)) / 2 / link.page.height) < 0.01
+    page.evaluate("document.fonts.ready")
+    v.screenshot("review-page-line.png", full_page=True)
+    page.keyboard.press("Enter")                  # saved unchanged: verified, and the next line of the book
+    page.wait_for_url(f"**/review/lines/{in_book[1].pk}/?job={job.pk}&status=unreviewed")
+    assert Recognition.objects.get(pk=in_book[0].pk).status == "verified"
+    assert v.unlabelled_controls() == [] and v.fits_width()
+    assert v.outside_requests() == []

@@ -1,0 +1,149 @@
+import datetime
+
+import pytest
+from django.contrib.auth.models import Permission
+from django.utils import timezone
+
+from ocr_app.models import Recognition, ReviewClaim
+from ocr_app.review import selectors, services
+from tests.service.review_lines import recognise_lines
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def lines(user):
+    return recognise_lines(user, 5)
+
+
+@pytest.fixture
+def reviewer(django_user_model):
+    """Not staff: a user given the reviewer permission."""
+    person = django_user_model.objects.create_user("nadia", password="pw-nadia-1")
+    person.user_permissions.add(Permission.objects.get(codename="review_recognitions"))
+    return person
+
+
+@pytest.fixture
+def second_reviewer(django_user_model):
+    person = django_user_model.objects.create_user("omar", password="pw-omar-1")
+    person.user_permissions.add(Permission.objects.get(codename="review_recognitions"))
+    return person
+
+
+def worst_first_ids(lines):
+    return [r.pk for r in sorted(lines, key=lambda r: (r.confidence, r.pk))]
+
+
+def test_only_staff_and_reviewers_get_the_workspace(client, user, staff, reviewer, lines):
+    anonymous = client.get("/review/")
+    assert anonymous.status_code == 302 and anonymous["Location"].startswith("/accounts/login/")
+    client.force_login(user)
+    assert client.get("/review/").status_code == 403
+    assert client.get(f"/review/lines/{lines[0].pk}/image").status_code == 403
+    assert client.post(f"/review/lines/{lines[0].pk}/save", {"text": "x"},
+                       content_type="application/json").status_code == 403
+    for person in (staff, reviewer):
+        client.force_login(person)
+        assert client.get("/review/").status_code == 200
+        image = client.get(f"/review/lines/{lines[0].pk}/image")
+        assert image.status_code == 200 and b"".join(image.streaming_content).startswith(b"\x89PNG")
+
+
+def test_queue_is_worst_first_and_filtered(client, reviewer, lines):
+    assert len({r.confidence for r in lines}) > 1, "the test lines should not all read alike"
+    assert list(selectors.review_queue({}).values_list("pk", flat=True)) == worst_first_ids(lines)
+    client.force_login(reviewer)
+    html = client.get("/review/").content.decode()
+    positions = [html.index(f'aria-label="Review line {pk}"') for pk in worst_first_ids(lines)]
+    assert positions == sorted(positions)
+    middle = sorted(r.confidence for r in lines)[2]
+    confident = client.get(f"/review/?min_confidence={middle}").content.decode()
+    assert all((f'"Review line {r.pk}"' in confident) == (r.confidence >= middle) for r in lines)
+    bad = client.get("/review/?max_confidence=lots")
+    assert bad.status_code == 200 and "Enter a number" in bad.content.decode()
+    services.save(lines[0], reviewer, lines[0].text)
+    assert lines[0].pk not in selectors.review_queue({}).values_list("pk", flat=True)
+    assert list(selectors.review_queue({"status": "verified"}).values_list("pk", flat=True)) == [lines[0].pk]
+
+
+def test_line_page_shows_the_line_for_editing(client, reviewer, lines, settings):
+    line = lines[0]
+    client.force_login(reviewer)
+    html = client.get(f"/review/lines/{line.pk}/").content.decode()
+    assert 'id="line-text"' in html and 'lang="ar" dir="rtl"' in html
+    assert f'value="{line.text}"' in html and '<label for="line-text"' in html
+    low = [c for c in line.characters if c["confidence"] < settings.OCR_REVIEW_LOW_CONFIDENCE]
+    assert html.count('<mark class="low"') == len(low) + 1  # + the one in the explanation
+    for char in selectors.KEYBOARD_ROW:
+        assert f'data-char="{char}"' in html
+    assert ReviewClaim.objects.get(recognition=line).reviewer == reviewer
+
+
+def test_save_marks_verified_or_corrected_and_moves_on(client, reviewer, lines):
+    client.force_login(reviewer)
+    order = worst_first_ids(lines)
+    first = Recognition.objects.get(pk=order[0])
+    answer = client.post(f"/review/lines/{first.pk}/save", {"text": first.text}, content_type="application/json")
+    assert answer.status_code == 200, answer.content
+    assert answer.json()["status"] == "verified" and answer.json()["next_url"].startswith(f"/review/lines/{order[1]}/")
+    first.refresh_from_db()
+    assert first.status == "verified" and first.reviewed_by == reviewer and first.corrected_text == ""
+
+    second = Recognition.objects.get(pk=order[1])
+    answer = client.post(f"/review/lines/{second.pk}/save", {"text": "وفيها توفي الشيخ الإمام"},
+                         content_type="application/json")
+    assert answer.json()["status"] == "corrected"
+    second.refresh_from_db()
+    assert second.status == "corrected" and second.corrected_text == "وفيها توفي الشيخ الإمام"
+
+    third = Recognition.objects.get(pk=order[2])
+    empty = client.post(f"/review/lines/{third.pk}/save", {"text": "  "}, content_type="application/json")
+    assert empty.status_code == 400 and empty.json()["error"]["code"] == "empty_text"
+    third.refresh_from_db()
+    assert third.status == "unreviewed" and third.reviewed_by is None
+
+    progress = selectors.progress(reviewer, selectors.review_queue({}))
+    assert (progress.reviewed_today, progress.left_in_queue) == (2, 3)
+
+
+def test_the_lease_keeps_two_reviewers_apart(client, reviewer, second_reviewer, lines):
+    queue = selectors.review_queue({})
+    mine = services.claim_next(reviewer, queue)
+    theirs = services.claim_next(second_reviewer, queue)
+    assert mine.pk != theirs.pk
+    assert mine.pk == worst_first_ids(lines)[0] and theirs.pk == worst_first_ids(lines)[1]
+
+    client.force_login(second_reviewer)
+    taken = client.get(f"/review/lines/{mine.pk}/")
+    assert taken.status_code == 409 and "nadia" in taken.content.decode()
+    refused = client.post(f"/review/lines/{mine.pk}/save", {"text": mine.text}, content_type="application/json")
+    assert refused.status_code == 409 and refused.json()["error"]["code"] == "line_claimed"
+    mine.refresh_from_db()
+    assert mine.status == "unreviewed"
+
+    # A reviewer holds one line at a time: taking another frees the last.
+    assert ReviewClaim.objects.filter(reviewer=second_reviewer).count() == 1
+    # A lapsed lease frees the line for the next reviewer who comes to it.
+    ReviewClaim.objects.filter(reviewer=reviewer).update(expires_at=timezone.now() - datetime.timedelta(seconds=1))
+    assert client.get(f"/review/lines/{mine.pk}/").status_code == 200
+    assert ReviewClaim.objects.get(recognition=mine).reviewer == second_reviewer
+
+
+def test_skip_leaves_the_line_to_others(client, reviewer, second_reviewer, lines):
+    order = worst_first_ids(lines)
+    client.force_login(reviewer)
+    start = client.post("/review/start/")
+    assert start.status_code == 302 and start["Location"] == f"/review/lines/{order[0]}/"
+    skipped = client.post(f"/review/lines/{order[0]}/skip", content_type="application/json")
+    assert skipped.json()["next_url"] == f"/review/lines/{order[1]}/"
+    assert Recognition.objects.get(pk=order[0]).status == "unreviewed"
+    assert services.claim_next(second_reviewer, selectors.review_queue({})).pk == order[0]
+
+
+def test_the_queue_ends(client, reviewer, lines):
+    client.force_login(reviewer)
+    for line in lines:
+        services.save(line, reviewer, line.text)
+    assert client.post("/review/start/")["Location"] == "/review/?done=1"
+    assert "Nothing left to claim" in client.get("/review/?done=1").content.decode()
