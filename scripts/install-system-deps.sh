@@ -2,11 +2,12 @@
 # System packages the project needs beyond PyPI, from Debian:
 #   - Arabic book fonts: synthetic training lines and the test suite render with them;
 #   - FriBiDi/HarfBuzz (libraqm): Pillow shapes Arabic with them, unshaped text otherwise;
+#   - chromium: the browser tests drive it through Playwright (tests/service/browser);
 #   - tesseract-ocr-ara (only with --bench): the peer the benchmarks compare against.
 # Idempotent: installs only what is missing. Needs root or sudo and apt-get.
 set -euo pipefail
 packages=(fonts-hosny-amiri fonts-sil-scheherazade fonts-noto-core fonts-kacst fonts-kacst-one
-          fonts-arabeyes fonts-sil-lateef libfribidi0 libraqm0)
+          fonts-arabeyes fonts-sil-lateef libfribidi0 libraqm0 chromium)
 if [ "${1:-}" = "--bench" ]; then
   packages+=(tesseract-ocr tesseract-ocr-ara)
 fi

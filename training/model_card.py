@@ -1,115 +1,294 @@
-"""Write a model card from what was measured: metadata, evaluation, benchmark.
+"""Write a model card from what was measured in one run, and nothing else.
 
-    python -m training.model_card models/arabic-crnn-v1.onnx --run runs/crnn-v1 \\
-        --evaluation runs/eval-v1/evaluation.json --bench bench/results/recognizer.json \\
-        --held-out IbnQutayba --notes notes.md --out models/MODEL_CARD.md
+    python -m training.model_card models/arabic-crnn-v2.onnx --run runs/crnn-v2 \\
+        --evaluation runs/eval-v2/evaluation.json runs/eval-v2-int8/evaluation.json \\
+        --leave-one-out IbnAthir=runs/loo-IbnAthir/evaluation.json ... \\
+        --calibration models/arabic-crnn-v2-calibration.json models/arabic-crnn-v2-int8-calibration.json \\
+        --bench bench/results/recognizer.json --synth data/synth/synth.json \\
+        --curves models/arabic-crnn-v2-curves.png --notes notes.md --out models/MODEL_CARD.md
+
+Every figure comes from a file it is given: the model's own metadata
+(architecture, alphabet, training data with line counts, training time and
+machine, export date), the run's ``state.json`` (epochs, steps, batch size,
+the learning rates actually used; ``--history`` takes the run's history CSV
+when the run folder is gone), ``training.evaluate`` JSONs (per-book table,
+confidence measures), leave-one-book-out evaluations, ``training.calibrate``
+reports, a ``bench.recognizer`` JSON (speed) and ``training.synth``'s
+``synth.json`` (fonts). A section whose file is not given is left out or
+says so; nothing is assumed. ``--notes`` is appended as written.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
+import os
 import sys
 from pathlib import Path
+
+from recognition.calibration import METADATA_KEY
+from recognition.metadata import ModelInfo
 
 
 def _pct(x) -> str:
     return "n/a" if x is None else f"{100 * x:.2f}%"
 
 
-def _describe_data(raw: str) -> list[str]:
+def _book(source: str) -> str:
+    """``openiti-gs/book_IbnAthir.Kamil/7_final`` -> ``book_IbnAthir.Kamil`` (the folder under the dataset)."""
+    parts = source.split("/")
+    return parts[1] if len(parts) >= 2 else source
+
+
+def read_info(model: Path) -> ModelInfo:
+    import onnx
+
+    return ModelInfo.from_props({p.key: p.value for p in onnx.load(str(model), load_external_data=False).metadata_props})
+
+
+def training_splits(info: ModelInfo) -> tuple[dict[str, int], dict[str, int], dict[str, int], float | None]:
+    """(real training sources, validation sources, synthetic folders), each with line counts; synth ratio."""
     try:
-        data = json.loads(raw)
+        data = json.loads(info.training_data or "{}")
     except ValueError:
-        return [f"- data: {raw}"]
-    out = []
+        return {}, {}, {}, None
+    train: dict[str, int] = {}
+    val: dict[str, int] = {}
+    synth: dict[str, int] = {}
     for folder in data.get("real", []):
         for split, sources in folder.items():
+            target = train if split == "train" else val if split == "val" else None
+            if target is not None and isinstance(sources, dict):
+                target.update(sources)
+    for folder in data.get("synthetic", []):
+        for sources in folder.values():
             if isinstance(sources, dict):
-                out.append(f"- real {split}: " + ", ".join(f"{s.split('/')[1] if '/' in s else s} ({n} lines)"
-                                                          for s, n in sources.items()))
-    synthetic = sum(n for f in data.get("synthetic", []) for v in f.values() if isinstance(v, dict)
-                    for n in v.values())
-    out.append(f"- synthetic: {synthetic} lines, {100 * (data.get('synth_ratio') or 0):.0f}% of the batches")
-    return out
+                synth.update(sources)
+    return train, val, synth, data.get("synth_ratio")
 
 
-def build(model: Path, run: Path | None, evaluation: dict | None, bench: dict | None, held_out: str,
-          notes: str) -> str:
-    info = json.loads(model.with_suffix(".json").read_text(encoding="utf-8"))
-    extra = info.get("extra", {})
-    arch = json.loads(extra.get("architecture", "{}"))
-    state = json.loads((run / "state.json").read_text(encoding="utf-8")) if run else {}
-    lines = [
-        f"# Model card: {info['name']} {info['version']}",
-        "",
-        "Arabic printed text-line recogniser: CNN + BiLSTM, CTC, greedy decoding. Input: one line image;",
-        "output: Unicode text in logical order with per-character confidences.",
-        "",
-        "## Files",
-        "",
-        f"| file | size |\n|---|---|\n| `{model.name}` (ONNX, opset 17, metadata inside) | {model.stat().st_size / 1e6:.1f} MB |",
-        f"| `{model.with_suffix('.keras').name}` (Keras 3, for fine-tuning) | "
-        f"{model.with_suffix('.keras').stat().st_size / 1e6:.1f} MB |",
-        f"| `{model.with_suffix('.json').name}` (the same metadata as JSON) | |",
-        "",
-        "## Architecture",
-        "",
-        f"- input height {info['input_height']} px, any width; one CTC frame per {info['width_stride']} px",
-        f"- stem: 3x3 convolutions {arch.get('stem_channels')} at stride 2; depthwise-separable blocks "
-        f"{arch.get('block_channels')} with height pooling {arch.get('block_pools')}",
-        f"- BiLSTM {arch.get('lstm_units')}, dropout {arch.get('dropout')}; softmax over "
-        f"{info['alphabet_size']} characters + blank",
-        f"- {int(extra.get('parameters', 0)):,} parameters",
-        f"- alphabet: `{''.join(info['alphabet'])}`",
-        "- preprocessing (`recognition.image.preprocess`, the same at training and serving): grey, ink 1 / "
-        "paper 0 with contrast stretch, blank margins trimmed, height scaled with aspect kept, mirrored so "
-        "the model reads right to left",
-        "- text convention: NFC, presentation forms folded, bidi marks dropped, harakat dropped, tatweel kept",
-        "",
-        "## Training",
-        "",
-        *_describe_data(info.get("training_data", "{}")),
-        "- real lines: OpenITI gold-standard OCR data (five printed classical Arabic books; "
-        "github.com/OpenArabic/OCR_GS_Data), the book below held out whole for validation",
-        "- synthetic lines: `training.synth` with 39 Debian Arabic book faces, scan-like degradation, "
-        "harakat drawn but not transcribed; text from the training books' transcriptions and `datasets/corpus`",
-        f"- {state.get('epoch', '?')} epochs, best at epoch {state.get('best_epoch', '?')}, "
-        f"{state.get('step', '?')} steps of batch {state.get('args', {}).get('batch_size', '?')}, "
-        f"Adam with LR halving on plateau, on-the-fly augmentation",
-        f"- training time {float(extra.get('training_seconds', 0)) / 60:.0f} minutes on "
-        f"{extra.get('training_machine', '?')} (CPU only)",
-        f"- validation CER on the held-out book ({held_out}) at the best epoch: {_pct(info.get('validation_cer'))}",
-        "",
-        "![training curves](arabic-crnn-v1-curves.png)",
-        "",
-    ]
-    if evaluation:
-        lines += ["## Accuracy per book (`training.evaluate`)", "",
-                  "Only the held-out book measures generalisation (leave-one-book-out); the other books were "
-                  "seen in training and are listed to show the fit, not the accuracy to expect.", "",
-                  "| book | lines | CER | WER | CER without harakat/tatweel | seen in training |",
-                  "|---|---:|---:|---:|---:|---|"]
+def _history(state: dict | None, history_csv: Path | None) -> list[dict]:
+    if state and state.get("history"):
+        return state["history"]
+    if history_csv:
+        with history_csv.open(encoding="utf-8", newline="") as f:
+            return [{k: float(v) if k != "epoch" else int(v) for k, v in row.items()} for row in csv.DictReader(f)]
+    return []
+
+
+def _files(model: Path) -> list[str]:
+    rows = ["| file | size |", "|---|---:|"]
+    siblings = [model, model.with_name(model.stem + "-int8.onnx"), model.with_suffix(".keras"), model.with_suffix(".json")]
+    for path in siblings:
+        if path.exists():
+            size = path.stat().st_size
+            rows.append(f"| `{path.name}` | " + (f"{size / 1e6:.1f} MB |" if size >= 100_000 else f"{size / 1e3:.0f} kB |"))
+    return rows
+
+
+def _architecture(info: ModelInfo) -> list[str]:
+    try:
+        arch = json.loads(info.extra.get("architecture", "{}"))
+    except ValueError:
+        arch = {}
+    lines = [f"- input height {info.input_height} px, any width; one CTC frame per {info.width_stride} px; "
+             f"softmax over {len(info.alphabet)} characters + blank"]
+    if arch:
+        lines.append("- layout (the model's `architecture` metadata): "
+                     + ", ".join(f"{k} {v}" for k, v in arch.items()))
+    if info.extra.get("parameters"):
+        lines.append(f"- {int(info.extra['parameters']):,} parameters")
+    lines += [f"- alphabet: `{''.join(info.alphabet.characters)}`",
+              f"- preprocessing `{info.normalisation}`, text convention `{info.text_normalisation}` "
+              "(`recognition.image`, `recognition.text`)"]
+    if info.extra.get("quantization"):
+        lines.append(f"- quantization: {info.extra['quantization']}")
+    return lines
+
+
+def _training(info: ModelInfo, state: dict | None, history: list[dict], synth_reports: list[dict],
+              curves: str | None) -> list[str]:
+    train, val, synth, ratio = training_splits(info)
+    lines = []
+    if train:
+        lines.append("- real lines, training: " + ", ".join(f"{_book(s)} ({n})" for s, n in train.items())
+                     + f"; {sum(train.values())} lines")
+    if val:
+        lines.append("- real lines, validation (held out whole): "
+                     + ", ".join(f"{_book(s)} ({n})" for s, n in val.items()))
+    if synth:
+        lines.append(f"- synthetic lines: {sum(synth.values())} ("
+                     + ", ".join(f"{s}: {n}" for s, n in synth.items()) + ")"
+                     + (f", {100 * ratio:.0f}% of the batches" if ratio is not None else ""))
+    if synth_reports:
+        for report in synth_reports:
+            fonts = report.get("fonts", [])
+            used = report.get("fonts_used_this_run") or {}
+            lines.append(f"- synthetic set of {report.get('lines', '?')} lines (seed {report.get('seed', '?')}): "
+                         f"{len(fonts)} font faces: {', '.join(fonts)}"
+                         + (f"; {len(used)} of them drew lines in that run" if used else ""))
+    elif synth:
+        lines.append("- fonts of the synthetic lines: not given to this card (pass the sets' `synth.json`)")
+    if history:
+        best = min(history, key=lambda row: row["val_cer"])
+        learning_rates = []
+        for row in history:
+            if not learning_rates or abs(row["lr"] - learning_rates[-1][1]) > 1e-12:
+                learning_rates.append((row["epoch"], row["lr"]))
+        lines.append(f"- {len(history)} epochs, {int(history[-1]['step'])} steps"
+                     + (f" of batch {state['args']['batch_size']}" if state and state.get("args") else "")
+                     + f"; best validation CER {_pct(best['val_cer'])} at epoch {best['epoch']}")
+        lines.append("- learning rate by epoch: " + ", ".join(f"{lr:.2g} from {epoch}" for epoch, lr in learning_rates))
+        lines.append(f"- {history[-1]['seconds'] / 60:.0f} minutes of training (the run's own clock)")
+    elif info.extra.get("training_seconds"):
+        lines.append(f"- {float(info.extra['training_seconds']) / 60:.0f} minutes of training")
+    machine = (state or {}).get("machine") or info.extra.get("training_machine")
+    if machine:
+        lines.append(f"- trained on: {machine}")
+    if info.extra.get("exported"):
+        lines.append(f"- exported {info.extra['exported']}")
+    if info.validation_cer is not None:
+        lines.append(f"- validation CER recorded in the model: {_pct(info.validation_cer)}")
+    if curves:
+        lines += ["", f"![training curves]({curves})"]
+    return lines
+
+
+def _accuracy(evaluation: dict, train: dict, val: dict) -> list[str]:
+    def seen(source: str) -> str:
+        if source == "all":
+            return "-"
+        if source in val:
+            return "no (held out)"
+        return "yes" if source in train else "no"
+
+    lines = [f"### `{Path(evaluation['model']).name}` on {evaluation['lines']} lines", "",
+             "| book | lines | CER | WER | CER without harakat/tatweel | seen in training |",
+             "|---|---:|---:|---:|---:|---|"]
+    for source, row in evaluation["results"].items():
+        lines.append(f"| {_book(source)} | {row['lines']} | {_pct(row['cer'])} | {_pct(row['wer'])} | "
+                     f"{_pct(row['cer_no_harakat_tatweel'])} | {seen(source)} |")
+    confusions = evaluation["results"].get("all", {}).get("confusions", [])[:12]
+    if confusions:
+        lines += ["", "Most frequent confusions (reference -> recognised): " + ", ".join(
+            f"`{c['reference'] or '∅'}`->`{c['hypothesis'] or '∅'}` ({c['count']})" for c in confusions)]
+    confidence = evaluation.get("confidence")
+    if confidence:
+        lines += ["", "Confidences as served (calibration error per character and per line; share of all "
+                  "character errors in the lowest-confidence 10% of lines, random order 10%):", "",
+                  "| book | character ECE | line ECE | errors in lowest 10% | best possible |",
+                  "|---|---:|---:|---:|---:|"]
+        for source, m in confidence.items():
+            lines.append(f"| {_book(source)} | {_pct(m['character_ece'])} | {_pct(m['line_ece'])} | "
+                         f"{100 * m['error_share_lowest_10pct']:.1f}% | {100 * m['error_share_best_possible']:.1f}% |")
+    return lines + [""]
+
+
+def _leave_one_out(results: dict[str, dict]) -> list[str]:
+    lines = ["| held-out book | model | lines | CER | WER |", "|---|---|---:|---:|---:|"]
+    cers = []
+    for book, evaluation in results.items():
+        sources = [s for s in evaluation["results"] if s != "all" and book in s]
+        if len(sources) != 1:
+            raise SystemExit(f"--leave-one-out {book}: its evaluation has {len(sources)} sources matching {book!r}")
+        row = evaluation["results"][sources[0]]
+        cers.append(row["cer"])
+        lines.append(f"| {_book(sources[0])} | `{Path(evaluation['model']).name}` | {row['lines']} | "
+                     f"{_pct(row['cer'])} | {_pct(row['wer'])} |")
+    lines.append(f"| mean of {len(cers)} | | | {_pct(sum(cers) / len(cers))} | |")
+    return lines + [""]
+
+
+def _calibration(report: dict, out_dir: Path, report_path: Path) -> list[str]:
+    lines = [f"### `{report['model']}`: fitted on {report['calibration'].get('fitted_on', '?')}", "",
+             "| half | lines | character ECE raw -> calibrated | line ECE raw -> calibrated | "
+             "errors in lowest 10% (best possible) |", "|---|---:|---:|---:|---:|"]
+    for half, label in (("fit", "fit (first half)"), ("check", "check (second half, unseen by the fit)"),
+                        ("all", "whole book")):
+        raw, cal = report[half]["raw"], report[half]["calibrated"]
+        lines.append(f"| {label} | {report[half]['lines']} | {_pct(raw['character_ece'])} -> "
+                     f"{_pct(cal['character_ece'])} | {_pct(raw['line_ece'])} -> {_pct(cal['line_ece'])} | "
+                     f"{100 * cal['error_share_lowest_10pct']:.1f}% ({100 * cal['error_share_best_possible']:.1f}%) |")
+    diagram = report_path.with_name(report_path.name.replace("-calibration.json", "-reliability.png"))
+    if diagram.exists():
+        lines += ["", f"![reliability of {report['model']}]({os.path.relpath(diagram, out_dir)})"]
+    return lines + [""]
+
+
+def _speed(bench: dict) -> list[str]:
+    lines = [f"Machine: {bench['machine']['cpu']}, {bench['machine']['cores']} cores, {bench.get('when', '?')}. "
+             f"{bench['lines']} lines of {', '.join(_book(s) for s in bench['sources'])}, median width "
+             f"{bench['median_width_px']} px. Per line: image decoding, preprocessing, model and decoding.", "",
+             "| system | batch | threads | median ms/line | p90 ms | CER | x Tesseract speed |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for row in bench["rows"]:
+        lines.append(f"| {row['label']} | {row['batch']} | {row['threads']} | {row['median_ms']:.2f} | "
+                     f"{row['p90_ms']:.2f} | {_pct(row['cer'])} | {row.get('speedup_vs_tesseract') or 'n/a'} |")
+    return lines + [""]
+
+
+def _summary(evaluations: list[dict], val: dict, bench: dict | None, leave_one_out: dict | None) -> list[str]:
+    """The headline figures, each from the section below it that measured it."""
+    lines = []
+    for evaluation in evaluations:
         for source, row in evaluation["results"].items():
-            seen = "no (held out)" if held_out in source else ("-" if source == "all" else "yes")
-            lines.append(f"| {source} | {row['lines']} | {_pct(row['cer'])} | {_pct(row['wer'])} | "
-                         f"{_pct(row['cer_no_harakat_tatweel'])} | {seen} |")
-        confusions = evaluation["results"]["all"].get("confusions", [])[:12]
-        if confusions:
-            lines += ["", "Most frequent confusions (reference -> recognised): " + ", ".join(
-                f"`{c['reference'] or '∅'}`->`{c['hypothesis'] or '∅'}` ({c['count']})" for c in confusions)]
-        lines.append("")
+            if source in val:
+                lines.append(f"- `{Path(evaluation['model']).name}` on the held-out {_book(source)}: "
+                             f"CER {_pct(row['cer'])}, WER {_pct(row['wer'])} ({row['lines']} lines)")
+                confidence = evaluation.get("confidence", {}).get(source)
+                if confidence:
+                    lines.append(f"  - its lowest-confidence 10% of lines hold "
+                                 f"{100 * confidence['error_share_lowest_10pct']:.1f}% of the character errors "
+                                 f"(best possible {100 * confidence['error_share_best_possible']:.1f}%, random 10%)")
+    if leave_one_out:
+        cers = [row["cer"] for e in leave_one_out.values() for s, row in e["results"].items()
+                if s != "all" and any(book in s for book in leave_one_out)]
+        if cers:
+            lines.append(f"- leave-one-book-out: mean CER {_pct(sum(cers) / len(cers))} over {len(cers)} books")
+    if bench:
+        for row in bench["rows"]:
+            if row["batch"] == 1 and row["threads"] == 1:
+                lines.append(f"- {row['label']}: {row['median_ms']:.1f} ms per line (median, batch 1, one thread), "
+                             f"CER {_pct(row['cer'])} on the benchmark lines")
+    return (["## Summary (measured; details below)", "", *lines, ""]) if lines else []
+
+
+def build(model: Path, out: Path, state: dict | None = None, history_csv: Path | None = None,
+          evaluations: list[dict] = (), leave_one_out: dict[str, dict] | None = None,
+          calibrations: list[tuple[Path, dict]] = (), bench: dict | None = None,
+          synth_reports: list[dict] = (), curves: Path | None = None, notes: str = "") -> str:
+    info = read_info(model)
+    train, val, _, _ = training_splits(info)
+    out_dir = out.parent
+    lines = [f"# Model card: {info.name} {info.version}", "",
+             "Arabic printed text-line recogniser (CTC, decoded greedily by `recognition.ctc`). Input: one line "
+             "image; output: Unicode text in logical order, a line confidence and per-character confidences.", "",
+             *_summary(list(evaluations), val, bench, leave_one_out),
+             "## Files", "", *_files(model), "", "## Architecture", "", *_architecture(info), "",
+             "## Training", "",
+             *_training(info, state, _history(state, history_csv), list(synth_reports),
+                        os.path.relpath(curves, out_dir) if curves else None), ""]
+    if evaluations:
+        lines += ["## Accuracy per book (`training.evaluate`)", "",
+                  "Only a book held out of training measures generalisation; books seen in training show the fit.", ""]
+        for evaluation in evaluations:
+            lines += _accuracy(evaluation, train, val)
+    lines += ["## Leave-one-book-out (`training.evaluate` of one model per held-out book)", ""]
+    lines += _leave_one_out(leave_one_out) if leave_one_out else ["Not measured for this model.", ""]
+    stored = info.calibration
+    lines += ["## Confidence calibration (`training.calibrate`)", ""]
+    if stored is None:
+        lines += ["This model carries no calibration: its confidences are the raw scores of `recognition.ctc`.", ""]
+    else:
+        lines += [f"The model file carries `{METADATA_KEY}` (fitted on {stored.fitted_on}): a character's "
+                  "confidence is the probability, measured on that book, that it is right; a line's, that the "
+                  "whole line is. ECE: expected calibration error over ten equal-width bins.", ""]
+    for path, report in calibrations:
+        lines += _calibration(report, out_dir, path)
     if bench:
         lines += ["## Speed and accuracy against Tesseract (`bench.recognizer`, same lines, same run)", "",
-                  f"Machine: {bench['machine']['cpu']}, {bench['machine']['cores']} cores. "
-                  f"{bench['lines']} lines of {', '.join(bench['sources'])}, median width "
-                  f"{bench['median_width_px']} px.", "",
-                  "| system | batch | threads | median ms/line | p90 ms | CER | x Tesseract speed |",
-                  "|---|---:|---:|---:|---:|---:|---:|"]
-        for row in bench["rows"]:
-            lines.append(f"| {row['label']} | {row['batch']} | {row['threads']} | {row['median_ms']:.2f} | "
-                         f"{row['p90_ms']:.2f} | {_pct(row['cer'])} | {row.get('speedup_vs_tesseract') or 'n/a'} |")
-        lines.append("")
+                  *_speed(bench)]
     if notes:
         lines += [notes.strip(), ""]
     return "\n".join(lines)
@@ -118,18 +297,36 @@ def build(model: Path, run: Path | None, evaluation: dict | None, bench: dict | 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.model_card", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("model", help="the exported .onnx (its .json and .keras beside it)")
-    parser.add_argument("--run", help="the training run folder")
-    parser.add_argument("--evaluation", help="evaluation.json from training.evaluate")
-    parser.add_argument("--bench", help="recognizer.json from bench.recognizer")
-    parser.add_argument("--held-out", default="", help="the held-out book's name")
-    parser.add_argument("--notes", help="a Markdown file appended as is (limits, caveats)")
-    parser.add_argument("--out", required=True)
+    parser.add_argument("model", type=Path, help="the exported .onnx (its -int8.onnx, .keras and .json beside it)")
+    parser.add_argument("--run", type=Path, help="the training run folder (its state.json)")
+    parser.add_argument("--history", type=Path, help="the run's history CSV, when the run folder is not at hand")
+    parser.add_argument("--evaluation", nargs="*", type=Path, default=[], help="evaluation.json(s) from training.evaluate")
+    parser.add_argument("--leave-one-out", nargs="*", default=[], metavar="BOOK=EVALUATION",
+                        help="per held-out book, the evaluation.json of the model trained without it")
+    parser.add_argument("--calibration", nargs="*", type=Path, default=[],
+                        help="MODEL-calibration.json report(s) from training.calibrate")
+    parser.add_argument("--bench", type=Path, help="recognizer.json from bench.recognizer")
+    parser.add_argument("--synth", nargs="*", type=Path, default=[], help="synth.json of each synthetic set")
+    parser.add_argument("--curves", type=Path, help="the training curves image to show")
+    parser.add_argument("--notes", type=Path, help="a Markdown file appended as is (limits, caveats)")
+    parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
-    load = lambda p: json.loads(Path(p).read_text(encoding="utf-8")) if p else None  # noqa: E731
-    text = build(Path(args.model), Path(args.run) if args.run else None, load(args.evaluation), load(args.bench),
-                 args.held_out, Path(args.notes).read_text(encoding="utf-8") if args.notes else "")
-    Path(args.out).write_text(text, encoding="utf-8")
+
+    def load(path: Path) -> dict:
+        return json.loads(path.read_text(encoding="utf-8"))
+
+    leave_one_out = {}
+    for pair in args.leave_one_out:
+        book, _, path = pair.partition("=")
+        if not path:
+            parser.error(f"--leave-one-out wants BOOK=EVALUATION, got {pair!r}")
+        leave_one_out[book] = load(Path(path))
+    text = build(args.model, args.out, state=load(args.run / "state.json") if args.run else None,
+                 history_csv=args.history, evaluations=[load(p) for p in args.evaluation],
+                 leave_one_out=leave_one_out or None, calibrations=[(p, load(p)) for p in args.calibration],
+                 bench=load(args.bench) if args.bench else None, synth_reports=[load(p) for p in args.synth],
+                 curves=args.curves, notes=args.notes.read_text(encoding="utf-8") if args.notes else "")
+    args.out.write_text(text, encoding="utf-8")
     print(f"wrote {args.out}")
     return 0
 
