@@ -1,0 +1,127 @@
+"""What adapting to a book buys: CER on the rest of a held-out book after N corrected lines, and its cost.
+
+    python -m bench.adaptation ../shared/datasets/openiti-gs/book_IbnQutayba.Adab --corrected 0,50,100,200,400 \\
+        --json bench/results/adaptation.json
+
+For each N, the first N lines of the book (file order) play the reviewer's corrections and the product's
+own adaptation runs on them (``training.adapt``: every 5th corrected line held out for the gate, as the
+service does, the rest trained on with a replay of rendered general lines). The adapted model is then
+scored on the book's lines after the largest N (the same lines for every N), whether the gate accepted
+it or not; N = 0 is the base model. Prints a table, writes the JSON and a plot of the curve beside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from recognition.line_data import SkipReport, iter_samples
+
+DEFAULT_BASE = os.environ.get("OCR_DEFAULT_MODEL", "models/arabic-crnn-v2-int8.onnx")
+HELDOUT_EVERY = 5   # the service's default (OCR_ADAPT_HELDOUT_EVERY)
+
+
+def link(samples, folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for n, sample in enumerate(samples):
+        image = Path(sample.image_path).resolve()
+        (folder / f"{n:06d}{image.suffix}").symlink_to(image)
+        (folder / f"{n:06d}.gt.txt").write_text(sample.text + "\n", encoding="utf-8")
+
+
+def run_point(corrected: int, samples: list, evaluation: Path, work: Path, args) -> dict:
+    from training import adapt
+
+    first = samples[:corrected]
+    heldout = [s for i, s in enumerate(first) if i % HELDOUT_EVERY == HELDOUT_EVERY - 1]
+    train = [s for i, s in enumerate(first) if i % HELDOUT_EVERY != HELDOUT_EVERY - 1]
+    point = work / f"n{corrected}"
+    link(train, point / "train")
+    link(heldout or samples[corrected: corrected + 20], point / "heldout")
+    argv = ["--base", args.base, "--heldout", str(point / "heldout"), "--out", str(point / "out"),
+            "--name", f"bench-n{corrected}", "--cache", str(work / "cache"), *args.adapt_args.split()]
+    if train:
+        argv += ["--train", str(point / "train")]
+    if Path(args.base).stem.endswith("-int8"):
+        argv.append("--int8")
+    result = adapt.adapt(adapt.build_parser().parse_args(argv))
+    model = result["model"] or args.base
+    cer, _ = adapt.model_cer(Path(model), [str(evaluation)])
+    return {"corrected": corrected, "trained_on": len(train), "gate_lines": len(heldout) if train else 0,
+            "book_cer": cer, "accepted": result["accepted"], "gate": result["reason"],
+            "reference_cer": result.get("reference_cer"), "global_reference_cer": result["global_reference_cer"],
+            "epochs": result.get("epochs", 0), "minutes": result["minutes"], "cpu_minutes": result["cpu_minutes"]}
+
+
+def plot(report: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = report["points"]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot([r["corrected"] for r in rows], [100 * r["book_cer"] for r in rows], "o-")
+    for r in rows:
+        ax.annotate(f"{r['minutes']:.1f} min", (r["corrected"], 100 * r["book_cer"]), textcoords="offset points",
+                    xytext=(4, 6), fontsize=8)
+    ax.set_xlabel("corrected lines of the book")
+    ax.set_ylabel(f"CER % on the book's other {report['evaluation_lines']} lines")
+    ax.set_title(f"Adapting {Path(report['base']).name} to {Path(report['book']).name}")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.adaptation", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("book", help="a line folder of one book the base model never trained on")
+    parser.add_argument("--corrected", default="0,50,100,200,400", help="comma-separated N")
+    parser.add_argument("--base", default=DEFAULT_BASE, help="the model to adapt (ONNX, Keras twin beside it)")
+    parser.add_argument("--json", required=True, help="where to write the results (the plot goes beside it)")
+    parser.add_argument("--max-eval-lines", type=int, default=0, help="score at most this many lines (0: all)")
+    parser.add_argument("--adapt-args", default="", help="extra training.adapt options, e.g. '--epochs 8'")
+    args = parser.parse_args(argv)
+
+    counts = sorted({int(n) for n in args.corrected.split(",") if n.strip()})
+    samples = list(iter_samples([args.book], SkipReport()))
+    rest = samples[counts[-1]:]
+    if args.max_eval_lines:
+        rest = rest[: args.max_eval_lines]
+    if not rest:
+        parser.error(f"{args.book} has {len(samples)} lines: none left to score after {counts[-1]}")
+    work = Path(tempfile.mkdtemp(prefix="bench-adaptation-"))
+    try:
+        link(rest, work / "evaluation")
+        points = []
+        for n in counts:
+            points.append(run_point(n, samples, work / "evaluation", work, args))
+            p = points[-1]
+            print(f"N={n:4d}: CER {100 * p['book_cer']:.2f}% on {len(rest)} lines, {p['minutes']:.1f} min "
+                  f"({p['cpu_minutes']:.1f} CPU min), gate: {p['gate']}", flush=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    from bench.recognizer import machine
+
+    report = {"book": args.book, "base": args.base, "book_lines": len(samples), "evaluation_lines": len(rest),
+              "adapt_args": args.adapt_args, "machine": machine(), "points": points}
+    out = Path(args.json)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, ensure_ascii=False, indent=1), encoding="utf-8")
+    plot(report, out.with_suffix(".png"))
+    print("| corrected | CER on the rest | minutes | CPU minutes | gate |\n|---:|---:|---:|---:|---|")
+    for p in points:
+        print(f"| {p['corrected']} | {100 * p['book_cer']:.2f}% | {p['minutes']:.1f} | {p['cpu_minutes']:.1f} | "
+              f"{'accepted' if p['accepted'] else 'refused'} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

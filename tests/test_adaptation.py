@@ -1,0 +1,61 @@
+"""Book adaptation's command (training.adapt), its benchmark (bench.adaptation) and the gate's rule
+(recognition.adaptation_gate), which the service and the benchmark share. That a tiny model gets better on
+a book is tested end to end in tests/service/test_book_adaptation.py.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from recognition.adaptation_gate import judge_adaptation
+from tests.conftest import short_lines, write_line_folder
+
+BOOK_FACE = "Lateef-Regular"   # a face the tiny model never saw
+
+
+@pytest.fixture(scope="session")
+def lateef_book(tmp_path_factory):
+    root = tmp_path_factory.mktemp("lateef")
+    write_line_folder(root / "corrected", short_lines(64, offset=900), BOOK_FACE)
+    write_line_folder(root / "heldout", short_lines(16, offset=2000), BOOK_FACE)
+    return root
+
+
+@pytest.mark.slow
+def test_the_adaptation_benchmark_reports_cer_and_minutes_per_point(tiny_model, lateef_book, tmp_path):
+    from bench import adaptation
+
+    out = tmp_path / "adaptation.json"
+    adaptation.main([str(lateef_book / "corrected"), "--corrected", "0,20", "--base", str(tiny_model),
+                     "--json", str(out), "--adapt-args", "--epochs 1 --steps-per-epoch 2 --batch-size 8 "
+                     "--replay-lines 8 --reference-lines 6 --no-augment"])
+    report = json.loads(out.read_text(encoding="utf-8"))
+    assert report["evaluation_lines"] == 64 - 20 and out.with_suffix(".png").stat().st_size > 0
+    base, adapted = report["points"]
+    assert (base["corrected"], base["trained_on"], base["epochs"]) == (0, 0, 0)
+    assert (adapted["corrected"], adapted["trained_on"], adapted["gate_lines"]) == (20, 16, 4)
+    assert adapted["epochs"] == 1 and adapted["cpu_minutes"] > 0 and 0 <= adapted["book_cer"] <= 1.5
+    assert adapted["gate"].startswith(("accepted", "refused"))
+
+
+def test_no_corrected_lines_measures_the_base_model_only(tiny_model, lateef_book, tmp_path):
+    from training import adapt
+
+    result = adapt.adapt(adapt.build_parser().parse_args([
+        "--base", str(tiny_model), "--heldout", str(lateef_book / "heldout"), "--out", str(tmp_path),
+        "--reference-lines", "4"]))
+    assert result["train_lines"] == 0 and result["model"] is None and not result["accepted"]
+    assert result["after_cer"] == result["before_cer"]
+
+
+def test_the_gate_refuses_a_model_no_better_on_the_book():
+    verdict = judge_adaptation(before_cer=0.05, after_cer=0.05, reference_cer=0.02, global_reference_cer=0.02)
+    assert not verdict.accepted and "not better on the book" in verdict.reason
+
+
+def test_the_gate_refuses_a_model_that_forgets_general_print():
+    verdict = judge_adaptation(before_cer=0.05, after_cer=0.02, reference_cer=0.025, global_reference_cer=0.02)
+    assert not verdict.accepted and "forgets" in verdict.reason
+    assert judge_adaptation(0.05, 0.02, 0.024, 0.02).accepted   # exactly 1.2x is allowed

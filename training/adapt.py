@@ -1,0 +1,226 @@
+"""Adapt a model to one book: fine-tune on its corrected lines, with a replay of general print.
+
+    python -m training.adapt --base models/arabic-crnn-v2-int8.onnx --train BOOK_LINES --heldout HELD_OUT \\
+        --global-model models/arabic-crnn-v2-int8.onnx --out runs/adapt-book7 --name book7 --version 1
+
+What the product's "Adapt the model to this book" runs (in a subprocess of the training worker: the
+serving process never imports TensorFlow) and what ``bench.adaptation`` measures, so both are the same:
+
+1. the book's lines (``--train``) and its held-out slice (``--heldout``) become arrays at the base
+   model's height (``training.preprocess``);
+2. general print is replayed so the model does not forget it: synthetic lines rendered on the fly from
+   the shipped corpus (``training.synth``; cached in ``--cache``) or shards given with ``--replay-shards``;
+3. ``training.train --init-from`` the base model's Keras twin (``NAME.keras`` beside ``NAME.onnx``;
+   for ``NAME-int8.onnx`` the float model's), validating on the held-out slice;
+4. the best epoch is exported (``training.export``; ``--int8`` too when the base model is int8);
+5. held-out CER before (base) and after (candidate), and the general reference set's CER for the
+   candidate and the global model (``--reference``, or lines rendered from the corpus in a face of their
+   own), go to ``result.json`` with the verdict of ``recognition.adaptation_gate``.
+
+Progress while it trains is the run's ``state.json`` (one entry per epoch); the log is this command's
+output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from recognition.adaptation_gate import DEFAULT_MAX_FORGETTING, judge_adaptation
+from recognition.line_data import SkipReport, iter_samples
+
+log = logging.getLogger("training.adapt")
+
+REPLAY_SEED = 7
+REFERENCE_SEED = 13
+REFERENCE_FONT = "NotoNaskhArabic-Regular"
+DEFAULT_CORPUS = str(Path(__file__).resolve().parent.parent / "datasets" / "corpus")
+
+
+def keras_twin(onnx_path: Path) -> Path:
+    """The Keras checkpoint an ONNX model was exported from (int8 models share their float model's)."""
+    candidates = [onnx_path.with_suffix(".keras")]
+    if onnx_path.stem.endswith("-int8"):
+        candidates.append(onnx_path.with_name(onnx_path.stem[: -len("-int8")] + ".keras"))
+    for candidate in candidates:
+        if candidate.exists():
+            return candidate
+    raise SystemExit(f"{onnx_path} cannot be fine-tuned: no Keras checkpoint beside it "
+                     f"({' or '.join(c.name for c in candidates)})")
+
+
+def rendered_lines(out: Path, lines: int, seed: int, fonts: list[str] | None, corpus: list[str]) -> Path:
+    """``lines`` synthetic lines in ``out`` (kept between runs: rendering is deterministic by seed)."""
+    from . import synth
+
+    done = out / "synth.json"
+    if done.exists() and json.loads(done.read_text(encoding="utf-8")).get("lines") == lines:
+        return out
+    argv = ["--lines", str(lines), "--out", str(out), "--seed", str(seed), "--workers", "1", "--corpus", *corpus]
+    if fonts:
+        argv += ["--fonts", *fonts]
+    synth.main(argv)
+    return out
+
+
+def line_count(folders: list[str]) -> int:
+    return sum(1 for _ in iter_samples(folders, SkipReport()))
+
+
+def model_cer(model: Path, folders: list[str]) -> tuple[float, list[dict]]:
+    """CER of ``model`` on the line folders, and each line's reading."""
+    from recognition.recognizer import Recognizer
+
+    evaluation = Recognizer(model).evaluate(iter_samples(folders, SkipReport()))
+    readings = [{"name": Path(s.image_path).stem, "text": ref, "reading": hyp}
+                for s, ref, hyp in zip(evaluation.samples, evaluation.references, evaluation.hypotheses)]
+    return evaluation.cer, readings
+
+
+def adapt(args) -> dict:
+    from . import preprocess, train
+    from .checkpoint import read_info
+    from .export import export_run, parity_lines_from, quantize_int8
+
+    started, cpu_started = time.monotonic(), time.process_time()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    cache = Path(args.cache) if args.cache else out / "cache"
+    base = Path(args.base)
+    global_model = Path(args.global_model or args.base)
+    base_cer, base_readings = model_cer(base, args.heldout)
+    log.info("the base model reads the held-out lines with CER %.4f", base_cer)
+    reference = args.reference or [str(rendered_lines(cache / f"reference-{args.reference_lines}",
+                                                      args.reference_lines, REFERENCE_SEED, [REFERENCE_FONT],
+                                                      args.corpus))]
+    global_reference_cer, _ = model_cer(global_model, reference)
+    result = {"base_model": str(base), "global_model": str(global_model), "reference": reference,
+              "train_lines": line_count(args.train) if args.train else 0, "heldout_lines": len(base_readings),
+              "before_cer": base_cer, "global_reference_cer": global_reference_cer}
+    if not args.train or result["train_lines"] == 0:
+        result.update(after_cer=base_cer, accepted=False, reason="no corrected lines to adapt on", epochs=0,
+                      model=None, minutes=(time.monotonic() - started) / 60)
+        return _finish(out, result, cpu_started)
+
+    checkpoint = keras_twin(base)
+    height = read_info(checkpoint)[1].height
+    book_dir = out / "lines"
+    if book_dir.exists():
+        shutil.rmtree(book_dir)
+    # The folder names are the sources: the held-out slice is the validation split.
+    _link_lines(args.train, book_dir / "book")
+    _link_lines(args.heldout, book_dir / "heldout")
+    arrays = out / "arrays"
+    preprocess.main([str(book_dir / "book"), str(book_dir / "heldout"), "--out", str(arrays),
+                     "--val-source", "heldout", "--height", str(height), "--workers", "1"])
+    replay = list(args.replay_shards)
+    if not replay and args.replay_lines:
+        rendered = rendered_lines(cache / f"replay-{args.replay_lines}", args.replay_lines, REPLAY_SEED, None,
+                                  args.corpus)
+        replay_arrays = cache / f"replay-{args.replay_lines}-h{height}"
+        if not (replay_arrays / "manifest.json").exists():
+            preprocess.main([str(rendered), "--out", str(replay_arrays), "--height", str(height), "--workers", "1"])
+        replay = [str(replay_arrays)]
+    run = out / "run"
+    train_argv = ["--data", str(arrays), "--out", str(run), "--init-from", str(checkpoint),
+                  "--lr", str(args.lr), "--epochs", str(args.epochs), "--patience", str(args.patience),
+                  "--batch-size", str(args.batch_size), "--threads", str(args.threads),
+                  "--max-minutes", str(args.max_minutes), "--seed", str(args.seed)]
+    if replay:
+        train_argv += ["--synth", *replay, "--synth-ratio", str(args.replay_ratio)]
+    if args.steps_per_epoch:
+        train_argv += ["--steps-per-epoch", str(args.steps_per_epoch)]
+    if args.no_augment:
+        train_argv.append("--no-augment")
+    train.main(train_argv)
+    state = json.loads((run / "state.json").read_text(encoding="utf-8"))
+
+    model = out / f"{args.name}.onnx"
+    export_run(run, model, args.name, args.version, parity_lines_from([str(arrays)], 8))
+    if args.int8:
+        int8 = model.with_name(f"{model.stem}-int8.onnx")
+        quantize_int8(model, int8, parity_lines_from([str(arrays)], 8))
+        model = int8
+    after_cer, after_readings = model_cer(model, args.heldout)
+    reference_cer, _ = model_cer(model, reference)
+    verdict = judge_adaptation(base_cer, after_cer, reference_cer, global_reference_cer, args.max_forgetting)
+    changed = [{"name": b["name"], "text": b["text"], "before": b["reading"], "after": a["reading"]}
+               for b, a in zip(base_readings, after_readings) if b["reading"] != a["reading"]]
+    result.update(after_cer=after_cer, reference_cer=reference_cer, accepted=verdict.accepted,
+                  reason=verdict.reason, model=str(model), epochs=state["epoch"], best_epoch=state["best_epoch"],
+                  history=state["history"], heldout_changed=changed, replay=replay,
+                  minutes=(time.monotonic() - started) / 60)
+    log.info("%s", verdict.reason)
+    return _finish(out, result, cpu_started)
+
+
+def _finish(out: Path, result: dict, cpu_started: float) -> dict:
+    # This process's CPU time plus its finished children's (preprocess and synth pools).
+    children = os.times()
+    result["cpu_minutes"] = (time.process_time() - cpu_started + children.children_user
+                             + children.children_system) / 60
+    tmp = out / "result.json.tmp"
+    tmp.write_text(json.dumps(result, ensure_ascii=False, indent=1), encoding="utf-8")
+    tmp.replace(out / "result.json")
+    return result
+
+
+def _link_lines(folders: list[str], target: Path) -> None:
+    """The line pairs of ``folders`` in one folder (symbolic links; names prefixed so they stay apart)."""
+    target.mkdir(parents=True, exist_ok=True)
+    for n, sample in enumerate(iter_samples(folders, SkipReport())):
+        image = Path(sample.image_path).resolve()
+        stem = f"{n:06d}-{image.stem}"
+        (target / f"{stem}{image.suffix}").symlink_to(image)
+        (target / f"{stem}.gt.txt").write_text(sample.text + "\n", encoding="utf-8")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m training.adapt", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--base", required=True, help="the book's current model (ONNX, a .keras twin beside it)")
+    parser.add_argument("--global-model", help="the global model, for the no-forgetting check (default: --base)")
+    parser.add_argument("--train", nargs="*", default=[], help="line folders of the book's corrected lines")
+    parser.add_argument("--heldout", nargs="+", required=True, help="line folders of the held-out slice")
+    parser.add_argument("--out", required=True, help="run folder: result.json, the model, run/state.json")
+    parser.add_argument("--name", default="adapted", help="the adapted model's name")
+    parser.add_argument("--version", default="1")
+    parser.add_argument("--reference", nargs="*", help="general reference line folders (default: rendered)")
+    parser.add_argument("--reference-lines", type=int, default=100, help="lines rendered for the default reference")
+    parser.add_argument("--replay-lines", type=int, default=600, help="synthetic lines rendered for the replay")
+    parser.add_argument("--replay-shards", nargs="*", default=[], help="preprocessed shards to replay instead")
+    parser.add_argument("--replay-ratio", type=float, default=0.3, help="share of batches from the replay")
+    parser.add_argument("--corpus", nargs="+", default=[DEFAULT_CORPUS], help="text to render replay lines from")
+    parser.add_argument("--cache", help="where rendered replay/reference lines are kept (default: OUT/cache)")
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--patience", type=int, default=3)
+    parser.add_argument("--steps-per-epoch", type=int)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--lr", type=float, default=3e-4)
+    parser.add_argument("--max-minutes", type=float, default=12.0, help="training time budget")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--no-augment", action="store_true")
+    parser.add_argument("--int8", action="store_true", help="register the int8 twin (as the shipped model is)")
+    parser.add_argument("--max-forgetting", type=float, default=DEFAULT_MAX_FORGETTING)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
+    result = adapt(args)
+    print(json.dumps({k: result[k] for k in ("train_lines", "heldout_lines", "before_cer", "after_cer",
+                                             "accepted", "reason", "model", "minutes", "cpu_minutes")
+                      if k in result}, ensure_ascii=False))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
