@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import sys
 from pathlib import Path
 
 import dj_database_url
@@ -41,6 +42,16 @@ DEBUG = env_bool("DEBUG", False)
 ALLOWED_HOSTS = [h.strip() for h in os.environ.get("ALLOWED_HOSTS", "127.0.0.1,localhost,[::1]").split(",") if h.strip()]
 CSRF_TRUSTED_ORIGINS = [o.strip() for o in os.environ.get("CSRF_TRUSTED_ORIGINS", "").split(",") if o.strip()]
 
+# Behind a reverse proxy that ends TLS (README, "Production"). Each is off unless the
+# environment says so: a service reached directly must not believe a client's X-Forwarded-*.
+if env_bool("TRUST_X_FORWARDED_PROTO"):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+USE_X_FORWARDED_HOST = env_bool("USE_X_FORWARDED_HOST")
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env_bool("SECURE_COOKIES")
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS")
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT")
+
 INSTALLED_APPS = [
     "django.contrib.admin",
     "django.contrib.auth",
@@ -64,6 +75,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, so that its process_exception sees the view's exception first.
+    "ocr_app.middleware.ApiInternalErrorMiddleware",
 ]
 
 ROOT_URLCONF = "ocr_project.urls"
@@ -79,15 +92,21 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "ocr_app.web.context.navigation",
             ],
         },
     },
 ]
 
+# Persistent connections pay off only with a fixed pool of threads (gunicorn's gthread
+# workers: at most workers x threads connections). runserver starts a thread per
+# request, and each would keep its own connection open until PostgreSQL refuses more.
+_RUNSERVER = len(sys.argv) > 1 and sys.argv[1] == "runserver"
 DATABASES = {
     "default": dj_database_url.parse(
-        os.environ.get("DATABASE_URL", f"sqlite:///{VAR_DIR / 'db.sqlite3'}"),
-        conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60),
+        os.environ.get("DATABASE_URL") or f"sqlite:///{VAR_DIR / 'db.sqlite3'}",
+        conn_max_age=0 if _RUNSERVER else env_int("DATABASE_CONN_MAX_AGE", 60),
+        conn_health_checks=True,
     )
 }
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
@@ -121,25 +140,85 @@ STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # WhiteNoise warns on every star
 MEDIA_URL = "media/"
 MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", VAR_DIR / "media"))
 STORAGES = {
-    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    # Content-addressed: a second writer of the same content is harmless (ocr_app.storage).
+    "default": {"BACKEND": "ocr_app.storage.ContentAddressedStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
+if os.environ.get("OCR_MEDIA_S3_BUCKET"):
+    # Several machines (web and workers) share one media store: S3 or any S3-compatible server
+    # (MinIO, Ceph, ...) through django-storages. Credentials: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY.
+    STORAGES["default"] = {"BACKEND": "storages.backends.s3.S3Storage", "OPTIONS": {
+        "bucket_name": os.environ["OCR_MEDIA_S3_BUCKET"],
+        "endpoint_url": os.environ.get("OCR_MEDIA_S3_ENDPOINT") or None,
+        "region_name": os.environ.get("OCR_MEDIA_S3_REGION") or None,
+        "location": os.environ.get("OCR_MEDIA_S3_PREFIX", ""),
+        "default_acl": "private",
+        "querystring_auth": True,
+        "file_overwrite": True,   # names are content hashes: the same name is the same bytes
+    }}
 
 # -- the recogniser -------------------------------------------------------------
 OCR_MODEL_DIR = Path(os.environ.get("OCR_MODEL_DIR", BASE_DIR / "models"))
 # The int8 twin of the shipped model: the same CER on the held-out book, about twice as fast.
-OCR_DEFAULT_MODEL = Path(os.environ.get("OCR_DEFAULT_MODEL", OCR_MODEL_DIR / "arabic-crnn-v1-int8.onnx"))
+OCR_DEFAULT_MODEL = Path(os.environ.get("OCR_DEFAULT_MODEL", OCR_MODEL_DIR / "arabic-crnn-v2-int8.onnx"))
 OCR_THREADS = env_int("OCR_THREADS", 1)                  # onnxruntime threads per worker
 OCR_MAX_UPLOAD_BYTES = env_int("OCR_MAX_UPLOAD_BYTES", 10 * 1024 * 1024)
 OCR_MAX_PIXELS = env_int("OCR_MAX_PIXELS", 20_000_000)  # decompression-bomb guard
+OCR_MAX_LINE_WIDTH = env_int("OCR_MAX_LINE_WIDTH", 4000)  # model pixels, after scaling to the model height
+OCR_MIN_LINE_HEIGHT = env_int("OCR_MIN_LINE_HEIGHT", 8)   # source pixels
 OCR_MAX_BATCH = env_int("OCR_MAX_BATCH", 32)             # images per batch request
 OCR_MODEL_BATCH = env_int("OCR_MODEL_BATCH", 8)          # lines per model run (similar widths together)
 OCR_MODEL_CONCURRENCY = env_int("OCR_MODEL_CONCURRENCY", 1)  # model runs at once per worker
 OCR_ACTIVE_MODEL_CHECK_SECONDS = float(os.environ.get("OCR_ACTIVE_MODEL_CHECK_SECONDS", 2.0))
 OCR_REFERENCE_SET = os.environ.get("OCR_REFERENCE_SET", "")  # lines for the activation quality gate
+# -- the review workspace (/review/) ------------------------------------------------
+OCR_REVIEW_LEASE_SECONDS = env_int("OCR_REVIEW_LEASE_SECONDS", 300)  # a claimed line frees itself after this
+OCR_REVIEW_LOW_CONFIDENCE = float(os.environ.get("OCR_REVIEW_LOW_CONFIDENCE", 0.9))  # characters below: highlighted
+# -- books as jobs (/api/v1/jobs/, ocr_app/jobs) ---------------------------------------
+# Unset: jobs run in the web process (ocr_app.jobs.runner). Set (redis://..., amqp://...): pages are
+# Celery tasks on that broker, run by `make worker` processes on any number of machines.
+CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "")
+OCR_JOB_QUEUE = os.environ.get("OCR_JOB_QUEUE", "ocr-pages")
+CELERY_TASK_DEFAULT_QUEUE = OCR_JOB_QUEUE
+CELERY_TASK_ACKS_LATE = True                # a page's message is acknowledged once the page is stored
+CELERY_TASK_REJECT_ON_WORKER_LOST = True    # a pool process killed mid-page puts the page back at once
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1       # pages are long: no process hoards messages others could run
+CELERY_TASK_IGNORE_RESULT = True            # progress lives in the database, not a result backend
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# Redis redelivers a message whose worker vanished (SIGKILL of the whole worker, a lost machine)
+# once it is this many seconds old; it must exceed the longest a page can take. Workers look for
+# such messages every OCR_JOB_RESTORE_INTERVAL seconds (kombu's default sweep is every 100 s).
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": env_int("OCR_JOB_VISIBILITY_TIMEOUT", 600),
+    "unacked_restore_interval": env_int("OCR_JOB_RESTORE_INTERVAL", 10),
+    "unacked_restore_throttle": 1,
+}
+# One page sent to POST /api/v1/pages/ and read in the request (books go to the jobs API).
+OCR_MAX_PAGE_BYTES = env_int("OCR_MAX_PAGE_BYTES", 40 * 1024 * 1024)
+OCR_MAX_PAGE_PIXELS = env_int("OCR_MAX_PAGE_PIXELS", 60_000_000)  # a 600-dpi A3 scan
+OCR_JOB_MAX_PAGES = env_int("OCR_JOB_MAX_PAGES", 2000)
+OCR_JOB_MAX_BYTES = env_int("OCR_JOB_MAX_BYTES", 500 * 1024 * 1024)
+OCR_JOB_MAX_PAGE_PIXELS = env_int("OCR_JOB_MAX_PAGE_PIXELS", 60_000_000)  # a 600-dpi A3 scan
+OCR_JOB_RETRY_SECONDS = env_int("OCR_JOB_RETRY_SECONDS", 5)
+OCR_JOB_THREADS = env_int("OCR_JOB_THREADS", 1)            # in-process runner threads per web process
+OCR_JOB_LEASE_SECONDS = env_int("OCR_JOB_LEASE_SECONDS", 300)  # in-process: a dead process's page is retaken
+OCR_JOB_POLL_SECONDS = float(os.environ.get("OCR_JOB_POLL_SECONDS", 2.0))
+# -- book adaptation (ocr_app/books): fine-tuning a model on one book's reviewed lines -------------
+OCR_ADAPT_MIN_LINES = env_int("OCR_ADAPT_MIN_LINES", 100)       # reviewed lines a book needs before adapting
+OCR_ADAPT_HELDOUT_EVERY = env_int("OCR_ADAPT_HELDOUT_EVERY", 5)  # every Nth reviewed line is held out to measure
+OCR_ADAPT_DIR = os.environ.get("OCR_ADAPT_DIR", str(BASE_DIR / "var" / "adaptations"))  # runs and adapted models
+OCR_ADAPT_ARGS = os.environ.get("OCR_ADAPT_ARGS", "")          # extra `training.adapt` options (e.g. --epochs 6)
+OCR_ADAPT_LEASE_SECONDS = env_int("OCR_ADAPT_LEASE_SECONDS", 60)  # a silent adaptation's worker is taken as dead
+OCR_TRAINING_QUEUE = os.environ.get("OCR_TRAINING_QUEUE", "training")  # Celery queue of `make worker-train`
+CELERY_TASK_ROUTES = {"ocr_app.books.tasks.adapt_book": {"queue": OCR_TRAINING_QUEUE}}
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "/"
 
-# Requests larger than a batch of maximum uploads are refused before parsing.
-DATA_UPLOAD_MAX_MEMORY_SIZE = OCR_MAX_UPLOAD_BYTES * 2
+# Requests larger than a batch of maximum uploads (or a maximal page) are refused before parsing.
+# A page may also come as JSON base64 (4 characters per 3 bytes).
+DATA_UPLOAD_MAX_MEMORY_SIZE = max(OCR_MAX_UPLOAD_BYTES * 2, OCR_MAX_PAGE_BYTES * 4 // 3 + 1024 * 1024)
 FILE_UPLOAD_MAX_MEMORY_SIZE = OCR_MAX_UPLOAD_BYTES
 DATA_UPLOAD_MAX_NUMBER_FILES = OCR_MAX_BATCH + 1
 
@@ -162,6 +241,9 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Recognise printed Arabic text lines; every prediction is stored for review.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Request and response components apart: uploads are documented as binary files
+    # (the docs' "Try it out" offers a file picker), not as URIs.
+    "COMPONENT_SPLIT_REQUEST": True,
     # Swagger UI from the installed package, not a CDN: the docs work offline.
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",

@@ -14,4 +14,11 @@ urlpatterns = [
     path("readyz", apis.readyz, name="readyz"),
     # Line images for the admin's thumbnails: staff only, see ocr_app.admin.
     path("media/<path:path>", admin.site.admin_view(apis.staff_media)),
+    # The review workspace's books and their adaptation (ocr_app/books), then the rest of it.
+    path("review/books/", include("ocr_app.books.review_urls")),
+    # The upload page at /, sign-in, and the review workspace at /review/.
+    path("", include("ocr_app.web.urls")),
 ]
+
+handler404 = "ocr_app.middleware.not_found"
+handler500 = "ocr_app.middleware.server_error"
