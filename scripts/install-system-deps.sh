@@ -7,7 +7,7 @@
 # Idempotent: installs only what is missing. Needs root or sudo and apt-get.
 set -euo pipefail
 packages=(fonts-hosny-amiri fonts-sil-scheherazade fonts-noto-core fonts-kacst fonts-kacst-one
-          fonts-arabeyes fonts-sil-lateef libfribidi0 libraqm0 chromium)
+          fonts-arabeyes fonts-sil-lateef fonts-farsiweb fonts-freefarsi libfribidi0 libraqm0 chromium)
 if [ "${1:-}" = "--bench" ]; then
   packages+=(tesseract-ocr tesseract-ocr-ara)
 fi

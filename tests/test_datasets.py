@@ -129,6 +129,37 @@ def test_synthesis_is_deterministic_with_a_seed():
     assert a[1] == normalize_text(a[1]) and not any("\u064b" <= ch <= "\u0652" for ch in a[1])
 
 
+def test_bulaq_type_prints_word_final_ya_dotless_only():
+    assert synth.dotless_final_ya("في المعاني يجوز، النبي»") == "فى المعانى يجوز، النبى»"
+
+
+def test_dotless_lines_keep_ya_in_the_label_and_draw_alif_maqsura():
+    """Drawn ى, labelled ي: the model learns to read Bulaq print as the transcriptions write it."""
+    corpus = TextCorpus("قال في الذي يجوز للقاضي والنبي".split())
+    fonts = [font("Amiri-Regular"), font("NotoNaskhArabic-Regular")]
+    plain = dict(vocalise_probability=0.0, neighbour_probability=0.0, number_probability=0.0,
+                 quote_probability=0.0, punctuation_probability=0.0)
+    always = synth.SynthConfig(dotless_final_ya_probability=1.0, **plain)
+    never = synth.SynthConfig(dotless_final_ya_probability=0.0, **plain)
+    differed = 0
+    for index in range(8):
+        dotless_image, label, _ = synth.synthesize_line(index, 3, corpus, fonts, always)
+        dotted_image, same_label, _ = synth.synthesize_line(index, 3, corpus, fonts, never)
+        assert label == same_label and "\u0649" not in label
+        if synth.dotless_final_ya(label) != label:
+            differed += not np.array_equal(dotless_image, dotted_image)
+    assert differed >= 4
+
+
+def test_amiri_draws_its_share_of_lines():
+    corpus = TextCorpus("قال أبو محمد".split())
+    fonts = [font("Amiri-Regular"), font("NotoNaskhArabic-Regular"), font("Scheherazade-Regular")]
+    only_amiri = synth.SynthConfig(amiri_share=1.0)
+    assert {synth.synthesize_line(i, 1, corpus, fonts, only_amiri)[2] for i in range(10)} == {"Amiri-Regular"}
+    uniform = synth.SynthConfig(amiri_share=0.0)
+    assert len({synth.synthesize_line(i, 1, corpus, fonts, uniform)[2] for i in range(30)}) == 3
+
+
 def test_synth_command_writes_pairs_resumes_and_is_deterministic(tmp_path, capsys):
     out = tmp_path / "synth"
     args = ["--lines", "12", "--out", str(out), "--workers", "1", "--seed", "5",

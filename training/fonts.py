@@ -5,7 +5,7 @@ simplified naskh, a few sans), not display or calligraphic faces (thuluth,
 diwani, shadowed/outlined titles) that would teach the model shapes no book
 line has. Install with ``apt-get install fonts-hosny-amiri
 fonts-sil-scheherazade fonts-noto-core fonts-kacst fonts-kacst-one
-fonts-arabeyes fonts-sil-lateef`` (``make`` does it).
+fonts-arabeyes fonts-sil-lateef fonts-farsiweb fonts-freefarsi`` (``make`` does it).
 """
 
 from __future__ import annotations
@@ -27,6 +27,9 @@ BOOK_FACES = (
     "ae_AlArabiya", "ae_Arab", "ae_Cortoba", "ae_Dimnah", "ae_Furat", "ae_Granada", "ae_Hani",
     "ae_Kayrawan", "ae_Khalid", "ae_Nada", "ae_Nagham", "ae_Salem", "ae_Sindbad", "ae_Tarablus",
     "ae_Rasheeq-Bold", "ae_Hor", "ae_AlBattar", "ae_AlYarmook", "ae_Petra", "ae_Nice",
+    # naskh text faces of the Persian packages (fonts-farsiweb, fonts-freefarsi): other proportions
+    # and joins than the Arabic packages' faces, which is what cross-book generalisation needs
+    "nazli", "nazlib", "FreeFarsi", "FreeFarsi-Bold",
 )
 
 

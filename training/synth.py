@@ -16,6 +16,7 @@ import json
 import logging
 import multiprocessing
 import os
+import re
 import sys
 import time
 from dataclasses import dataclass
@@ -62,6 +63,11 @@ class SynthConfig:
     number_probability: float = 0.25     # splice a number, date or footnote mark in
     quote_probability: float = 0.35      # «quote» or (bracket) a span of words
     punctuation_probability: float = 0.3  # add a clause mark (، . : ؛ ؟ !)
+    # Old Egyptian (Bulaq) type prints word-final yā' without dots (فى for في) while transcriptions
+    # write ي: draw ى on that share of lines, the label keeps ي.
+    dotless_final_ya_probability: float = 0.2
+    # Amiri follows Bulaq type, stacked ligatures (مما, يجوز, لم, لح) included: draw that share in it.
+    amiri_share: float = 0.25
 
 
 def _font(face: FontFace, size: int) -> ImageFont.FreeTypeFont:
@@ -96,6 +102,21 @@ def _vocalise(text: str, rng: np.random.Generator) -> str:
         if "\u0621" <= ch <= "\u064a" and rng.random() < 0.25:
             out.append(HARAKAT[rng.integers(len(HARAKAT))])
     return "".join(out)
+
+
+# a yā' that ends a word: not followed by a letter of the word (harakat are added later, if at all)
+_FINAL_YA = re.compile("\u064a(?![\u0620-\u064a\u066e-\u06d3])")
+
+
+def dotless_final_ya(text: str) -> str:
+    """The text as Bulaq type prints it: every word-final ي drawn as ى."""
+    return _FINAL_YA.sub("\u0649", text)
+
+
+def _pick_face(fonts: list[FontFace], rng: np.random.Generator, config: SynthConfig) -> FontFace:
+    amiri = [f for f in fonts if f.name.startswith("Amiri")]
+    pool = amiri if amiri and rng.random() < config.amiri_share else fonts
+    return pool[int(rng.integers(len(pool)))]
 
 
 def _number_phrase(rng: np.random.Generator) -> str:
@@ -210,14 +231,17 @@ def synthesize_line(index: int, seed: int, corpus: TextCorpus, fonts: list[FontF
     for _ in range(20):
         printed = make_line_text(corpus, rng, config)
         text = normalize_text(printed)
-        face = fonts[int(rng.integers(len(fonts)))]
+        face = _pick_face(fonts, rng, config)
         if text and face.covers(printed):
             break
     else:
         raise RuntimeError("no font covers the sampled text; check the corpus and fonts")
-    drawn = _vocalise(printed, rng) if rng.random() < config.vocalise_probability else printed
-    if not face.covers(drawn):
-        drawn = printed
+    drawn = printed
+    if rng.random() < config.dotless_final_ya_probability and face.covers(dotless_final_ya(printed)):
+        drawn = dotless_final_ya(printed)
+    if rng.random() < config.vocalise_probability:
+        vocalised = _vocalise(drawn, rng)
+        drawn = vocalised if face.covers(vocalised) else drawn
     size = int(rng.integers(config.min_font_px, config.max_font_px + 1))
     pad = int(size * rng.uniform(0.05, 0.4))
     image = render_text(drawn, face, size, pad=pad)
