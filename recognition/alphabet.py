@@ -45,9 +45,11 @@ class Alphabet:
     def to_json(self) -> str:
         return json.dumps(list(self.characters), ensure_ascii=False)
 
-    def extended(self, texts: Iterable[str]) -> Alphabet:
-        """This alphabet plus any new characters of ``texts``, old indices kept."""
-        new = sorted({c for t in texts for c in t} - set(self.characters))
+    def extended(self, texts: Iterable[str], min_count: int = 1) -> Alphabet:
+        """This alphabet plus the new characters seen at least ``min_count`` times in ``texts``,
+        old indices kept."""
+        counts = Counter(c for t in texts for c in t)
+        new = sorted(c for c, n in counts.items() if n >= min_count and c not in set(self.characters))
         return Alphabet(self.characters + tuple(new))
 
     @property

@@ -39,3 +39,10 @@ def test_rejects_duplicates_and_multi_character_entries():
         Alphabet(["ا", "ا"])
     with pytest.raises(ValueError):
         Alphabet(["لا"])
+
+
+def test_extending_skips_characters_rarer_than_the_minimum():
+    base = Alphabet("اب")
+    extended = base.extended(["بت~", "تث", "ت"], min_count=2)
+    assert extended.characters == ("ا", "ب", "ت")  # old indices kept; ~ and ث seen once
+    assert base.extended(["~"]).characters[-1] == "~"

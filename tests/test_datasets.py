@@ -194,3 +194,10 @@ def test_contact_sheet(tmp_path, rendered_books):
     sheet = Image.open(out)
     assert sheet.width >= 600 and sheet.height > 100
     assert Path(out).stat().st_size > 1000
+
+
+def test_the_synthetic_corpus_drops_words_with_one_off_characters(tmp_path):
+    """A markup character seen once in the transcriptions must not be drawn on thousands of lines."""
+    (tmp_path / "a.txt").write_text("قال <ص> أبو محمد\nقال أبو ~ محمد\n", encoding="utf-8")
+    corpus = TextCorpus.from_paths([str(tmp_path)])
+    assert corpus.words == ["قال", "أبو", "محمد", "قال", "أبو", "محمد"]

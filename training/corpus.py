@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -29,13 +30,18 @@ class TextCorpus:
         self.num_files = num_files
 
     @classmethod
-    def from_paths(cls, paths: Iterable[str], exclude: Iterable[str] = ()) -> TextCorpus:
+    def from_paths(cls, paths: Iterable[str], exclude: Iterable[str] = (), min_char_count: int = 2) -> TextCorpus:
+        """The words of the text files, without words holding a character seen fewer than
+        ``min_char_count`` times: synthesis samples words over and over, so a one-off markup
+        character of a transcription (``<``, ``~``) would otherwise become a class of the model."""
         files = iter_text_files(paths, exclude)
         words: list[str] = []
         for f in files:
             for line in f.read_text(encoding="utf-8").splitlines():
                 words.extend(normalize_text(line).split())
-        return cls(words, len(files))
+        counts = Counter(c for w in words for c in w)
+        rare = {c for c, n in counts.items() if n < min_char_count}
+        return cls([w for w in words if rare.isdisjoint(w)], len(files))
 
     @property
     def num_words(self) -> int:

@@ -274,7 +274,7 @@ def train(args) -> int:
         if args.init_from:
             from .finetune import base_alphabet
 
-            alphabet = base_alphabet(args.init_from).extended(texts)
+            alphabet = base_alphabet(args.init_from).extended(texts, args.min_char_count)
         else:
             alphabet = alphabet_from_texts(texts, args.min_char_count)
         if args.init_from:
