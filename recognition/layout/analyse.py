@@ -7,7 +7,6 @@ import numpy as np
 
 from .binarise import binarise, flatten
 from .components import Components, find_components
-from .cuts import cut_touching_marks
 from .deskew import estimate_skew, rotate, rotation
 from .lines import LineParts, assign_marks, find_lines
 from .model import READING_ORDER, LayoutLine, LayoutRegion, PageLayout, RegionKind
@@ -60,8 +59,7 @@ def analyse_layout(grey: np.ndarray, max_side: int = MAX_ANALYSIS_SIDE) -> PageL
         parts[RegionKind.MARGINAL_NOTE] += _split_blocks(notes, pitch)
     _move_folios(comps, parts, pitch)
     everything = [line for blocks in parts.values() for block in blocks for line in block]
-    pieces = [piece for blocks in parts.values() for block in blocks for piece in cut_touching_marks(comps, block)]
-    assign_marks(comps, everything, np.concatenate([comps.marks, np.asarray(orphans + pieces, dtype=np.int64)]))
+    assign_marks(comps, everything, np.concatenate([comps.marks, np.asarray(orphans, dtype=np.int64)]))
 
     regions = []
     for kind in READING_ORDER:
