@@ -30,6 +30,9 @@ class TruthLine:
     text: str                                 # logical order, as printed (harakat included)
     kind: RegionKind
     polygon: tuple[tuple[int, int], ...]      # ink box corners on the final (skewed) page
+    # The line's own ink inside its box (drawn alone), on pages that are not
+    # skewed: which pixels are whose where two lines' marks interleave.
+    ink: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     @property
     def bbox(self) -> tuple[int, int, int, int]:
@@ -82,6 +85,7 @@ class _Page:
         self.image = Image.new("L", (spec.width, spec.height), 255)
         self.draw = ImageDraw.Draw(self.image)
         self.lines: list[tuple[str, RegionKind, tuple[int, int, int, int]]] = []
+        self.inks: list[np.ndarray] = []
 
     def _font(self, size: int) -> ImageFont.FreeTypeFont:
         return ImageFont.truetype(font(self.spec.face).path, size, layout_engine=ImageFont.Layout.RAQM)
@@ -103,11 +107,13 @@ class _Page:
             x -= width + space
         glyphs = (int(min(b[0] for b in boxes)), int(min(b[1] for b in boxes)),
                   int(max(b[2] for b in boxes)), int(max(b[3] for b in boxes)))
-        self.lines.append((" ".join(words), kind, self._ink_box(words, widths, space, right, baseline, face, glyphs)))
+        box, ink = self._ink_box(words, widths, space, right, baseline, face, glyphs)
+        self.lines.append((" ".join(words), kind, box))
+        self.inks.append(ink)
 
-    def _ink_box(self, words, widths, space, right, baseline, face, glyphs) -> tuple[int, int, int, int]:
-        """The line's exact ink box: glyph boxes are font metrics, wider than the ink;
-        the line is drawn again alone and measured."""
+    def _ink_box(self, words, widths, space, right, baseline, face, glyphs):
+        """The line's exact ink box and its ink in that box: glyph boxes are font
+        metrics, wider than the ink; the line is drawn again alone and measured."""
         m = 10
         x0, y0, x1, y1 = glyphs
         alone = Image.new("L", (x1 - x0 + 2 * m, y1 - y0 + 2 * m), 0)
@@ -119,7 +125,8 @@ class _Page:
             x -= width + space
         ink = np.asarray(alone) > 96
         ys, xs = np.nonzero(ink)
-        return int(xs.min() + x0 - m), int(ys.min() + y0 - m), int(xs.max() + 1 + x0 - m), int(ys.max() + 1 + y0 - m)
+        box = int(xs.min() + x0 - m), int(ys.min() + y0 - m), int(xs.max() + 1 + x0 - m), int(ys.max() + 1 + y0 - m)
+        return box, ink[ys.min():ys.max() + 1, xs.min():xs.max() + 1]
 
     def rule(self, x0: int, x1: int, y: int, thickness: int = 3) -> None:
         self.draw.rectangle((x0, y, x1, y + thickness - 1), fill=0)
@@ -157,8 +164,10 @@ def render_page(spec: PageSpec, words: list[str]) -> RenderedPage:
         page.words(number, left + int(page.text_width(number, size)), y, size, RegionKind.HEADER)
         # The header's two pieces are one printed line: merge them into one truth line.
         (t2, _, b2), (t1, _, b1) = page.lines.pop(), page.lines.pop()
-        page.lines.append((f"{t1} {t2}", RegionKind.HEADER,
-                           (min(b1[0], b2[0]), min(b1[1], b2[1]), max(b1[2], b2[2]), max(b1[3], b2[3]))))
+        box = (min(b1[0], b2[0]), min(b1[1], b2[1]), max(b1[2], b2[2]), max(b1[3], b2[3]))
+        page.lines.append((f"{t1} {t2}", RegionKind.HEADER, box))
+        ink2, ink1 = page.inks.pop(), page.inks.pop()
+        page.inks.append(_union(box, (b1, ink1), (b2, ink2)))
         if spec.header_rule:
             page.rule(left, right, y + int(0.6 * size))
         y += int(1.3 * pitch)
@@ -192,13 +201,22 @@ def render_page(spec: PageSpec, words: list[str]) -> RenderedPage:
                 y += int(1.8 * small)
 
     grey = np.asarray(page.image, dtype=np.float32)
-    truth = [TruthLine(text, kind, ((b[0], b[1]), (b[2], b[1]), (b[2], b[3]), (b[0], b[3])))
-             for text, kind, b in page.lines]
+    truth = [TruthLine(text, kind, ((b[0], b[1]), (b[2], b[1]), (b[2], b[3]), (b[0], b[3])), ink)
+             for (text, kind, b), ink in zip(page.lines, page.inks)]
     if spec.skew_degrees:
         grey, truth = _rotate(grey, truth, spec.skew_degrees)
     if spec.noise:
         grey = _add_noise(grey, spec.noise, rng)
     return RenderedPage(np.clip(grey, 0, 255).astype(np.uint8), truth, spec.skew_degrees)
+
+
+def _union(box, *parts) -> np.ndarray:
+    """Ink masks of pieces of one line (box, mask) in the line's whole box."""
+    x0, y0, x1, y1 = box
+    out = np.zeros((y1 - y0, x1 - x0), bool)
+    for (bx0, by0, bx1, by1), ink in parts:
+        out[by0 - y0:by1 - y0, bx0 - x0:bx1 - x0] |= ink
+    return out
 
 
 def _rotate(grey: np.ndarray, truth: list[TruthLine], degrees: float):
@@ -210,7 +228,7 @@ def _rotate(grey: np.ndarray, truth: list[TruthLine], degrees: float):
     moved = []
     for line in truth:
         pts = np.asarray(line.polygon, dtype=np.float64) @ matrix[:, :2].T + matrix[:, 2]
-        moved.append(TruthLine(line.text, line.kind, tuple((int(round(x)), int(round(y))) for x, y in pts)))
+        moved.append(TruthLine(line.text, line.kind, tuple((int(round(x)), int(round(y))) for x, y in pts)))   # no ink
     return rotated, moved
 
 

@@ -58,10 +58,11 @@ def test_skew_is_measured(analysed):
     assert abs(layout.skew_degrees - page.skew_degrees) <= 0.3
 
 
-@pytest.mark.xfail(strict=True, reason="known gap: at 1.45 leading with 70% harakat a stacked haraka of one "
-                   "line is drawn into a dot or descender of the line above (one connected component); 5 of "
-                   "the 16 lines miss up to 10 px even when every component goes to the right line, and "
-                   "3 more lose a mark below or above: needs cutting components between lines (issue-12c report)")
+@pytest.mark.xfail(strict=True, reason="known gap: at 1.45 leading with 70% harakat line k's kasras and line "
+                   "k+1's fathas share 16-32 rows, so no straight seam parts them; the mark rule gives 85% of "
+                   "the page's marks to their line (no weighting of gap and position does better), and 92 "
+                   "components hold ink of two lines, the mark overlapping a descender with no neck to cut "
+                   "(issue-12b report); 8 of 16 boxes miss by 4-10 px")
 def test_each_line_keeps_its_own_harakat_and_dots():
     """Tight lines, heavy harakat, no skew: a found line's box must hold its
     printed line's whole ink box (marks above the tallest letters and below
@@ -76,6 +77,55 @@ def test_each_line_keeps_its_own_harakat_and_dots():
     for t, f in zip(truth, found):
         assert f[1] <= t[1] + tolerance and f[3] >= t[3] - tolerance, (t, f)   # own marks kept
         assert f[1] >= t[1] - tolerance and f[3] <= t[3] + tolerance, (t, f)   # no neighbour's marks
+
+
+def _dark_on_page(line, page_ink: np.ndarray) -> np.ndarray:
+    """The page pixels a line image draws ink on (unskewed, unscaled pages): the
+    image is a padded crop around the line's box, found where its ink lands on the page's."""
+    x0, y0, _, _ = line.bbox
+    dark = line.image < 128
+    h, w = dark.shape
+    shape = page_ink.shape
+    best = None
+    for pad in range(0, 16):
+        ox, oy = max(0, x0 - pad), max(0, y0 - pad)
+        if (best is None or ox != best[1] or oy != best[2]) and oy + h <= shape[0] and ox + w <= shape[1]:
+            placed = np.zeros(shape, bool)
+            placed[oy:oy + h, ox:ox + w] = dark
+            hits = (placed & page_ink).sum()
+            if best is None or hits > best[0]:
+                best = (hits, ox, oy, placed)
+    return best[3]
+
+
+@pytest.mark.parametrize("spec, most_lost, most_foreign", [
+    (PageSpec(harakat=0.3, header=False, heading=False, footnotes=0, margin_numbers=False, seed=8), 0.02, 0.02),
+    (PageSpec(harakat=0.7, leading=1.45, header=False, heading=False, footnotes=0, margin_numbers=False, seed=4),
+     0.065, 0.065),
+], ids=["book page, some harakat", "tight, heavy harakat"])
+def test_line_images_keep_their_own_ink_and_not_their_neighbours(spec, most_lost, most_foreign):
+    """Pixel by pixel against each printed line's own ink: the share of a
+    page's line ink missing from its line's image, and the share drawn into
+    another line's image. Where lines' marks interleave (tight, vocalised) a few
+    percent still go astray (the strict box test above): this keeps it from growing."""
+    page = render_page(spec, WORDS)
+    layout = analyse_layout(page.image)
+    ink = page.image < 128
+    owner = np.full(ink.shape, -1)
+    for k, truth in enumerate(page.lines):
+        x0, y0, x1, y1 = truth.bbox
+        owner[y0:y1, x0:x1][truth.ink & (owner[y0:y1, x0:x1] < 0)] = k
+    result = match_lines([t.bbox for t in page.lines], [line.bbox for line in layout.lines])
+    lost = foreign = total = 0
+    for k, found in result["matches"].items():
+        drawn = _dark_on_page(layout.lines[found], ink)
+        own = ink & (owner == k)
+        lost += (own & ~drawn).sum()
+        foreign += (drawn & ink & (owner >= 0) & (owner != k)).sum()
+        total += own.sum()
+    figures = f"own ink lost {lost / total:.2%}, foreign ink drawn {foreign / total:.2%}"
+    assert lost / total <= most_lost, figures
+    assert foreign / total <= most_foreign, figures
 
 
 def test_line_images_hold_the_line_alone():
