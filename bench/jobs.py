@@ -36,28 +36,10 @@ import time
 import uuid
 from pathlib import Path
 
+from bench.processes import children, rss_mb
 from bench.recognizer import RESULTS, machine
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def children(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
-                    found.append(int(entry.name))
-            except (OSError, IndexError, ValueError):
-                continue
-    return found
 
 
 def start_workers(count: int, env: dict, queue: str, logs: Path) -> list[subprocess.Popen]:

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.processes import children, rss_mb
 from bench.recognizer import RESULTS, machine
 from recognition.line_data import SkipReport, iter_samples
 
@@ -110,20 +111,6 @@ def drive(url: str, token: str, images: list[bytes], path: str, per_request: int
             "lines_per_s": round(lines[0] / wall, 1), "p50_ms": round(float(np.percentile(lat, 50)), 1),
             "p95_ms": round(float(np.percentile(lat, 95)), 1), "p99_ms": round(float(np.percentile(lat, 99)), 1),
             "errors": sum(errors.values()), "errors_by_kind": errors}
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def children(pid: int) -> list[int]:
-    try:
-        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except OSError:
-        return []
 
 
 def start_server(port: int, workers: int, threads: int, env_extra: dict) -> tuple[subprocess.Popen, dict]:

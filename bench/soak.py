@@ -36,8 +36,9 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.processes import children
 from bench.recognizer import RESULTS, machine
-from bench.service import children, multipart, unique_png
+from bench.service import multipart, unique_png
 from tests.service.server_process import wait_until_ready
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -61,6 +61,24 @@ def staff(django_user_model):
     return django_user_model.objects.create_superuser("reviewer", password="pw-reviewer-1")
 
 
+def _with_review_permission(person):
+    from django.contrib.auth.models import Permission
+
+    person.user_permissions.add(Permission.objects.get(codename="review_recognitions"))
+    return person
+
+
+@pytest.fixture
+def reviewer(django_user_model):
+    """Not staff: a user given the reviewer permission."""
+    return _with_review_permission(django_user_model.objects.create_user("nadia", password="pw-nadia-1"))
+
+
+@pytest.fixture
+def second_reviewer(django_user_model):
+    return _with_review_permission(django_user_model.objects.create_user("omar", password="pw-omar-1"))
+
+
 def _client_for(user):
     from rest_framework.authtoken.models import Token
     from rest_framework.test import APIClient

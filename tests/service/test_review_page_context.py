@@ -6,7 +6,6 @@ import io
 import re
 
 import pytest
-from django.contrib.auth.models import Permission
 from django.core.files.uploadedfile import SimpleUploadedFile
 from PIL import Image
 
@@ -18,13 +17,6 @@ from tests.service import job_pages
 from tests.service.review_lines import recognise_lines
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def reviewer(django_user_model):
-    person = django_user_model.objects.create_user("nadia", password="pw-nadia-1")
-    person.user_permissions.add(Permission.objects.get(codename="review_recognitions"))
-    return person
 
 
 def _book(api, name: str, seeds: list[int], pdf: bool = False) -> int:

@@ -1,7 +1,6 @@
 import datetime
 
 import pytest
-from django.contrib.auth.models import Permission
 from django.utils import timezone
 
 from ocr_app.models import Recognition, ReviewClaim
@@ -14,21 +13,6 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def lines(user):
     return recognise_lines(user, 5)
-
-
-@pytest.fixture
-def reviewer(django_user_model):
-    """Not staff: a user given the reviewer permission."""
-    person = django_user_model.objects.create_user("nadia", password="pw-nadia-1")
-    person.user_permissions.add(Permission.objects.get(codename="review_recognitions"))
-    return person
-
-
-@pytest.fixture
-def second_reviewer(django_user_model):
-    person = django_user_model.objects.create_user("omar", password="pw-omar-1")
-    person.user_permissions.add(Permission.objects.get(codename="review_recognitions"))
-    return person
 
 
 def worst_first_ids(lines):

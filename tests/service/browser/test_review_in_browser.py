@@ -1,5 +1,4 @@
 import pytest
-from django.contrib.auth.models import Permission
 from playwright.sync_api import expect
 
 from ocr_app.jobs import runner
@@ -11,13 +10,6 @@ from tests.service.browser.conftest import PHONE
 from tests.service.review_lines import LINES, recognise_lines
 
 pytestmark = pytest.mark.browser
-
-
-@pytest.fixture
-def reviewer(django_user_model):
-    person = django_user_model.objects.create_user("nadia", password="pw-nadia-1")
-    person.user_permissions.add(Permission.objects.get(codename="review_recognitions"))
-    return person
 
 
 @pytest.fixture
