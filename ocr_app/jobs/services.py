@@ -29,6 +29,7 @@ from recognition.page import PageResult, recognize_page
 from recognition.page_select import load_page
 
 from .. import engine
+from ..claims import claimed
 from ..errors import ApiError
 from ..models import Recognition, StoredImage
 from ..services import choose_model
@@ -90,31 +91,34 @@ def create_job(user, files: list[tuple[str, bytes]], name: str = "", model: str 
     sources = read_uploads(files, intake_limits())
     names = page_names(sources)
     written: list[str] = []
-    try:
-        with transaction.atomic():
-            job = Job.objects.create(user=user, name=(name or files[0][0])[:200], model_version=version,
-                                     formats=wanted, pages_total=sum(len(n) for n in names))
-            pages, index = [], 0
-            for source, stems in zip(sources, names):
-                page_file = store_page_file(source, written) if isinstance(source, SourceFile) else None
-                for number, stem in enumerate(stems, start=1):
-                    index += 1
-                    page = Page(job=job, index=index, name=stem, source_name=source.name[:255], file=page_file,
-                                number=number)
-                    if page_file is None:
-                        page.status, page.error_code, page.error_message = Page.Status.FAILED, source.code, \
-                            source.message
-                        page.finished_at = timezone.now()
-                    pages.append(page)
-            Page.objects.bulk_create(pages)
-            queued = list(job.pages.filter(status=Page.Status.QUEUED).values_list("pk", flat=True))
-            if not queued:
-                job.status, job.finished_at = Job.Status.FAILED, timezone.now()
-                job.save(update_fields=["status", "finished_at"])
-            transaction.on_commit(lambda: dispatch.enqueue_pages(queued))
-    except Exception:
-        discard_written_files(written)
-        raise
+    # Claims on the page contents from writing the files to the commit (or the clean-up): another
+    # request storing the same content waits, so a rollback here never deletes a file it just adopted.
+    with claimed(s.sha256 for s in sources if isinstance(s, SourceFile)):
+        try:
+            with transaction.atomic():
+                job = Job.objects.create(user=user, name=(name or files[0][0])[:200], model_version=version,
+                                         formats=wanted, pages_total=sum(len(n) for n in names))
+                pages, index = [], 0
+                for source, stems in zip(sources, names):
+                    page_file = store_page_file(source, written) if isinstance(source, SourceFile) else None
+                    for number, stem in enumerate(stems, start=1):
+                        index += 1
+                        page = Page(job=job, index=index, name=stem, source_name=source.name[:255], file=page_file,
+                                    number=number)
+                        if page_file is None:
+                            page.status, page.error_code, page.error_message = Page.Status.FAILED, source.code, \
+                                source.message
+                            page.finished_at = timezone.now()
+                        pages.append(page)
+                Page.objects.bulk_create(pages)
+                queued = list(job.pages.filter(status=Page.Status.QUEUED).values_list("pk", flat=True))
+                if not queued:
+                    job.status, job.finished_at = Job.Status.FAILED, timezone.now()
+                    job.save(update_fields=["status", "finished_at"])
+                transaction.on_commit(lambda: dispatch.enqueue_pages(queued))
+        except Exception:
+            discard_written_files(written)
+            raise
     log.info("job %s: %d pages queued for %s", job.pk, len(queued), user)
     return job
 

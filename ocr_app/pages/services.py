@@ -22,6 +22,7 @@ from django.db.models import ProtectedError
 from recognition.image import ImageError
 from recognition.page_select import load_page
 
+from ..claims import claimed
 from ..errors import ApiError
 from ..jobs.intake import SourceFile, count_pages_checked, file_extension, safe_stem
 from ..jobs.models import Page, PageFile
@@ -61,14 +62,16 @@ def recognize_page_upload(user, name: str, data: bytes, model: str | None = None
     name = "".join(c for c in name if c.isprintable()) or "page"   # stored and shown (PostgreSQL refuses NUL)
     source = check_page_upload(name, data)
     written: list[str] = []
-    try:
-        with transaction.atomic():
-            page_file = store_page_file(source, written)
-            page = Page.objects.create(job=None, user=user, model_version=version, index=1,
-                                       name=safe_stem(name), source_name=name[:255], file=page_file, number=1)
-    except Exception:
-        discard_written_files(written)
-        raise
+    # The content's claim from writing the file to the commit or the clean-up (see create_job).
+    with claimed([source.sha256]):
+        try:
+            with transaction.atomic():
+                page_file = store_page_file(source, written)
+                page = Page.objects.create(job=None, user=user, model_version=version, index=1,
+                                           name=safe_stem(name), source_name=name[:255], file=page_file, number=1)
+        except Exception:
+            discard_written_files(written)
+            raise
     try:
         outcome = process_page(page.pk)
     except Exception:
@@ -85,11 +88,12 @@ def recognize_page_upload(user, name: str, data: bytes, model: str | None = None
 
 def _forget(page: Page, written: list[str]) -> None:
     """Undo a page that could not be read: its row, and its file unless another page uses it."""
-    page_file_id = page.file_id
+    page_file = page.file
     Page.objects.filter(pk=page.pk).delete()
-    try:
-        with transaction.atomic():
-            PageFile.objects.filter(pk=page_file_id, pages__isnull=True).delete()
-    except (ProtectedError, IntegrityError):   # a page of another request took it meanwhile
-        return
-    delete_written([name for name in written if not PageFile.objects.filter(file=name).exists()])
+    with claimed([page_file.sha256]):
+        try:
+            with transaction.atomic():
+                PageFile.objects.filter(pk=page_file.pk, pages__isnull=True).delete()
+        except (ProtectedError, IntegrityError):   # a page of another request took it meanwhile
+            return
+        delete_written([name for name in written if not PageFile.objects.filter(file=name).exists()])
