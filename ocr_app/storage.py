@@ -20,51 +20,14 @@ from pathlib import Path
 
 from django.core.files.storage import FileSystemStorage
 
+from .processes import process_alive
+
 TEMP_PREFIX = ".partial-"
 INCOMING = ".incoming"
 
 
 def _writer_prefix() -> str:
     return f"{TEMP_PREFIX}{socket.gethostname()}-{os.getpid()}-"
-
-
-def _boot_time() -> float | None:
-    try:
-        for line in Path("/proc/stat").read_text().splitlines():
-            if line.startswith("btime "):
-                return float(line.split()[1])
-    except OSError:
-        pass
-    return None
-
-
-def _process_alive(pid: int, written_at: float) -> bool:
-    """Whether process ``pid`` on this host could still be the writer of a file last written at ``written_at``.
-
-    ``os.kill(pid, 0)`` alone is not enough: a killed worker whose parent died too is
-    re-parented to PID 1, which in a container often never reaps it, so it stays a zombie
-    for good; and a pid is reused by a later process. Where /proc exists, a zombie or a
-    process started after the file was last written is not the writer.
-    """
-    stat_path = Path(f"/proc/{pid}/stat")
-    boot = _boot_time()
-    if boot is not None and Path("/proc/self/stat").exists():
-        try:
-            fields = stat_path.read_text().rpartition(")")[2].split()
-        except OSError:
-            return False
-        state, start_ticks = fields[0], int(fields[19])
-        if state in ("Z", "X", "x"):
-            return False
-        started_at = boot + start_ticks / os.sysconf("SC_CLK_TCK")
-        return started_at <= written_at + 1.0
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, another user's
-        return True
-    return True
 
 
 def is_abandoned(temp_path: Path) -> bool:
@@ -76,7 +39,7 @@ def is_abandoned(temp_path: Path) -> bool:
         written_at = temp_path.stat().st_mtime
     except FileNotFoundError:
         return False  # renamed into place or removed meanwhile
-    return not _process_alive(int(rest), written_at)
+    return not process_alive(int(rest), written_at)
 
 
 def incoming_folder(root: str | Path) -> Path:

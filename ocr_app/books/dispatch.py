@@ -13,10 +13,11 @@ def enqueue(adaptation_id: int) -> None:
     from ..jobs.dispatch import uses_broker
 
     if uses_broker():
+        from ..broker import send
         from .tasks import adapt_book
 
         try:
-            adapt_book.apply_async((adaptation_id,), queue=settings.OCR_TRAINING_QUEUE)
+            send(adapt_book, [(adaptation_id,)], settings.OCR_TRAINING_QUEUE)
         except Exception:  # stored as queued: the in-process runner or a later request can still take it
             log.exception("could not send adaptation %s to the broker", adaptation_id)
     else:

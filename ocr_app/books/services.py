@@ -12,11 +12,9 @@ from __future__ import annotations
 import datetime
 import json
 import logging
-import os
 import re
 import shlex
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -33,6 +31,7 @@ from .. import engine, registry
 from ..errors import ApiError
 from ..jobs.models import Job
 from ..models import ModelVersion, Recognition
+from ..processes import dead_here, this_process
 from . import dispatch, selectors
 from .models import BookAdaptation
 
@@ -60,24 +59,6 @@ def request_adaptation(job: Job, user) -> BookAdaptation:
     return adaptation
 
 
-def _worker_name() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def _dead_here(processed_by: str) -> bool:
-    """Whether ``processed_by`` names a process of this machine that no longer exists."""
-    host, _, pid = processed_by.rpartition(":")
-    if host != socket.gethostname() or not pid.isdigit():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
-
-
 def claim(adaptation_id: int) -> str:
     """Take the adaptation for this process: "claimed", "busy" (a live worker has it) or "finished"."""
     adaptation = BookAdaptation.objects.filter(pk=adaptation_id).first()
@@ -86,10 +67,10 @@ def claim(adaptation_id: int) -> str:
     now = timezone.now()
     takeable = Q(status=BookAdaptation.Status.QUEUED) | Q(status=BookAdaptation.Status.RUNNING,
                                                          claimed_until__lt=now)
-    if adaptation.status == BookAdaptation.Status.RUNNING and _dead_here(adaptation.processed_by):
+    if adaptation.status == BookAdaptation.Status.RUNNING and dead_here(adaptation.processed_by):
         takeable |= Q(status=BookAdaptation.Status.RUNNING, processed_by=adaptation.processed_by)
     won = BookAdaptation.objects.filter(takeable, pk=adaptation_id).update(
-        status=BookAdaptation.Status.RUNNING, processed_by=_worker_name(), attempts=F("attempts") + 1,
+        status=BookAdaptation.Status.RUNNING, processed_by=this_process(), attempts=F("attempts") + 1,
         claimed_until=now + datetime.timedelta(seconds=settings.OCR_ADAPT_LEASE_SECONDS),
         started_at=now)
     return "claimed" if won else "busy"
@@ -98,13 +79,13 @@ def claim(adaptation_id: int) -> str:
 def _still_mine(adaptation_id: int, **fields) -> bool:
     """Renew the lease (and store ``fields``); False when another worker has taken the adaptation over."""
     lease = timezone.now() + datetime.timedelta(seconds=settings.OCR_ADAPT_LEASE_SECONDS)
-    return bool(BookAdaptation.objects.filter(pk=adaptation_id, processed_by=_worker_name(),
+    return bool(BookAdaptation.objects.filter(pk=adaptation_id, processed_by=this_process(),
                                               status=BookAdaptation.Status.RUNNING)
                 .update(claimed_until=lease, **fields))
 
 
 def _finish(adaptation_id: int, status: str, reason: str, **fields) -> None:
-    BookAdaptation.objects.filter(pk=adaptation_id, processed_by=_worker_name()).update(
+    BookAdaptation.objects.filter(pk=adaptation_id, processed_by=this_process()).update(
         status=status, reason=reason, finished_at=timezone.now(), claimed_until=None, **fields)
     log.info("adaptation %s %s: %s", adaptation_id, status, reason)
 
@@ -252,7 +233,7 @@ def _train_and_gate(adaptation: BookAdaptation) -> str:
         version = registry.register_model(result["model"], activate=False, check_quality=False)
         ModelVersion.objects.filter(pk=version.pk).update(book=adaptation.job)
         Job.objects.filter(pk=adaptation.job_id).update(model_version=version)   # the book's pages use it
-        if not BookAdaptation.objects.filter(pk=adaptation.pk, processed_by=_worker_name()).update(
+        if not BookAdaptation.objects.filter(pk=adaptation.pk, processed_by=this_process()).update(
                 adapted_model=version, reason=verdict.reason, changed_lines=heldout_changed,
                 progress={**_progress(out, "re-recognising")}, **measured):
             transaction.set_rollback(True)

@@ -36,14 +36,8 @@ def enqueue_pages(page_ids: list[int]) -> None:
 
 
 def send_to_broker(page_ids: list[int]) -> None:
-    """One message per page, over one connection; the queue is declared first so none is dropped."""
-    from ocr_project.celery import app
-
+    """One message per page (``ocr_app.broker``)."""
+    from ..broker import send
     from .tasks import recognize_job_page
 
-    queue = app.amqp.queues.select_add(settings.OCR_JOB_QUEUE) or app.amqp.queues[settings.OCR_JOB_QUEUE]
-    with app.connection_for_write(settings.CELERY_BROKER_URL) as connection:
-        connection.ensure_connection(max_retries=2, interval_start=0.2, interval_step=0.5)
-        queue.bind(connection.default_channel).declare()
-        for page_id in page_ids:
-            recognize_job_page.apply_async((page_id,), connection=connection, queue=queue)
+    send(recognize_job_page, [(page_id,) for page_id in page_ids], settings.OCR_JOB_QUEUE)

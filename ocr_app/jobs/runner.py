@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import datetime
 import logging
-import os
 import socket
 import threading
 
@@ -21,6 +20,7 @@ from django.db import connections
 from django.db.models import Q
 from django.utils import timezone
 
+from ..processes import dead_here
 from .models import Job, Page
 
 log = logging.getLogger("ocr_app.jobs")
@@ -54,13 +54,8 @@ def release_pages_of_dead_processes() -> int:
     dead = []
     for page_id, worker in Page.objects.filter(status=Page.Status.RUNNING, processed_by__startswith=prefix) \
             .values_list("pk", "processed_by"):
-        pid = int(worker.rsplit(":", 1)[1])
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+        if dead_here(worker):
             dead.append(page_id)
-        except PermissionError:   # alive, another user's
-            pass
     if dead:
         Page.objects.filter(pk__in=dead, status=Page.Status.RUNNING).update(claimed_until=None,
                                                                              status=Page.Status.QUEUED)

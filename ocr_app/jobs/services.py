@@ -13,8 +13,6 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
-import os
-import socket
 import time
 
 import numpy as np
@@ -32,6 +30,7 @@ from .. import engine
 from ..claims import claimed
 from ..errors import ApiError
 from ..models import Recognition, StoredImage
+from ..processes import this_process
 from ..services import choose_model
 from . import dispatch
 from .intake import IntakeLimits, SourceFile, page_names, read_uploads
@@ -197,7 +196,7 @@ def _start(page_id: int) -> Page | None:
         return None
     Page.objects.filter(pk=page_id, status__in=Page.OPEN).update(
         status=Page.Status.RUNNING, attempts=F("attempts") + 1, started_at=now,
-        processed_by=f"{socket.gethostname()}:{os.getpid()}")
+        processed_by=this_process())
     if page.job is not None:
         Job.objects.filter(pk=page.job_id, status=Job.Status.QUEUED).update(status=Job.Status.RUNNING,
                                                                              started_at=now)

@@ -6,6 +6,7 @@ import pytest
 from django.conf import settings as django_settings
 
 from tests.rendering import png_bytes, render_line
+from tests.service.celery_workers import broker_queue, start_worker  # noqa: F401 (fixtures for the worker tests)
 
 SHIPPED_MODEL = Path(django_settings.OCR_DEFAULT_MODEL)
 

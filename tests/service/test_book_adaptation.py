@@ -161,3 +161,37 @@ def _a_dead_pid() -> int:
     child = subprocess.Popen(["true"])
     child.wait()
     return child.pid
+
+
+def test_a_celery_training_worker_killed_mid_training_is_replaced_without_a_second_model(
+        tiny_global, user, staff_api, service_settings, broker_queue, start_worker):
+    """A real `celery worker` on the training queue (Redis) is SIGKILLed while it trains; a second worker
+    gets the message again (acks_late), takes the adaptation over and finishes it, once."""
+    import time
+
+    env = {"OCR_TRAINING_QUEUE": broker_queue, "OCR_ADAPT_ARGS": LEARNS, "OCR_ADAPT_MIN_LINES": "80",
+           "OCR_ADAPT_DIR": service_settings.OCR_ADAPT_DIR}
+    first = start_worker(name="train1", env=env)
+    service_settings.OCR_TRAINING_QUEUE = broker_queue
+    first.wait_ready()
+    book = make_book(user, tiny_global, vocabulary_lines(85, seed=6), reviewed=80)
+    answer = staff_api.post(f"/api/v1/jobs/{book.pk}/adapt/")
+    assert answer.status_code == 202, answer.content
+    adaptation = BookAdaptation.objects.get(pk=answer.json()["id"])
+
+    deadline = time.monotonic() + 120
+    while not (adaptation.status == "running" and adaptation.progress.get("epoch")):   # an epoch is done
+        assert time.monotonic() < deadline, first.log.read_text()
+        time.sleep(0.2)
+        adaptation.refresh_from_db()
+    first.kill()
+
+    second = start_worker(name="train2", env=env)
+    deadline = time.monotonic() + 240
+    while adaptation.status in BookAdaptation.OPEN:
+        assert time.monotonic() < deadline, second.log.read_text()
+        time.sleep(0.5)
+        adaptation.refresh_from_db()
+    assert adaptation.status == BookAdaptation.Status.ACCEPTED, adaptation.reason
+    assert adaptation.attempts == 2
+    assert ModelVersion.objects.filter(book=book).count() == 1

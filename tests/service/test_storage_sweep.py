@@ -62,3 +62,13 @@ def test_another_hosts_files_are_not_judged(tmp_path):
     child.wait()
     path = temp_file(tmp_path, child.pid, host="some-other-host")
     assert not is_abandoned(path)
+
+
+def test_work_of_a_zombie_or_a_dead_process_is_taken_over_and_other_hosts_are_not_judged():
+    from ocr_app.processes import dead_here, this_process
+
+    child = subprocess.Popen(["true"])
+    child.wait()
+    host = socket.gethostname()
+    assert dead_here(f"{host}:{child.pid}") and not dead_here(this_process())
+    assert not dead_here(f"elsewhere:{child.pid}") and not dead_here("garbage")
