@@ -28,6 +28,11 @@ class LineParts:
     baseline: int                      # row of the line's densest ink
     core: tuple[int, int]              # rows of the letters' bodies (x-height band)
     marks: list[int] = field(default_factory=list)
+    # Cuts to the lines above and below (seams.Cut), and the components a cut
+    # runs through, of which this line draws only its side.
+    cuts_above: list = field(default_factory=list)
+    cuts_below: list = field(default_factory=list)
+    shared: list[int] = field(default_factory=list)
 
     def box(self, comps: Components) -> tuple[int, int, int, int]:
         ids = np.concatenate([self.bodies, np.asarray(self.marks, dtype=np.int64)])
