@@ -45,7 +45,7 @@ MOST_STEP = 3
 STEP_COST = 0.3
 # Cut, give the marks out again, measure where marks lie anew, cut again.
 ROUNDS = 2
-# Columns the cut keeps one row over (see _pooled).
+# Columns the cut keeps one row over, at least (see _Grid).
 COLUMN_POOL = 2
 
 
@@ -93,15 +93,16 @@ def cut_lines(comps: Components, lines: list) -> None:
                 break
     if not pairs:
         return
+    grid = _Grid(h)
     for _ in range(ROUNDS):
         for line in order:
             line.shared.clear()
         heights = _mark_heights(comps, order)
         owners = _Owners(comps, order)
-        costs = [_zone_cost(comps, owners, order, k, j, x0, x1, heights) for k, j, x0, x1 in pairs]
-        paths = _cheapest_paths([_pooled(cost) for cost in costs])
-        cuts = [Cut(x0, order[k].core[1] + 1 + np.repeat(path, COLUMN_POOL)[:x1 - x0])
-                for (k, _, x0, x1), path in zip(pairs, paths)]
+        zones = [_zone_cost(comps, owners, order, k, j, x0, x1, heights, grid) for k, j, x0, x1 in pairs]
+        paths = _cheapest_paths([cost for _, cost in zones])
+        cuts = [Cut(x0, rows[path].repeat(grid.columns)[:x1 - x0])
+                for (_, _, x0, x1), (rows, _), path in zip(pairs, zones, paths)]
         for (k, j, _, _), cut in zip(pairs, cuts):
             _settle_marks(comps, order[k], order[j], cut)
     for (k, j, _, _), cut in zip(pairs, cuts):
@@ -186,44 +187,56 @@ class _Owners:
             self.body[line.bodies] = True
 
 
+class _Grid:
+    """The cut keeps one row over a few neighbouring columns and is placed on
+    every other row or so, in proportion to the text's size (a mark is wider
+    and taller than that): the search is that much shorter."""
+
+    def __init__(self, text_height: float):
+        self.columns = max(COLUMN_POOL, int(round(text_height / 13)))
+        self.rows = max(1, int(round(text_height / 26)))
+
+
 def _zone_cost(comps: Components, owners: _Owners, lines: list, upper: int, lower: int, x0: int, x1: int,
-               heights: MarkHeights) -> np.ndarray:
-    """cost[r, x]: the cut at zone row r in column x0 + x (zone rows from the
-    upper line's letter band bottom to the lower's band top)."""
+               heights: MarkHeights, grid: _Grid) -> tuple[np.ndarray, np.ndarray]:
+    """The rows a cut may take between two lines (from the upper line's letter
+    band bottom to the lower's band top) and its cost at each, per group of
+    ``grid.columns`` columns from x0."""
     top = lines[upper].core[1] + 1
     bottom = max(top + 1, lines[lower].core[0])
-    labels = comps.labels[top:bottom, x0:x1]
-    rows = bottom - top   # cut r in 0..rows: zone rows < r go up
+    width = x1 - x0
+    labels = np.zeros((bottom - top, width + (-width % grid.columns)), comps.labels.dtype)
+    labels[:, :width] = comps.labels[top:bottom, x0:x1]
     owner, body = owners.line[labels], owners.body[labels]
-    weight = np.where(body, BODY_ON_WRONG_SIDE, MARK_ON_WRONG_SIDE)
+    weight = np.where(body, np.float32(BODY_ON_WRONG_SIDE), np.float32(MARK_ON_WRONG_SIDE))
     # (up_weight is paid for a pixel left below the cut, down_weight above it)
-    up_weight = np.where(owner == upper, weight, 0.0)
-    down_weight = np.where(owner == lower, weight, 0.0)
+    up_weight = np.where(owner == upper, weight, np.float32(0))
+    down_weight = np.where(owner == lower, weight, np.float32(0))
     # Where a line's marks usually lie, measured from its baseline over the
     # page: a mark's pixel left to the line whose marks seldom lie there costs.
     if POSITION_WEIGHT:
         ys = np.arange(top, bottom)
         prefer_upper = heights.log_p(ys - lines[upper].baseline) - heights.log_p(ys - lines[lower].baseline)
         is_mark = ~body & ((owner == upper) | (owner == lower))
-        up_weight += POSITION_WEIGHT * is_mark * np.maximum(0.0, prefer_upper)[:, None]
-        down_weight += POSITION_WEIGHT * is_mark * np.maximum(0.0, -prefer_upper)[:, None]
-    zero = np.zeros((1, labels.shape[1]))
+        up_weight += (POSITION_WEIGHT * np.maximum(0.0, prefer_upper)).astype(np.float32)[:, None] * is_mark
+        down_weight += (POSITION_WEIGHT * np.maximum(0.0, -prefer_upper)).astype(np.float32)[:, None] * is_mark
+    # Cutting at r parts rows r-1 and r: through ink where both are one component.
+    through = np.zeros(labels.shape, np.float32)
+    through[1:] = (labels[1:] > 0) & (labels[1:] == labels[:-1])
+
+    def pooled(a):   # strided sums: faster than summing a short last axis
+        return sum(a[:, i::grid.columns] for i in range(grid.columns))
+
+    up_weight, down_weight, through = pooled(up_weight), pooled(down_weight), pooled(through)
+    zero = np.zeros((1, up_weight.shape[1]), np.float32)
     up_below = np.vstack([np.cumsum(up_weight[::-1], axis=0)[::-1], zero])      # upper ink at rows >= r
     down_above = np.vstack([zero, np.cumsum(down_weight, axis=0)])               # lower ink at rows < r
-    # Cutting at r parts rows r-1 and r: through ink where both are one component.
-    through = np.zeros((rows + 1, labels.shape[1]), bool)
-    through[1:rows] = (labels[1:] > 0) & (labels[1:] == labels[:-1])
-    middle = rows / 2.0
-    pull = MIDDLE_PULL * ((np.arange(rows + 1) - middle) / max(1.0, middle)) ** 2
-    return up_below + down_above + CUT_THROUGH_INK * through + pull[:, None]
-
-
-def _pooled(cost: np.ndarray) -> np.ndarray:
-    """Costs of COLUMN_POOL neighbouring columns summed: the cut keeps one row
-    over them (a mark is wider than that), and the search is that much shorter."""
-    width = cost.shape[1]
-    padded = np.pad(cost, ((0, 0), (0, -width % COLUMN_POOL)))
-    return padded.reshape(cost.shape[0], -1, COLUMN_POOL).sum(axis=2)
+    through = np.vstack([through, zero])
+    middle = (bottom - top) / 2.0
+    pull = grid.columns * MIDDLE_PULL * ((np.arange(bottom - top + 1) - middle) / max(1.0, middle)) ** 2
+    cost = up_below + down_above + CUT_THROUGH_INK * through + pull[:, None].astype(np.float32)
+    rows = np.arange(0, bottom - top + 1, grid.rows)
+    return top + rows, cost[rows]
 
 
 def _cheapest_paths(costs: list[np.ndarray]) -> list[np.ndarray]:
