@@ -94,12 +94,13 @@ def cut_lines(comps: Components, lines: list) -> None:
     if not pairs:
         return
     grid = _Grid(h)
+    gaps = [_Gap(comps, order[k], order[j], x0, x1, grid) for k, j, x0, x1 in pairs]
     for _ in range(ROUNDS):
         for line in order:
             line.shared.clear()
         heights = _mark_heights(comps, order)
         owners = _Owners(comps, order)
-        zones = [_zone_cost(comps, owners, order, k, j, x0, x1, heights, grid) for k, j, x0, x1 in pairs]
+        zones = [_zone_cost(gap, owners, order, k, j, heights, grid) for gap, (k, j, _, _) in zip(gaps, pairs)]
         paths = _cheapest_paths([cost for _, cost in zones])
         cuts = [Cut(x0, rows[path].repeat(grid.columns)[:x1 - x0])
                 for (_, _, x0, x1), (rows, _), path in zip(pairs, zones, paths)]
@@ -176,7 +177,8 @@ def _mark_heights(comps: Components, lines: list) -> MarkHeights:
 
 
 class _Owners:
-    """Which line (index into the page's lines) each component belongs to, and whether as a body."""
+    """Per component: the line (index into the page's lines) it belongs to, and
+    what leaving its pixel on the other line's side of a cut costs."""
 
     def __init__(self, comps: Components, lines: list):
         self.line = np.full(len(comps.boxes), -1, np.int64)
@@ -185,6 +187,7 @@ class _Owners:
             self.line[np.asarray(line.marks, np.int64)] = k
             self.line[line.bodies] = k
             self.body[line.bodies] = True
+        self.weight = np.where(self.body, BODY_ON_WRONG_SIDE, MARK_ON_WRONG_SIDE).astype(np.float32)
 
 
 class _Grid:
@@ -196,45 +199,52 @@ class _Grid:
         self.columns = max(COLUMN_POOL, int(round(text_height / 13)))
         self.rows = max(1, int(round(text_height / 26)))
 
+    def pooled(self, a: np.ndarray) -> np.ndarray:
+        """Sums over each group of columns (strided sums: faster than summing a short last axis)."""
+        return sum(a[:, i::self.columns] for i in range(self.columns))
 
-def _zone_cost(comps: Components, owners: _Owners, lines: list, upper: int, lower: int, x0: int, x1: int,
-               heights: MarkHeights, grid: _Grid) -> tuple[np.ndarray, np.ndarray]:
-    """The rows a cut may take between two lines (from the upper line's letter
-    band bottom to the lower's band top) and its cost at each, per group of
-    ``grid.columns`` columns from x0."""
-    top = lines[upper].core[1] + 1
-    bottom = max(top + 1, lines[lower].core[0])
-    width = x1 - x0
-    labels = np.zeros((bottom - top, width + (-width % grid.columns)), comps.labels.dtype)
-    labels[:, :width] = comps.labels[top:bottom, x0:x1]
-    owner, body = owners.line[labels], owners.body[labels]
-    weight = np.where(body, np.float32(BODY_ON_WRONG_SIDE), np.float32(MARK_ON_WRONG_SIDE))
+
+class _Gap:
+    """The rows between two lines a cut may take (from the upper line's letter
+    band bottom to the lower's band top) over columns [x0, x1), and what does
+    not change from one round to the next: the labels there and the ink a cut
+    at each row would run through."""
+
+    def __init__(self, comps: Components, upper, lower, x0: int, x1: int, grid: _Grid):
+        self.top = upper.core[1] + 1
+        self.bottom = max(self.top + 1, lower.core[0])
+        width = x1 - x0
+        self.labels = np.zeros((self.bottom - self.top, width + (-width % grid.columns)), comps.labels.dtype)
+        self.labels[:, :width] = comps.labels[self.top:self.bottom, x0:x1]
+        # Cutting at r parts rows r-1 and r: through ink where both are one component.
+        through = np.zeros(self.labels.shape, np.float32)
+        through[1:] = (self.labels[1:] > 0) & (self.labels[1:] == self.labels[:-1])
+        self.through = np.vstack([grid.pooled(through), np.zeros((1, through.shape[1] // grid.columns), np.float32)])
+
+
+def _zone_cost(gap: _Gap, owners: _Owners, lines: list, upper: int, lower: int, heights: MarkHeights,
+               grid: _Grid) -> tuple[np.ndarray, np.ndarray]:
+    """The rows a cut may take between two lines and its cost at each, per
+    group of ``grid.columns`` columns."""
+    top, bottom, labels = gap.top, gap.bottom, gap.labels
     # (up_weight is paid for a pixel left below the cut, down_weight above it)
-    up_weight = np.where(owner == upper, weight, np.float32(0))
-    down_weight = np.where(owner == lower, weight, np.float32(0))
+    up_weight = np.where(owners.line == upper, owners.weight, np.float32(0))[labels]
+    down_weight = np.where(owners.line == lower, owners.weight, np.float32(0))[labels]
     # Where a line's marks usually lie, measured from its baseline over the
     # page: a mark's pixel left to the line whose marks seldom lie there costs.
     if POSITION_WEIGHT:
         ys = np.arange(top, bottom)
         prefer_upper = heights.log_p(ys - lines[upper].baseline) - heights.log_p(ys - lines[lower].baseline)
-        is_mark = ~body & ((owner == upper) | (owner == lower))
+        is_mark = (~owners.body & ((owners.line == upper) | (owners.line == lower)))[labels]
         up_weight += (POSITION_WEIGHT * np.maximum(0.0, prefer_upper)).astype(np.float32)[:, None] * is_mark
         down_weight += (POSITION_WEIGHT * np.maximum(0.0, -prefer_upper)).astype(np.float32)[:, None] * is_mark
-    # Cutting at r parts rows r-1 and r: through ink where both are one component.
-    through = np.zeros(labels.shape, np.float32)
-    through[1:] = (labels[1:] > 0) & (labels[1:] == labels[:-1])
-
-    def pooled(a):   # strided sums: faster than summing a short last axis
-        return sum(a[:, i::grid.columns] for i in range(grid.columns))
-
-    up_weight, down_weight, through = pooled(up_weight), pooled(down_weight), pooled(through)
+    up_weight, down_weight = grid.pooled(up_weight), grid.pooled(down_weight)
     zero = np.zeros((1, up_weight.shape[1]), np.float32)
     up_below = np.vstack([np.cumsum(up_weight[::-1], axis=0)[::-1], zero])      # upper ink at rows >= r
     down_above = np.vstack([zero, np.cumsum(down_weight, axis=0)])               # lower ink at rows < r
-    through = np.vstack([through, zero])
     middle = (bottom - top) / 2.0
     pull = grid.columns * MIDDLE_PULL * ((np.arange(bottom - top + 1) - middle) / max(1.0, middle)) ** 2
-    cost = up_below + down_above + CUT_THROUGH_INK * through + pull[:, None].astype(np.float32)
+    cost = up_below + down_above + CUT_THROUGH_INK * gap.through + pull[:, None].astype(np.float32)
     rows = np.arange(0, bottom - top + 1, grid.rows)
     return top + rows, cost[rows]
 
