@@ -5,7 +5,8 @@ Lines are found from text bodies only: the rows where the bodies' ink peaks
 goes to the nearest. Dots and harakat are given out afterwards, each to the
 line owning the nearest body beside it: a mark floating between two lines
 goes with the letter it sits on, not with whichever line's box it falls in
-(the classic failure on vocalised Arabic, Tesseract issue 657).
+(the classic failure on vocalised Arabic, Tesseract issue 657). A cut
+between neighbouring lines (seams.py) then revises that, column by column.
 """
 
 from __future__ import annotations
