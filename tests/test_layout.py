@@ -58,17 +58,24 @@ def test_skew_is_measured(analysed):
     assert abs(layout.skew_degrees - page.skew_degrees) <= 0.3
 
 
-@pytest.mark.xfail(strict=True, reason="known gap: at 1.45 leading with 70% harakat line k's kasras and line "
-                   "k+1's fathas share 16-32 rows, so no straight seam parts them; the mark rule gives 85% of "
-                   "the page's marks to their line (no weighting of gap and position does better), and 92 "
-                   "components hold ink of two lines, the mark overlapping a descender with no neck to cut "
-                   "(issue-12b report); 8 of 16 boxes miss by 4-10 px")
-def test_each_line_keeps_its_own_harakat_and_dots():
-    """Tight lines, heavy harakat, no skew: a found line's box must hold its
-    printed line's whole ink box (marks above the tallest letters and below
-    the deepest included) and reach no further into its neighbours' marks."""
-    page = render_page(PageSpec(harakat=0.7, leading=1.45, header=False, heading=False, footnotes=0,
-                                margin_numbers=False, seed=4), WORDS)
+BOOK_PAGE_SOME_HARAKAT = PageSpec(harakat=0.3, header=False, heading=False, footnotes=0, margin_numbers=False, seed=8)
+TIGHT_HEAVY_HARAKAT = PageSpec(harakat=0.7, leading=1.45, header=False, heading=False, footnotes=0,
+                               margin_numbers=False, seed=4)
+
+
+@pytest.mark.parametrize("spec", [
+    BOOK_PAGE_SOME_HARAKAT,
+    pytest.param(TIGHT_HEAVY_HARAKAT, marks=pytest.mark.xfail(
+        strict=True, reason="known gap: at 1.45 leading with 70% harakat line k's kasras and line k+1's fathas "
+        "share 16-32 rows and sit as near the other line's letters as their own; neither the per-mark rule nor "
+        "the column-wise cut after it (seams.py) gives them all out right: about 5.5% of the line ink goes "
+        "astray and 9 of 16 boxes miss by 4-10 px (issue-12b and issue-12c reports)")),
+], ids=["book page, some harakat", "tight, heavy harakat"])
+def test_each_line_keeps_its_own_harakat_and_dots(spec):
+    """No skew: a found line's box must hold its printed line's whole ink box
+    (marks above the tallest letters and below the deepest included) and reach
+    no further into its neighbours' marks."""
+    page = render_page(spec, WORDS)
     layout = analyse_layout(page.image)
     truth = [t.bbox for t in page.lines]
     found = [line.bbox for line in layout.lines]
@@ -99,15 +106,15 @@ def _dark_on_page(line, page_ink: np.ndarray) -> np.ndarray:
 
 
 @pytest.mark.parametrize("spec, most_lost, most_foreign", [
-    (PageSpec(harakat=0.3, header=False, heading=False, footnotes=0, margin_numbers=False, seed=8), 0.02, 0.02),
-    (PageSpec(harakat=0.7, leading=1.45, header=False, heading=False, footnotes=0, margin_numbers=False, seed=4),
-     0.065, 0.065),
+    (BOOK_PAGE_SOME_HARAKAT, 0.006, 0.003),
+    (TIGHT_HEAVY_HARAKAT, 0.06, 0.06),
 ], ids=["book page, some harakat", "tight, heavy harakat"])
 def test_line_images_keep_their_own_ink_and_not_their_neighbours(spec, most_lost, most_foreign):
     """Pixel by pixel against each printed line's own ink: the share of a
     page's line ink missing from its line's image, and the share drawn into
-    another line's image. Where lines' marks interleave (tight, vocalised) a few
-    percent still go astray (the strict box test above): this keeps it from growing."""
+    another line's image (0.2%/0.0% on the book page, 5.5%/5.5% on the tight one).
+    Where lines' marks interleave (tight, vocalised) a few percent still go
+    astray (the strict box test above): this keeps it from growing."""
     page = render_page(spec, WORDS)
     layout = analyse_layout(page.image)
     ink = page.image < 128

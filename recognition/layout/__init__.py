@@ -6,7 +6,8 @@ chosen over Tesseract's and kraken's segmenters by measurement (bench/README.md)
     binarise -> deskew -> components (text bodies, floating marks, rules, noise)
     -> regions (running header, main text, marginal notes and numbers,
        footnotes under a rule, folio) -> lines per region -> marks to lines
-    -> reading order (right-to-left pages: header, main text, margins, footnotes)
+    -> a cut between neighbouring lines, column by column (seams.py): each
+       line image keeps its side -> reading order (right-to-left pages: header, main text, margins, footnotes)
 
 Framework-free: NumPy and OpenCV only.
 """

@@ -5,7 +5,8 @@ Lines are found from text bodies only: the rows where the bodies' ink peaks
 goes to the nearest. Dots and harakat are given out afterwards, each to the
 line owning the nearest body beside it: a mark floating between two lines
 goes with the letter it sits on, not with whichever line's box it falls in
-(the classic failure on vocalised Arabic, Tesseract issue 657).
+(the classic failure on vocalised Arabic, Tesseract issue 657). A cut
+between neighbouring lines (seams.py) then revises that, column by column.
 """
 
 from __future__ import annotations
@@ -28,6 +29,11 @@ class LineParts:
     baseline: int                      # row of the line's densest ink
     core: tuple[int, int]              # rows of the letters' bodies (x-height band)
     marks: list[int] = field(default_factory=list)
+    # Cuts to the lines above and below (seams.Cut), and the components a cut
+    # runs through, of which this line draws only its side.
+    cuts_above: list = field(default_factory=list)
+    cuts_below: list = field(default_factory=list)
+    shared: list[int] = field(default_factory=list)
 
     def box(self, comps: Components) -> tuple[int, int, int, int]:
         ids = np.concatenate([self.bodies, np.asarray(self.marks, dtype=np.int64)])

@@ -1,0 +1,64 @@
+"""The column-wise cut between two lines whose ink shares rows."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from recognition.layout.components import find_components
+from recognition.layout.lines import assign_marks, find_lines
+from recognition.layout.seams import cut_lines, own_side
+
+
+def _two_interleaved_lines() -> tuple[np.ndarray, dict[str, tuple[slice, slice]]]:
+    """Two lines of word-like bars. The upper line has a descender with a kasra
+    under it; the lower an alef with a fatha over it, further along. The kasra
+    lies lower than the fatha and the descender reaches below the alef's top,
+    so no straight row parts the lines: only a cut with a row per column does."""
+    ink = np.zeros((200, 640), np.uint8)
+    parts = {
+        "descender": (slice(40, 76), slice(100, 106)),
+        "kasra": (slice(78, 84), slice(97, 107)),
+        "alef": (slice(79, 136), slice(300, 306)),
+        "fatha": (slice(70, 76), slice(297, 307)),
+    }
+    for x in range(40, 600, 100):
+        for top in (40, 110):          # the upper and the lower line's words, densest at the baseline
+            ink[top:top + 16, x + 20:x + 60] = 1
+            ink[top + 16:top + 26, x:x + 80] = 1
+    for rows, cols in parts.values():
+        ink[rows, cols] = 1
+    return ink, parts
+
+
+def _lines_and_cut():
+    ink, parts = _two_interleaved_lines()
+    comps = find_components(ink)
+    orphans: list[int] = []
+    lines, _ = find_lines(comps, comps.bodies, orphans)
+    assign_marks(comps, lines, np.concatenate([comps.marks, np.asarray(orphans, np.int64)]))
+    cut_lines(comps, lines)
+    return ink, parts, comps, lines
+
+
+def test_marks_that_share_rows_stay_with_their_lines():
+    ink, parts, comps, (upper, lower) = _lines_and_cut()
+    label = {name: int(comps.labels[rows, cols].max()) for name, (rows, cols) in parts.items()}
+    assert label["kasra"] in upper.marks and label["fatha"] in lower.marks
+    (cut,) = upper.cuts_below
+    assert lower.cuts_above == [cut]
+    kasra_rows, fatha_rows = parts["kasra"][0], parts["fatha"][0]
+    assert kasra_rows.start > fatha_rows.stop   # the premise: no straight cut exists
+    assert cut.rows[100 - cut.x0] >= kasra_rows.stop and cut.rows[300 - cut.x0] <= fatha_rows.start
+
+
+def test_each_line_image_window_holds_only_its_own_side():
+    ink, parts, comps, (upper, lower) = _lines_and_cut()
+    height, width = ink.shape
+    upper_side = own_side(upper, 0, 0, (height, width))
+    lower_side = own_side(lower, 0, 0, (height, width))
+    (cut,) = upper.cuts_below
+    assert not (upper_side & lower_side)[:, cut.x0:cut.x1].any()   # beyond the cut's ends nothing is shared
+    for name, side in (("descender", upper_side), ("kasra", upper_side), ("alef", lower_side),
+                       ("fatha", lower_side)):
+        rows, cols = parts[name]
+        assert side[rows, cols].all(), name
