@@ -7,8 +7,8 @@ declare 20 000 x 20 000 pixels, LZW and other filters nest at will. No check
 before pdfium can foresee all of that, so pdfium never runs in the calling
 (serving) process: each document gets one child, forked from a forkserver that
 has already imported NumPy and pypdfium2 (a few milliseconds, not an interpreter
-start), whose address space is capped with ``RLIMIT_AS`` and which is killed
-past a time limit. The child sends each page's grey pixels back over a pipe as
+start), whose address space is capped with ``RLIMIT_AS`` and CPU time per page
+with ``RLIMIT_CPU`` (and which the caller kills past a wall-clock deadline). The child sends each page's grey pixels back over a pipe as
 it renders them; whatever kills it (MemoryError, pdfium aborting on a failed
 allocation, the clock) fails that document with an ``ImageError``, and the
 caller's memory never held more than one rendered page.
@@ -16,6 +16,7 @@ caller's memory never held more than one rendered page.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import signal
@@ -28,7 +29,8 @@ from .image import ImageError
 PDF_DPI = 300
 BASE_MEMORY_BYTES = 512 * 2**20   # pdfium's own working memory on an ordinary page, above what the child starts with
 MEMORY_BYTES_PER_PIXEL = 8        # the rendered bitmap (4 bytes a pixel in pdfium) and its grey copies
-DEFAULT_SECONDS = 60.0            # per page: an ordinary 300-dpi page renders in well under a second
+DEFAULT_SECONDS = 60.0            # CPU seconds a page: an ordinary 300-dpi page renders in well under one
+WALL_SECONDS_PER_CPU_SECOND = 3   # the caller's own deadline, for a machine shared with other work
 MEMORY_ENV = "OCR_PDF_RENDER_MEMORY_MB"   # operators (and tests) may set a fixed cap instead
 SECONDS_ENV = "OCR_PDF_RENDER_SECONDS"
 ENCRYPTED = 4                     # FPDF_ERR_PASSWORD: pdfium needs a password to open the file
@@ -56,15 +58,16 @@ def pdf_pages(data: bytes, max_pixels: int, decode: bool = True,
     wanted = None if numbers is None else list(numbers)
     memory, seconds = memory_limit(max_pixels), time_limit()
     receiver, sender = _CONTEXT.Pipe(duplex=False)
-    child = _CONTEXT.Process(target=_render_in_child, args=(sender, data, max_pixels, decode, wanted, memory),
-                             name="pdf-render", daemon=True)
-    child.start()
+    with _allowed_to_start_children():
+        child = _CONTEXT.Process(target=_render_in_child, name="pdf-render", daemon=True,
+                                 args=(sender, data, max_pixels, decode, wanted, memory, seconds))
+        child.start()
     sender.close()
     rendered = 0
     try:
         while True:
             page = (wanted[rendered] if rendered < len(wanted) else wanted[-1]) if wanted else rendered + 1
-            if not receiver.poll(seconds):
+            if not receiver.poll(WALL_SECONDS_PER_CPU_SECOND * seconds):   # the child's own CPU cap failed to end it
                 raise ImageError("image_too_large", f"PDF page {page} took more than {seconds:g} s to render")
             try:
                 message = receiver.recv()
@@ -91,7 +94,25 @@ def pdf_pages(data: bytes, max_pixels: int, decode: bool = True,
         child.join()
 
 
+@contextlib.contextmanager
+def _allowed_to_start_children():
+    """Celery's pool processes are marked daemonic, and multiprocessing refuses to start a child from one (lest a
+    terminated pool worker leave orphans). This child cannot linger: it is killed when its document is done or
+    failed, the kernel ends it past its CPU time per page, and it ends on a pipe whose reader is gone. Such a
+    process's authkey is billiard's kind, which refuses to be pickled for the child: made ours, same bytes."""
+    config = multiprocessing.current_process()._config   # in a pool process, a billiard Process
+    config["authkey"] = multiprocessing.process.AuthenticationString(bytes(config["authkey"]))
+    daemonic = config.pop("daemon", None)
+    try:
+        yield
+    finally:
+        if daemonic is not None:
+            config["daemon"] = daemonic
+
+
 def _how_it_ended(exitcode: int | None) -> str:
+    if exitcode == -signal.SIGXCPU:
+        return "it ran past its CPU time"
     if exitcode is not None and exitcode < 0:
         try:
             return f"the renderer was stopped by {signal.Signals(-exitcode).name}"
@@ -101,15 +122,17 @@ def _how_it_ended(exitcode: int | None) -> str:
 
 
 def _render_in_child(sender, data: bytes, max_pixels: int, decode: bool, numbers: list[int] | None,
-                     memory: int) -> None:
+                     memory: int, seconds: float) -> None:
     """The child's whole life: cap itself, open the PDF, send each page, say done or why not."""
     _cap_address_space(memory)
+    _cap_cpu_time(seconds)
     try:
         for number, grey in _render(data, max_pixels, decode, numbers):
             sender.send(("page", number, grey.shape))
             if decode:
                 sender.send_bytes(grey.reshape(-1))   # flat: a 2-D buffer would be sent by its first axis
             del grey
+            _cap_cpu_time(seconds)   # the next page gets its own allowance
         sender.send(("done",))
     except ImageError as exc:
         sender.send(("error", exc.code, exc.message))
@@ -130,6 +153,17 @@ def _cap_address_space(extra: int) -> None:
         return
     limit = current + extra
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+
+def _cap_cpu_time(seconds: float) -> None:
+    """SIGXCPU ends the child once it has used ``seconds`` more CPU time, whether or not anyone still waits."""
+    try:
+        import resource
+    except ImportError:
+        return
+    used = resource.getrusage(resource.RUSAGE_SELF)
+    limit = int(used.ru_utime + used.ru_stime + seconds) + 1
+    resource.setrlimit(resource.RLIMIT_CPU, (limit, resource.RLIM_INFINITY))
 
 
 def _render(data: bytes, max_pixels: int, decode: bool, numbers: list[int] | None) -> Iterator[tuple[int, np.ndarray]]:
