@@ -23,6 +23,9 @@ LAYOUTS = {
     # Bayhaqi's print: the page number alone at the bottom centre, about a blank line under a footnote
     "page number at the bottom under a footnote": PageSpec(folio_at_bottom=True, footnotes=1, seed=7),
     "page number at the bottom under the text": PageSpec(folio_at_bottom=True, footnotes=0, heading=False, seed=8),
+    # Bayhaqi's chapter openings: a centred heading over the text, no header, the folio at the foot
+    "chapter opening, page number at the foot": PageSpec(header=False, folio_at_bottom=True, footnotes=0,
+                                                         margin_numbers=False, seed=11),
     "running head with no number and no rule": PageSpec(folio_at_bottom=True, header_rule=False, footnotes=2,
                                                         margin_numbers=False, seed=9),
 }

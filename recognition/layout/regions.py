@@ -205,6 +205,10 @@ def footnotes_without_rule(comps: Components, lines: list[LineParts], right_edge
     best, best_key = None, None
     for k in range(2, len(lines) - 1):
         above, below = pitches[:k - 1], pitches[k:]   # pitch k-1 spans main text to footnotes
+        # Footnotes hang under body text, itself flush with the block's edge (two lines at least): under a
+        # centred chapter heading (Bayhaqi's chapter openings) the whole body looked tighter and smaller.
+        if np.sum(flush[:k]) < 2:
+            continue
         if np.median(below) > FOOTNOTE_PITCH * np.median(above):
             continue
         if np.median(sizes[k:]) > FOOTNOTE_SIZE * np.median(sizes[:k]):
