@@ -8,10 +8,15 @@ before pdfium can foresee all of that, so pdfium never runs in the calling
 (serving) process: each document gets one child, forked from a forkserver that
 has already imported NumPy and pypdfium2 (a few milliseconds, not an interpreter
 start), whose address space is capped with ``RLIMIT_AS`` and CPU time per page
-with ``RLIMIT_CPU`` (and which the caller kills past a wall-clock deadline). The child sends each page's grey pixels back over a pipe as
-it renders them; whatever kills it (MemoryError, pdfium aborting on a failed
-allocation, the clock) fails that document with an ``ImageError``, and the
-caller's memory never held more than one rendered page.
+with ``RLIMIT_CPU`` (the caller also gives up past a wall-clock deadline). The
+child sends each page's grey pixels back over a pipe as it renders them;
+whatever ends it (MemoryError, pdfium aborting on a failed allocation, the
+clock) fails that document with an ``ImageError``, and the caller's memory
+never holds more than one rendered page.
+
+As with any forkserver child, the child imports the caller's ``__main__``
+module: a script that reads PDFs must keep its work under
+``if __name__ == "__main__":`` (gunicorn, Celery, pytest and ``arabic-ocr`` do).
 """
 
 from __future__ import annotations
@@ -71,11 +76,9 @@ def pdf_pages(data: bytes, max_pixels: int, decode: bool = True,
                 raise ImageError("image_too_large", f"PDF page {page} took more than {seconds:g} s to render")
             try:
                 message = receiver.recv()
-            except EOFError:   # the child died without a word: killed, or pdfium aborted
+            except EOFError:   # the child died without a word: out of CPU time, or pdfium aborted
                 child.join(5)
-                raise ImageError("image_too_large", f"PDF page {page} could not be rendered within "
-                                                    f"{memory // 2**20} MiB of memory "
-                                                    f"({_how_it_ended(child.exitcode)})") from None
+                raise _death(page, child.exitcode, memory, seconds) from None
             kind = message[0]
             if kind == "page":
                 _, number, shape = message
@@ -110,15 +113,17 @@ def _allowed_to_start_children():
             config["daemon"] = daemonic
 
 
-def _how_it_ended(exitcode: int | None) -> str:
+def _death(page: int, exitcode: int | None, memory: int, seconds: float) -> ImageError:
+    """Why a child that said nothing more died: its CPU time, or (pdfium aborts on a failed allocation) memory."""
     if exitcode == -signal.SIGXCPU:
-        return "it ran past its CPU time"
-    if exitcode is not None and exitcode < 0:
-        try:
-            return f"the renderer was stopped by {signal.Signals(-exitcode).name}"
-        except ValueError:
-            pass
-    return f"the renderer exited with status {exitcode}"
+        return ImageError("image_too_large", f"PDF page {page} took more than {seconds:g} s of CPU time to render")
+    try:
+        how = f"stopped by {signal.Signals(-exitcode).name}" if exitcode is not None and exitcode < 0 \
+            else f"exit status {exitcode}"
+    except ValueError:
+        how = f"exit status {exitcode}"
+    return ImageError("image_too_large", f"PDF page {page} could not be rendered within {memory // 2**20} MiB "
+                                         f"of memory (the renderer was {how})")
 
 
 def _render_in_child(sender, data: bytes, max_pixels: int, decode: bool, numbers: list[int] | None,

@@ -89,8 +89,8 @@ def nested_flate_bomb_pdf(inflated: int) -> bytes:
 
 def image_bomb_pdf(side: int, grey: bytes = b"\x00") -> bytes:
     """A one-page 200 x 200 pt PDF that draws a ``side`` x ``side`` image of one ``grey`` level (black unless
-    told), its bytes deflated twice: the page loads and counts cheaply (images are decoded only when drawn), rendering decodes
-    ``side`` squared bytes."""
+    told), its bytes deflated twice: the page loads and counts cheaply (images are decoded only when drawn),
+    rendering decodes ``side`` squared bytes."""
     page = (b"<</Type/Page/Parent 2 0 R/MediaBox[0 0 200 200]/Contents 4 0 R"
             b"/Resources<</XObject<</Im0 5 0 R>>>>>>")
     image = zlib.compress(deflated(side * side, grey), 9)

@@ -23,8 +23,14 @@ from ocr_app.jobs.models import Job, Page, PageFile
 from recognition.pdf_sandbox import MEMORY_ENV
 from tests.service import job_pages
 from tests.service.conftest import media_files
-from tests.service.hostile_files import (encrypted_pdf, flate_bomb_pdf, image_bomb_pdf, lying_zip_bomb,
-                                        many_frame_tiff, nested_flate_bomb_pdf)
+from tests.service.hostile_files import (
+    encrypted_pdf,
+    flate_bomb_pdf,
+    image_bomb_pdf,
+    lying_zip_bomb,
+    many_frame_tiff,
+    nested_flate_bomb_pdf,
+)
 
 pytestmark = pytest.mark.django_db
 
