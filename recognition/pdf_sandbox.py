@@ -234,6 +234,7 @@ def _check_images_were_drawn(page, number: int) -> None:
 
 
 # Forked from a clean server process, never from the caller (a threaded web worker: forking it could copy a
-# held lock); the server imports the renderer's libraries once so each child starts in milliseconds.
+# held lock); the server imports the renderer's libraries (and the caller's main module, multiprocessing's
+# default) once, so each child starts in milliseconds: ~30-50 ms a document over rendering in-process.
 _CONTEXT = multiprocessing.get_context("forkserver")
-_CONTEXT.set_forkserver_preload(["numpy", "pypdfium2", "PIL.Image", __name__])
+_CONTEXT.set_forkserver_preload(["__main__", "numpy", "pypdfium2", "PIL.Image", __name__])
