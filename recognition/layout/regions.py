@@ -63,7 +63,9 @@ def _runs_of_words(comps: Components, bodies: np.ndarray) -> np.ndarray:
         for dx in (0, 1):
             part = mask[dy::2, dx::2]
             half_mask[:part.shape[0], :part.shape[1]] |= part
-    reach = max(3, int(round(0.75 * h)))
+    # The full-resolution reach, halved, less the half pixel by which pooling may widen ink on each side
+    # (one pixel more bridged a 36-px gap between a margin number and the text block).
+    reach = max(3, int(round(1.5 * h)) // 2 - 1)
     joined = cv2.dilate(half_mask, np.ones((1, reach), np.uint8))
     _, runs, stats, _ = cv2.connectedComponentsWithStats(joined, connectivity=8)
     run_of_pixel = np.zeros(len(comps.boxes), dtype=np.int64)
