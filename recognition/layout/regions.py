@@ -56,7 +56,9 @@ def _runs_of_words(comps: Components, bodies: np.ndarray) -> np.ndarray:
     resolution (a gap of 1.5 text heights is 20 px or more there): a quarter of
     the work of a full-page labelling."""
     h = comps.text_height
-    mask = np.isin(comps.labels, bodies)
+    is_body = np.zeros(len(comps.boxes), bool)
+    is_body[bodies] = True
+    mask = is_body[comps.labels]   # a table lookup per pixel: np.isin sorts the whole page's labels
     height, width = mask.shape
     half_mask = np.zeros(((height + 1) // 2, (width + 1) // 2), np.uint8)
     for dy in (0, 1):
