@@ -100,6 +100,44 @@ def image_bomb_pdf(side: int, grey: bytes = b"\x00") -> bytes:
                                       image)])
 
 
+# One LZW cycle for a run of one byte (PDF's LZWDecode, 9-bit codes, EarlyChange 1): Clear, the byte, then codes
+# 258..495, each a new table entry one byte longer than the last (the decoder's "KwKwK" case). 240 codes of
+# 9 bits are 270 whole bytes, so cycles repeat byte for byte; each inflates to 28 680 bytes (codes stay under
+# 511, where the code width would grow).
+LZW_CYCLE_CODES = 240
+LZW_CYCLE_BYTES = 1 + sum(k - 256 for k in range(258, 258 + LZW_CYCLE_CODES - 2))
+
+
+def _lzw_codes_bytes(codes: list[int]) -> bytes:
+    bits = "".join(format(code, "09b") for code in codes)
+    bits += "0" * (-len(bits) % 8)
+    return int(bits, 2).to_bytes(len(bits) // 8, "big")
+
+
+def lzw_run(byte: int, cycles: int) -> bytes:
+    """An LZWDecode stream of ``cycles * LZW_CYCLE_BYTES`` copies of ``byte``, ~106 times smaller."""
+    cycle = _lzw_codes_bytes([256, byte] + list(range(258, 258 + LZW_CYCLE_CODES - 2)))
+    return cycle * cycles + _lzw_codes_bytes([257])
+
+
+def lzw_bomb_pdf(inflated: int) -> bytes:
+    """A one-page PDF whose content stream is about ``inflated`` bytes of spaces, LZW-compressed (a stream the
+    zlib check before pdfium cannot measure)."""
+    page = b"<</Type/Page/Parent 2 0 R/MediaBox[0 0 200 200]/Contents 4 0 R>>"
+    return pdf_of(_CATALOG + [page, _stream(b"/Filter/LZWDecode", lzw_run(0x20, -(-inflated // LZW_CYCLE_BYTES)))])
+
+
+def lzw_image_pdf(cycles: int, grey: int = 0x80) -> bytes:
+    """A page drawing a 1195 x 24*``cycles`` image of one ``grey`` level, LZW-compressed: proves the encoding."""
+    width = 1195   # LZW_CYCLE_BYTES = 28 680 = 1195 x 24
+    page = (b"<</Type/Page/Parent 2 0 R/MediaBox[0 0 200 200]/Contents 4 0 R"
+            b"/Resources<</XObject<</Im0 5 0 R>>>>>>")
+    return pdf_of(_CATALOG + [page, _stream(b"", b"q 200 0 0 200 0 0 cm /Im0 Do Q"),
+                              _stream(b"/Type/XObject/Subtype/Image/Width %d/Height %d/ColorSpace/DeviceGray"
+                                      b"/BitsPerComponent 8/Filter/LZWDecode" % (width, 24 * cycles),
+                                      lzw_run(grey, cycles))])
+
+
 _PASSWORD_PAD = bytes.fromhex("28bf4e5e4e758a4164004e56fffa01082e2e00b6d0683e802f0ca9fe6453697a")
 
 

@@ -28,6 +28,7 @@ from tests.service.hostile_files import (
     flate_bomb_pdf,
     image_bomb_pdf,
     lying_zip_bomb,
+    lzw_bomb_pdf,
     many_frame_tiff,
     nested_flate_bomb_pdf,
 )
@@ -272,10 +273,12 @@ def test_counting_a_flate_bomb_pdf_keeps_memory_bounded(tmp_path):
     assert code == "image_too_large" and int(grown_mb) < 64, done.stdout
 
 
-def test_a_nested_flate_bomb_pdf_is_refused_by_both_apis_and_fails_only_itself_in_a_job(api, settings, monkeypatch):
-    """Content deflated twice passes the one-layer stream check; the capped child that loads the page fails."""
+@pytest.mark.parametrize("build", [nested_flate_bomb_pdf, lzw_bomb_pdf], ids=["deflated twice", "LZW"])
+def test_a_content_bomb_pdf_is_refused_by_both_apis_and_fails_only_itself_in_a_job(api, settings, monkeypatch,
+                                                                                    build):
+    """Content deflated twice, or LZW, passes the zlib stream check; the capped child that loads the page fails."""
     monkeypatch.setenv(MEMORY_ENV, "128")
-    bomb = nested_flate_bomb_pdf(256 * 2**20)
+    bomb = build(256 * 2**20)
     _assert_refused(_post_page(api, "bomb.pdf", bomb), 413, "image_too_large")
     _assert_refused(_post_job(api, [("bomb.pdf", bomb)]), 400, "no_readable_pages")
     _nothing_stored(settings)
