@@ -56,6 +56,8 @@ def check_pdf_streams(data: bytes, max_stream_bytes: int) -> None:
     128 MiB on one page. This inflates each stream a step at a time, keeping nothing, and stops at
     the bound. Images are bounded one by one (a scanned book's are big, and drawn one at a time);
     streams that are not zlib (JPEG images, say) fail at their first bytes and are skipped.
+    A quick refusal with a plain reason, not the guard: what it cannot measure (a second Flate layer,
+    LZW) is bounded by the memory cap of the child that runs pdfium (``recognition.pdf_sandbox``).
     """
     not_images = 0
     for match in _PDF_STREAM_START.finditer(data):
