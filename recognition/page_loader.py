@@ -1,4 +1,5 @@
-"""Pages from a file: single images, multi-page TIFFs and PDFs (rendered at 300 dpi).
+"""Pages from a file: single images, multi-page TIFFs and PDFs (rendered at 300 dpi in a child process,
+``recognition.pdf_sandbox``).
 
 Each page comes out as an 8-bit grey array, converted exactly as line images
 are (``recognition.image``): bilevel, palette, 16-bit, colour and alpha pages
@@ -20,8 +21,8 @@ import numpy as np
 from PIL import Image, ImageOps, ImageSequence, UnidentifiedImageError
 
 from .image import ImageError, to_grey
+from .pdf_sandbox import PDF_DPI, pdf_pages
 
-PDF_DPI = 300
 DEFAULT_MAX_PAGE_PIXELS = 60_000_000   # a 600-dpi A3 scan
 
 
@@ -55,6 +56,8 @@ def check_pdf_streams(data: bytes, max_stream_bytes: int) -> None:
     128 MiB on one page. This inflates each stream a step at a time, keeping nothing, and stops at
     the bound. Images are bounded one by one (a scanned book's are big, and drawn one at a time);
     streams that are not zlib (JPEG images, say) fail at their first bytes and are skipped.
+    A quick refusal with a plain reason, not the guard: what it cannot measure (a second Flate layer,
+    LZW) is bounded by the memory cap of the child that runs pdfium (``recognition.pdf_sandbox``).
     """
     not_images = 0
     for match in _PDF_STREAM_START.finditer(data):
@@ -158,32 +161,5 @@ def _frames(image: Image.Image) -> Iterator[Image.Image]:
 
 
 def _pdf_pages(data: bytes, max_pixels: int, decode: bool) -> Iterator[LoadedPage]:
-    import pypdfium2
-
-    try:
-        pdf = pypdfium2.PdfDocument(data)
-    except pypdfium2.PdfiumError as exc:
-        raise ImageError("corrupt_pdf", f"the PDF cannot be read ({exc})") from None
-    try:
-        for index in range(len(pdf)):
-            try:
-                page = pdf[index]
-            except pypdfium2.PdfiumError as exc:   # e.g. a page tree whose /Count promises missing pages
-                raise ImageError("corrupt_pdf", f"PDF page {index + 1} cannot be read ({exc})") from None
-            width_pt, height_pt = page.get_size()
-            pixels = (width_pt * PDF_DPI / 72) * (height_pt * PDF_DPI / 72)
-            if pixels > max_pixels:
-                raise ImageError("image_too_large", f"PDF page {index + 1} would be {int(pixels)} pixels "
-                                                    f"at {PDF_DPI} dpi; the limit is {max_pixels}")
-            if decode:
-                try:
-                    bitmap = page.render(scale=PDF_DPI / 72, grayscale=True)
-                except pypdfium2.PdfiumError as exc:
-                    raise ImageError("corrupt_pdf", f"PDF page {index + 1} cannot be rendered ({exc})") from None
-                grey = np.asarray(bitmap.to_pil().convert("L"), dtype=np.uint8).copy()
-            else:
-                grey = np.zeros((0, 0), np.uint8)
-            page.close()
-            yield LoadedPage(index + 1, grey, float(PDF_DPI))
-    finally:
-        pdf.close()
+    for number, grey in pdf_pages(data, max_pixels, decode):
+        yield LoadedPage(number, grey, float(PDF_DPI))

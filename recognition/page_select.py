@@ -2,20 +2,19 @@
 
 ``recognition.page_loader.iter_pages`` walks a file from its first page; a job
 reads page 250 of a PDF in one task and must not render 249 pages first. For
-a PDF the wanted page is copied into a one-page PDF (no rendering) and that is
-read by ``iter_pages``; for a multi-page image the wanted frame is sought
-directly and converted exactly as ``iter_pages`` converts frames. Either way
-the pixels come from the same loader code.
+a PDF the child process that renders pages (``recognition.pdf_sandbox``, as
+``iter_pages`` uses it) is asked for that page alone; for a multi-page image
+the wanted frame is sought directly and converted exactly as ``iter_pages``
+converts frames. Either way the pixels come from the same loader code.
 """
 
 from __future__ import annotations
-
-import io
 
 from PIL import ImageOps
 
 from .image import ImageError, to_grey
 from .page_loader import DEFAULT_MAX_PAGE_PIXELS, FRAME_ERRORS, LoadedPage, iter_pages, open_image
+from .pdf_sandbox import PDF_DPI, pdf_pages
 
 
 def load_page(data: bytes, number: int, max_pixels: int = DEFAULT_MAX_PAGE_PIXELS) -> LoadedPage:
@@ -23,9 +22,8 @@ def load_page(data: bytes, number: int, max_pixels: int = DEFAULT_MAX_PAGE_PIXEL
     if not data:
         raise ImageError("empty_file", "the file is empty (0 bytes)")
     if data[:5] == b"%PDF-":
-        page = next(iter_pages(_one_pdf_page(data, number), max_pixels))
-        page.number = number
-        return page
+        (_, grey), = pdf_pages(data, max_pixels, numbers=[number])
+        return LoadedPage(number, grey, float(PDF_DPI))
     image = open_image(data)
     try:
         image.seek(number - 1)
@@ -45,26 +43,3 @@ def load_page(data: bytes, number: int, max_pixels: int = DEFAULT_MAX_PAGE_PIXEL
     dpi = image.info.get("dpi", (None,))[0]
     return LoadedPage(number, to_grey(ImageOps.exif_transpose(image.copy())), float(dpi) if dpi else None)
 
-
-def _one_pdf_page(data: bytes, number: int) -> bytes:
-    import pypdfium2
-
-    try:
-        source = pypdfium2.PdfDocument(data)
-    except pypdfium2.PdfiumError as exc:
-        raise ImageError("corrupt_pdf", f"the PDF cannot be read ({exc})") from None
-    try:
-        if not 1 <= number <= len(source):
-            raise ImageError("no_such_page", f"the PDF has {len(source)} pages, not {number}")
-        single = pypdfium2.PdfDocument.new()
-        try:
-            single.import_pages(source, [number - 1])
-        except pypdfium2.PdfiumError as exc:   # the page tree promises a page the file does not hold
-            single.close()
-            raise ImageError("corrupt_pdf", f"PDF page {number} cannot be read ({exc})") from None
-        out = io.BytesIO()
-        single.save(out)
-        single.close()
-        return out.getvalue()
-    finally:
-        source.close()

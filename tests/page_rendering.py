@@ -3,7 +3,8 @@
 Real Debian fonts shaped by raqm (as ``tests.rendering``), words placed right
 to left on a shared baseline and justified to the column, so every line's
 text (logical order) and box are known exactly. Layout options cover what
-printed Arabic books do: a running header with its page number above a rule,
+printed Arabic books do: a running header with its page number above a rule
+(or the number alone at the bottom centre), a title page,
 a centred heading, justified paragraphs, line numbers in the margin every five
 lines, footnotes in a smaller size under a short rule, heavy harakat, skew and
 scanner noise; the header's and the footnotes' rules can be left out, as some
@@ -64,6 +65,8 @@ class PageSpec:
     footnotes: int = 2
     footnote_rule: bool = True     # ... and footnotes with no rule over them, only a smaller size
     footnote_tail: bool = False    # the first footnote runs on to a short second line
+    folio_at_bottom: bool = False  # the page number alone at the bottom centre (the header, if any, without it)
+    title_page: bool = False       # a book's title page instead: big centred title, author, publisher (all main)
     harakat: float = 0.0           # share of letters given a haraka
     skew_degrees: float = 0.0
     noise: float = 0.0             # speckle density and grey noise strength
@@ -156,18 +159,24 @@ def render_page(spec: PageSpec, words: list[str]) -> RenderedPage:
             if page.text_width(taken, size_px) > width * 0.93:
                 return taken
 
+    def centred(words_in_line: list[str], baseline: int, size_px: int, kind: RegionKind) -> None:
+        page.words(words_in_line, (left + right) // 2 + int(page.text_width(words_in_line, size_px) / 2),
+                   baseline, size_px, kind)
+
+    if spec.title_page:
+        return _title_page(spec, page, centred, take_line, size)
     if spec.header:
         title = ["كتاب", "الأسماء", "والصفات"]
-        centre = (left + right) // 2 + int(page.text_width(title, size) / 2)
-        page.words(title, centre, y, size, RegionKind.HEADER)
-        number = [str(spec.seed + 7).translate(ARABIC_INDIC)]
-        page.words(number, left + int(page.text_width(number, size)), y, size, RegionKind.HEADER)
-        # The header's two pieces are one printed line: merge them into one truth line.
-        (t2, _, b2), (t1, _, b1) = page.lines.pop(), page.lines.pop()
-        box = (min(b1[0], b2[0]), min(b1[1], b2[1]), max(b1[2], b2[2]), max(b1[3], b2[3]))
-        page.lines.append((f"{t1} {t2}", RegionKind.HEADER, box))
-        ink2, ink1 = page.inks.pop(), page.inks.pop()
-        page.inks.append(_union(box, (b1, ink1), (b2, ink2)))
+        centred(title, y, size, RegionKind.HEADER)
+        if not spec.folio_at_bottom:
+            number = [str(spec.seed + 7).translate(ARABIC_INDIC)]
+            page.words(number, left + int(page.text_width(number, size)), y, size, RegionKind.HEADER)
+            # The header's two pieces are one printed line: merge them into one truth line.
+            (t2, _, b2), (t1, _, b1) = page.lines.pop(), page.lines.pop()
+            box = (min(b1[0], b2[0]), min(b1[1], b2[1]), max(b1[2], b2[2]), max(b1[3], b2[3]))
+            page.lines.append((f"{t1} {t2}", RegionKind.HEADER, box))
+            ink2, ink1 = page.inks.pop(), page.inks.pop()
+            page.inks.append(_union(box, (b1, ink1), (b2, ink2)))
         if spec.header_rule:
             page.rule(left, right, y + int(0.6 * size))
         y += int(1.3 * pitch)
@@ -199,7 +208,29 @@ def render_page(spec: PageSpec, words: list[str]) -> RenderedPage:
             if spec.footnote_tail and k == 0:   # a run-on line of two words, set flush right
                 page.words(take_line(small, int(0.12 * column))[:2], right, y, small, RegionKind.FOOTNOTE)
                 y += int(1.8 * small)
+    if spec.folio_at_bottom:   # 1.7-1.8 text pitches under the last line, as Bayhaqi's printer set it
+        y += int(0.8 * pitch) if spec.footnotes == 0 else int(1.7 * pitch) - int(1.8 * int(size * 0.75))
+        centred([str(spec.seed + 7).translate(ARABIC_INDIC)], y, size, RegionKind.PAGE_NUMBER)
+    return _finish(spec, page, rng)
 
+
+def _title_page(spec: PageSpec, page: _Page, centred, take_line, size: int) -> RenderedPage:
+    """Title three times the text size, the author's name under it, the publisher's lines small at the foot."""
+    y = int(spec.height * 0.12) + 3 * size
+    centred(["كتاب", "الأسماء"], y, 3 * size, RegionKind.MAIN)
+    y += int(2.2 * size)
+    centred(["تأليف"], y + size, int(1.2 * size), RegionKind.MAIN)
+    y += int(3.2 * size)
+    centred(take_line(int(1.4 * size), int(0.5 * spec.width)), y, int(1.4 * size), RegionKind.MAIN)
+    # The publisher's lines, small and of about one width: their right edges agree as footnotes' do.
+    y = int(spec.height * 0.78)
+    for _ in range(4):
+        centred(take_line(int(0.8 * size), int(0.3 * spec.width)), y, int(0.8 * size), RegionKind.MAIN)
+        y += 2 * size
+    return _finish(spec, page, np.random.default_rng(spec.seed))
+
+
+def _finish(spec: PageSpec, page: _Page, rng: np.random.Generator) -> RenderedPage:
     grey = np.asarray(page.image, dtype=np.float32)
     truth = [TruthLine(text, kind, ((b[0], b[1]), (b[2], b[1]), (b[2], b[3]), (b[0], b[3])), ink)
              for (text, kind, b), ink in zip(page.lines, page.inks)]

@@ -40,10 +40,10 @@ def analyse_layout(grey: np.ndarray, max_side: int = MAX_ANALYSIS_SIDE) -> PageL
     orphans: list[int] = []
     main, pitch = find_lines(comps, groups.main, orphans)
     header = find_lines(comps, groups.header, orphans)[0]
-    if not header and running_header_without_rule(comps, main, pitch):
+    if not header and running_header_without_rule(comps, main, pitch, folio_at_foot=len(groups.folio) > 0):
         header, main = main[:1], main[1:]
     footnotes = find_lines(comps, groups.footnotes, orphans)[0]
-    start = None if footnotes else footnotes_without_rule(comps, main)
+    start = None if footnotes else footnotes_without_rule(comps, main, groups.main_columns[1])
     if start is not None:
         # Found again at their own size and pitch: they are set tighter than the main text.
         footnotes = find_lines(comps, np.concatenate([line.bodies for line in main[start:]]), orphans)[0]
@@ -52,6 +52,7 @@ def analyse_layout(grey: np.ndarray, max_side: int = MAX_ANALYSIS_SIDE) -> PageL
     parts[RegionKind.HEADER] = _nonempty([header])
     parts[RegionKind.MAIN] = _split_blocks(main, pitch)
     parts[RegionKind.FOOTNOTE] = _nonempty([footnotes])
+    parts[RegionKind.PAGE_NUMBER] = _nonempty([find_lines(comps, groups.folio, orphans)[0]])
     for margin in (groups.right_margin, groups.left_margin):
         side, _ = find_lines(comps, margin)
         numbers = [line for line in side if _is_number(comps, line)]
@@ -97,6 +98,13 @@ def _is_number(comps: Components, line: LineParts) -> bool:
     return len(line.bodies) <= 4 and x1 - x0 <= 2.5 * comps.text_height
 
 
+# A folio is a few digits (Arabic-Indic or Western, sometimes in brackets or dashes) set apart from the text
+# block. Its gap to the last footnote or text line is 1.7-1.8 pitches in Bayhaqi's 1950s print (the printer
+# leaves about one blank line); a paragraph's last short line follows at one pitch.
+FOLIO_MAX_BODIES = 5
+FOLIO_GAP_PITCHES = 1.5
+
+
 def _move_folios(comps: Components, parts: dict, pitch: float) -> None:
     """A short line alone at the very top or bottom of the page, well apart from
     the text, is the folio (page number), not text."""
@@ -107,7 +115,8 @@ def _move_folios(comps: Components, parts: dict, pitch: float) -> None:
         return
     for line, neighbour in ((lines[0], lines[1]), (lines[-1], lines[-2])):
         x0, _, x1, _ = line.box(comps)
-        if x1 - x0 <= 4 * comps.text_height and abs(line.baseline - neighbour.baseline) > 1.8 * pitch:
+        if (x1 - x0 <= 4 * comps.text_height and len(line.bodies) <= FOLIO_MAX_BODIES
+                and abs(line.baseline - neighbour.baseline) > FOLIO_GAP_PITCHES * pitch):
             for _, block in column:
                 block[:] = [other for other in block if other is not line]
             parts[RegionKind.PAGE_NUMBER].append([line])

@@ -18,15 +18,15 @@ def flatten(grey: np.ndarray) -> np.ndarray:
     255 everywhere and ink keeps its contrast. Light text on dark paper is
     inverted first.
     """
-    grey = grey.astype(np.float32)
-    if np.median(grey) < 100:
-        grey = 255.0 - grey
+    grey = grey if grey.dtype == np.uint8 else np.clip(grey, 0, 255).astype(np.uint8)
+    if np.median(grey[::4, ::4]) < 100:   # a sample decides: the page's median is its paper or its ink
+        grey = cv2.bitwise_not(grey)
     h, w = grey.shape
     small = cv2.resize(grey, (max(1, w // 8), max(1, h // 8)), interpolation=cv2.INTER_AREA)
     paper = cv2.dilate(small, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (9, 9)))
-    paper = cv2.medianBlur(paper.astype(np.uint8), 5).astype(np.float32)
+    paper = np.maximum(cv2.medianBlur(paper, 5), 1)
     paper = cv2.resize(paper, (w, h), interpolation=cv2.INTER_LINEAR)
-    return np.clip(grey * 255.0 / np.maximum(paper, 1.0), 0, 255).astype(np.uint8)
+    return cv2.divide(grey, paper, scale=255.0)   # 8-bit in and out, saturating: one pass over the page
 
 
 def binarise(flat: np.ndarray) -> np.ndarray:

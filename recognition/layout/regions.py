@@ -29,6 +29,7 @@ class BodyGroups:
     left_margin: np.ndarray
     right_margin: np.ndarray
     main_columns: tuple[int, int]
+    folio: np.ndarray            # a page number printed alone under everything else
 
 
 def _rule_rows(comps: Components) -> tuple[float | None, float | None]:
@@ -51,18 +52,30 @@ def _rule_rows(comps: Components) -> tuple[float | None, float | None]:
 def _runs_of_words(comps: Components, bodies: np.ndarray) -> np.ndarray:
     """For each body, the (x0, x1) of the horizontal run it belongs to: bodies
     joined across gaps narrower than 1.5 text heights (word gaps, not the
-    white channel between the text block and its margin)."""
+    white channel between the text block and its margin). Measured at half
+    resolution (a gap of 1.5 text heights is 20 px or more there): a quarter of
+    the work of a full-page labelling."""
     h = comps.text_height
-    mask = np.isin(comps.labels, bodies).astype(np.uint8)
-    reach = max(3, int(round(1.5 * h)))
-    joined = cv2.dilate(mask, np.ones((1, reach), np.uint8))
+    is_body = np.zeros(len(comps.boxes), bool)
+    is_body[bodies] = True
+    mask = is_body[comps.labels]   # a table lookup per pixel: np.isin sorts the whole page's labels
+    height, width = mask.shape
+    half_mask = np.zeros(((height + 1) // 2, (width + 1) // 2), np.uint8)
+    for dy in (0, 1):
+        for dx in (0, 1):
+            part = mask[dy::2, dx::2]
+            half_mask[:part.shape[0], :part.shape[1]] |= part
+    # The full-resolution reach, halved, less the half pixel by which pooling may widen ink on each side
+    # (one pixel more bridged a 36-px gap between a margin number and the text block).
+    reach = max(3, int(round(1.5 * h)) // 2 - 1)
+    joined = cv2.dilate(half_mask, np.ones((1, reach), np.uint8))
     _, runs, stats, _ = cv2.connectedComponentsWithStats(joined, connectivity=8)
     run_of_pixel = np.zeros(len(comps.boxes), dtype=np.int64)
     ys, xs = np.nonzero(mask)
-    run_of_pixel[comps.labels[ys, xs]] = runs[ys, xs]
+    run_of_pixel[comps.labels[ys, xs]] = runs[ys // 2, xs // 2]
     run = run_of_pixel[bodies]
     half = reach // 2
-    return np.stack([stats[run, 0] + half, stats[run, 0] + stats[run, 2] - half], axis=1)
+    return 2 * np.stack([stats[run, 0] + half, stats[run, 0] + stats[run, 2] - half], axis=1)
 
 
 def _main_columns(comps: Components, bodies: np.ndarray) -> tuple[int, int]:
@@ -103,24 +116,69 @@ def group_bodies(comps: Components) -> BodyGroups:
     inside = np.clip(np.minimum(runs[:, 1], x1) - np.maximum(runs[:, 0], x0), 0, None)
     marginal = (inside < 0.5 * np.maximum(runs[:, 1] - runs[:, 0], 1)) & ~in_header
     centre_x = comps.centroids[bodies, 0]
+    folio = _bottom_folio(comps, bodies, ~in_header & ~marginal)
     return BodyGroups(
         header=bodies[in_header],
-        main=bodies[~in_header & ~below_rule & ~marginal],
-        footnotes=bodies[below_rule & ~marginal],
+        main=bodies[~in_header & ~below_rule & ~marginal & ~folio],
+        footnotes=bodies[below_rule & ~marginal & ~folio],
         left_margin=bodies[marginal & (centre_x < x0)],
         right_margin=bodies[marginal & (centre_x >= x0)],
         main_columns=(int(x0), int(x1)),
+        folio=bodies[folio],
     )
 
 
-def running_header_without_rule(comps: Components, lines: list[LineParts], pitch: float) -> bool:
+# A folio is at most a few glyphs (digits, perhaps brackets or dashes), no wider than this many text heights,
+# with at least this many text heights of blank paper between it and the lowest text above it.
+FOLIO_MAX_BODIES = 5
+FOLIO_MAX_WIDTH = 4.0
+FOLIO_MIN_GAP = 2.0
+
+
+def _bottom_folio(comps: Components, bodies: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+    """Which of ``bodies`` make the page number printed alone at the foot of the page (a mask).
+
+    Set apart before lines are found: a few small digits under the last line would otherwise be taken into
+    that line (or into the last footnote) as if they were its dots."""
+    found = np.zeros(len(bodies), bool)
+    index = np.flatnonzero(candidates)
+    if len(index) <= FOLIO_MAX_BODIES:
+        return found
+    boxes = comps.boxes[bodies[index]]
+    order = np.argsort(-boxes[:, 1])                 # lowest top first
+    h = comps.text_height
+    for count in range(1, FOLIO_MAX_BODIES + 1):
+        low, rest = boxes[order[:count]], boxes[order[count:]]
+        if low[:, 2].max() - low[:, 0].min() > FOLIO_MAX_WIDTH * h:
+            break
+        if low[:, 1].min() - rest[:, 3].max() >= FOLIO_MIN_GAP * h:
+            found[index[order[:count]]] = True
+            break
+    return found
+
+
+# A running head is set no bigger than the text (a chapter heading, also centred and set apart, is bigger)
+# and carries a title of some words: a lone heading word such as "باب" over a chapter's title (Bayhaqi) is
+# no wider than 2.3 text heights.
+HEAD_MAX_SIZE = 1.05
+HEAD_MIN_WIDTH = 5.0
+
+
+def running_header_without_rule(comps: Components, lines: list[LineParts], pitch: float,
+                                folio_at_foot: bool = False) -> bool:
     """Whether the top line of the text column is a running head printed with no
-    rule under it: set apart from the next line by more than a line's pitch,
-    and carrying the folio (a piece no wider than a few digits) at one end,
-    far from the title (no line of text has such a gap)."""
+    rule under it: set apart from the next line by more than a line's pitch, and
+    either carrying the folio (a piece no wider than a few digits) at one end, far
+    from the title (no line of text has such a gap), or, on a page whose folio is
+    printed at the foot, a title of some words set no bigger than the text."""
     if len(lines) < 3 or lines[1].baseline - lines[0].baseline < 1.25 * pitch:
         return False
     h = comps.text_height
+    if folio_at_foot:
+        x0, _, x1, _ = lines[0].box(comps)
+        text_size = np.median([region_text_height(comps, line.bodies) for line in lines[1:]])
+        return bool(x1 - x0 >= HEAD_MIN_WIDTH * h
+                    and region_text_height(comps, lines[0].bodies) <= HEAD_MAX_SIZE * text_size)
     boxes = comps.boxes[lines[0].bodies]
     boxes = boxes[np.argsort(boxes[:, 0])]
     reach = np.maximum.accumulate(boxes[:, 2])
@@ -140,11 +198,11 @@ FOOTNOTE_PITCH = 0.87
 FOOTNOTE_SIZE = 0.9
 
 
-def footnotes_without_rule(comps: Components, lines: list[LineParts]) -> int | None:
+def footnotes_without_rule(comps: Components, lines: list[LineParts], right_edge: float) -> int | None:
     """Where the footnotes start in a text column (top to bottom) that has no
     footnote rule: the index of the first of at least two bottom lines set
     tighter and smaller than the lines above them, most of them flush with the
-    text's right edge, or None. Line pitch decides
+    text block's ``right_edge``, or None. Line pitch decides
     (baselines are measured well; sizes vary with the words): the split that
     leaves the fewest pitches on the wrong side of the one between the two
     wins, then the larger pitch ratio, and few are allowed."""
@@ -152,12 +210,17 @@ def footnotes_without_rule(comps: Components, lines: list[LineParts]) -> int | N
         return None
     sizes = np.array([region_text_height(comps, line.bodies) for line in lines])
     pitches = np.diff([line.baseline for line in lines]).astype(np.float64)
-    # Footnotes start at the text's right edge (a title page's small print is centred).
+    # Footnotes start at the text block's right edge (a title page's small print is centred). The block's edge,
+    # not the lines' median: on a title page of four lines, two centred ones at the foot made the median.
     rights = np.array([line.box(comps)[2] for line in lines])
-    flush = np.abs(rights - np.median(rights)) <= comps.text_height
+    flush = np.abs(rights - right_edge) <= comps.text_height
     best, best_key = None, None
     for k in range(2, len(lines) - 1):
         above, below = pitches[:k - 1], pitches[k:]   # pitch k-1 spans main text to footnotes
+        # Footnotes hang under body text, itself flush with the block's edge (two lines at least): under a
+        # centred chapter heading (Bayhaqi's chapter openings) the whole body looked tighter and smaller.
+        if np.sum(flush[:k]) < 2:
+            continue
         if np.median(below) > FOOTNOTE_PITCH * np.median(above):
             continue
         if np.median(sizes[k:]) > FOOTNOTE_SIZE * np.median(sizes[:k]):

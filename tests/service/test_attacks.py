@@ -18,10 +18,20 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from PIL import Image
 
+from ocr_app.jobs import runner
 from ocr_app.jobs.models import Job, Page, PageFile
+from recognition.pdf_sandbox import MEMORY_ENV
 from tests.service import job_pages
 from tests.service.conftest import media_files
-from tests.service.hostile_files import flate_bomb_pdf, lying_zip_bomb, many_frame_tiff
+from tests.service.hostile_files import (
+    encrypted_pdf,
+    flate_bomb_pdf,
+    image_bomb_pdf,
+    lying_zip_bomb,
+    lzw_bomb_pdf,
+    many_frame_tiff,
+    nested_flate_bomb_pdf,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -261,3 +271,72 @@ def test_counting_a_flate_bomb_pdf_keeps_memory_bounded(tmp_path):
     assert done.returncode == 0, done.stderr
     code, grown_mb = done.stdout.strip().splitlines()
     assert code == "image_too_large" and int(grown_mb) < 64, done.stdout
+
+
+@pytest.mark.parametrize("build", [nested_flate_bomb_pdf, lzw_bomb_pdf], ids=["deflated twice", "LZW"])
+def test_a_content_bomb_pdf_is_refused_by_both_apis_and_fails_only_itself_in_a_job(api, settings, monkeypatch,
+                                                                                    build):
+    """Content deflated twice, or LZW, passes the zlib stream check; the capped child that loads the page fails."""
+    monkeypatch.setenv(MEMORY_ENV, "128")
+    bomb = build(256 * 2**20)
+    _assert_refused(_post_page(api, "bomb.pdf", bomb), 413, "image_too_large")
+    _assert_refused(_post_job(api, [("bomb.pdf", bomb)]), 400, "no_readable_pages")
+    _nothing_stored(settings)
+    answer = _post_job(api, [("good.png", job_pages.png(job_pages.small_page(0, lines=1))), ("bomb.pdf", bomb)])
+    assert answer.status_code == 202, answer.content
+    assert [(f["file"], f["code"]) for f in answer.json()["failures"]] == [("bomb.pdf", "image_too_large")]
+
+
+def test_a_pdf_whose_image_bomb_goes_off_only_when_drawn_fails_its_page_not_the_job(api, monkeypatch):
+    """The page counts cheaply (images are not decoded to count), so the job takes it; the render fails it."""
+    monkeypatch.setenv(MEMORY_ENV, "64")
+    good = job_pages.png(job_pages.small_page(0, lines=1))
+    answer = _post_job(api, [("good.png", good), ("drawn.pdf", image_bomb_pdf(12_000))])
+    assert answer.status_code == 202 and answer.json()["pages_total"] == 2, answer.content
+    assert runner.run_pending() == 2
+    pages = {page.source_name: page for page in Page.objects.all()}
+    assert pages["good.png"].status == Page.Status.DONE and pages["good.png"].line_count == 1
+    assert (pages["drawn.pdf"].status, pages["drawn.pdf"].error_code) == (Page.Status.FAILED, "image_too_large")
+
+
+def test_an_encrypted_pdf_is_refused_with_its_own_code(api, settings):
+    locked = encrypted_pdf(user_password=b"secret")
+    answer = _post_page(api, "locked.pdf", locked)
+    _assert_refused(answer, 400, "encrypted_pdf")
+    assert "password" in answer.json()["error"]["message"]
+    answer = _post_job(api, [("locked.pdf", locked)])
+    _assert_refused(answer, 400, "no_readable_pages")
+    assert "locked.pdf: encrypted_pdf" in answer.json()["error"]["message"]
+    _nothing_stored(settings)
+    assert _post_page(api, "permissions-only.pdf", encrypted_pdf(user_password=b"")).status_code == 201
+
+
+CHECK_PAGE_UPLOAD_IN_A_SUBPROCESS = """
+import resource, sys, django
+if __name__ == "__main__":
+    django.setup()
+    from ocr_app.errors import ApiError
+    from ocr_app.pages.services import check_page_upload
+    data = open(sys.argv[1], "rb").read()
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    try:
+        check_page_upload("bomb.pdf", data)
+        print("accepted")
+    except ApiError as exc:
+        print(exc.error_code, exc.status_code)
+    print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024)
+"""
+
+
+def test_the_serving_process_stays_small_while_a_pdf_bomb_is_checked(tmp_path):
+    """Under the default cap (960 MiB for a 60 Mpx page) a 1 GiB-twice-deflated page fails in its child; the
+    serving process's own peak grows by a few MB (pdfium in it grew by 2 MB per MiB of such content)."""
+    path = tmp_path / "bomb.pdf"
+    path.write_bytes(nested_flate_bomb_pdf(1024 * 2**20))
+    env = {key: value for key, value in os.environ.items() if key != MEMORY_ENV}
+    env["DJANGO_SETTINGS_MODULE"] = "ocr_project.settings"
+    done = subprocess.run([sys.executable, "-c", CHECK_PAGE_UPLOAD_IN_A_SUBPROCESS, str(path)], capture_output=True,
+                          text=True, timeout=120, env=env, cwd=Path(__file__).resolve().parents[2])
+    assert done.returncode == 0, done.stderr
+    outcome, grown_mb = done.stdout.strip().splitlines()
+    assert outcome == "image_too_large 413" and int(grown_mb) < 64, done.stdout

@@ -28,6 +28,7 @@
     multi_frame_image: "That image has several frames or pages; for one line send one image, or choose “A book”.",
     multi_page_document: "That file has several pages; choose “A book” to have every page read.",
     corrupt_pdf: "That PDF is damaged; export it again and retry.",
+    encrypted_pdf: "That PDF is locked with a password; save an unlocked copy and retry.",
     no_pages: "That file has no pages.",
     image_too_large: "That image has too many pixels. Crop it to the line, or scale it down.",
     file_too_large: "A file is too large. Crop or compress it, or split the book.",
