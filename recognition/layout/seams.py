@@ -107,8 +107,9 @@ def cut_lines(comps: Components, lines: list) -> None:
         paths = _cheapest_paths([cost for _, cost in zones])
         cuts = [Cut(x0, rows[path].repeat(grid.columns)[:x1 - x0])
                 for (_, _, x0, x1), (rows, _), path in zip(pairs, zones, paths)]
-        for (k, j, _, _), cut in zip(pairs, cuts):
-            _settle_marks(comps, order[k], order[j], cut)
+        moved = [_settle_marks(comps, order[k], order[j], cut) for (k, j, _, _), cut in zip(pairs, cuts)]
+        if not any(moved):   # the same marks, so the same costs: another round would find the same cuts
+            break
     for (k, j, _, _), cut in zip(pairs, cuts):
         order[k].cuts_below.append(cut)
         order[j].cuts_above.append(cut)
@@ -119,9 +120,10 @@ def _extent(comps: Components, ids: np.ndarray) -> tuple[int, int]:
     return int(boxes[:, 0].min()), int(boxes[:, 2].max())
 
 
-def _settle_marks(comps: Components, upper, lower, cut: Cut) -> None:
+def _settle_marks(comps: Components, upper, lower, cut: Cut) -> bool:
     """Marks of either line go to the side of the cut most of their ink is on;
-    a component the cut runs through is drawn by both lines, each its side."""
+    a component the cut runs through is drawn by both lines, each its side.
+    Whether any mark changed line."""
     reach = int(np.ceil(comps.text_height))
     top = max(0, int(cut.rows.min()) - reach)
     bottom = min(comps.labels.shape[0], int(cut.rows.max()) + reach)
@@ -133,11 +135,13 @@ def _settle_marks(comps: Components, upper, lower, cut: Cut) -> None:
     under = np.bincount(window[below], minlength=n)
     over = np.bincount(window[~below], minlength=n)
     under[0] = over[0] = 0
+    changed = False
     for line, other, wrong in ((upper, lower, under), (lower, upper, over)):
         marks = np.asarray(line.marks, np.int64)
         moving = marks[wrong[marks] > 0.5 * comps.areas[marks]] if len(marks) else marks
         split = [int(c) for c in np.concatenate([line.bodies, marks]) if wrong[c] > 0]
         if len(moving):
+            changed = True
             gone = set(moving.tolist())
             line.marks[:] = [c for c in line.marks if c not in gone]
             other.marks.extend(int(c) for c in moving)
@@ -147,6 +151,7 @@ def _settle_marks(comps: Components, upper, lower, cut: Cut) -> None:
                     line.shared.append(c)
             else:
                 other.shared.append(c)
+    return changed
 
 
 class MarkHeights:
@@ -265,18 +270,21 @@ def _cheapest_paths(costs: list[np.ndarray]) -> list[np.ndarray]:
         stacked[:, s, c.shape[0]:] = np.inf
         stacked[:c.shape[1], s, :c.shape[0]] = c.T
     d = MOST_STEP
-    steps = np.arange(-d, d + 1)
-    penalty = (STEP_COST * np.abs(steps)).astype(np.float32)
+    k = 2 * d + 1
+    penalty = (STEP_COST * np.abs(np.arange(-d, d + 1))).astype(np.float32)
     padded = np.full((n, n_rows + 2 * d), np.inf, np.float32)
-    came = np.zeros((n_cols, n, n_rows), np.int8)
     padded[:, d:d + n_rows] = stacked[0]
-    source = np.arange(n_rows)[:, None] + np.arange(2 * d + 1)[None, :]   # row r, option i: padded row
+    # Row r's options (coming from rows r-d..r+d) along the last axis: a strided view of padded, no copy.
+    window = np.lib.stride_tricks.sliding_window_view(padded, k, axis=1)
+    options = np.empty((n, n_rows, k), np.float32)
+    came = np.zeros((n_cols, n, n_rows), np.int8)   # the option taken, 0..2d
+    cut_index, row_index = np.arange(n)[:, None], np.arange(n_rows)[None, :]
     for x in range(1, n_cols):
-        # option i for row r comes from row r + steps[i]
-        options = padded[:, source] + penalty
+        np.add(window, penalty, out=options)
         choice = options.argmin(axis=2)
-        came[x] = steps[choice]
-        padded[:, d:d + n_rows] = options.min(axis=2) + stacked[x]
+        came[x] = choice
+        padded[:, d:d + n_rows] = options[cut_index, row_index, choice] + stacked[x]
+    came = came.astype(np.int64) - d   # rows moved
     path = np.empty((n_cols, n), np.int64)
     path[-1] = padded[:, d:d + n_rows].argmin(axis=1)
     every = np.arange(n)
