@@ -55,7 +55,9 @@ def run_point(corrected: int, samples: list, evaluation: Path, work: Path, args)
     return {"corrected": corrected, "trained_on": len(train), "gate_lines": len(heldout) if train else 0,
             "book_cer": cer, "accepted": result["accepted"], "gate": result["reason"],
             "reference_cer": result.get("reference_cer"), "global_reference_cer": result["global_reference_cer"],
-            "epochs": result.get("epochs", 0), "minutes": result["minutes"], "cpu_minutes": result["cpu_minutes"]}
+            "epochs": result.get("epochs", 0), "steps": result.get("steps", 0), "plan": result.get("plan"),
+            "best_epoch": result.get("best_epoch"), "calibration": result.get("calibration"),
+            "minutes": result["minutes"], "cpu_minutes": result["cpu_minutes"]}
 
 
 def plot(report: dict, path: Path) -> None:

@@ -36,7 +36,8 @@ def test_the_adaptation_benchmark_reports_cer_and_minutes_per_point(tiny_model, 
     base, adapted = report["points"]
     assert (base["corrected"], base["trained_on"], base["epochs"]) == (0, 0, 0)
     assert (adapted["corrected"], adapted["trained_on"], adapted["gate_lines"]) == (20, 16, 4)
-    assert adapted["epochs"] == 1 and adapted["cpu_minutes"] > 0 and 0 <= adapted["book_cer"] <= 1.5
+    assert adapted["epochs"] == 1 and adapted["steps"] == 2 and adapted["calibration"].startswith("none")
+    assert adapted["cpu_minutes"] > 0 and 0 <= adapted["book_cer"] <= 1.5
     assert adapted["gate"].startswith(("accepted", "refused"))
 
 
@@ -59,3 +60,42 @@ def test_the_gate_refuses_a_model_that_forgets_general_print():
     verdict = judge_adaptation(before_cer=0.05, after_cer=0.02, reference_cer=0.025, global_reference_cer=0.02)
     assert not verdict.accepted and "forgets" in verdict.reason
     assert judge_adaptation(0.05, 0.02, 0.024, 0.02).accepted   # exactly 1.2x is allowed
+
+
+def test_an_adapted_model_carries_the_base_models_calibration_and_its_training_plan(tiny_model, lateef_book,
+                                                                                     tmp_path):
+    import shutil
+
+    import onnx
+
+    from recognition.calibration import ConfidenceCalibration, MonotoneMap
+    from training import adapt
+    from training.calibrate import write_calibration
+
+    base = tmp_path / "base" / tiny_model.name   # a copy: the session's tiny model stays uncalibrated
+    base.parent.mkdir()
+    for twin in tiny_model.parent.glob(f"{tiny_model.stem}.*"):
+        shutil.copy(twin, base.parent / twin.name)
+    calibration = ConfidenceCalibration(MonotoneMap((0.2, 0.9), (0.1, 0.8)), MonotoneMap((0.5,), (0.4,)), "a book")
+    write_calibration(base, calibration)
+    result = adapt.adapt(adapt.build_parser().parse_args([
+        "--base", str(base), "--train", str(lateef_book / "corrected"), "--heldout", str(lateef_book / "heldout"),
+        "--out", str(tmp_path / "out"), "--max-steps", "4", "--evaluations", "2", "--batch-size", "8",
+        "--replay-lines", "8", "--reference-lines", "6", "--no-augment"]))
+    props = {p.key: p.value for p in onnx.load(result["model"]).metadata_props}
+    assert ConfidenceCalibration.from_props(props) == calibration
+    assert result["calibration"].startswith("carried over from tiny-test.onnx (a book)")
+    # The step budget is kept (4 steps, judged twice), however many lines the book has.
+    assert result["plan"] == {"max_steps": 4, "steps_per_epoch": 2, "epochs": 2, "min_steps": 2}
+    assert result["steps"] == 4 and result["epochs"] == 2
+
+
+def test_the_step_budget_grows_with_the_corrected_lines_within_its_bounds():
+    from training import adapt
+
+    def plan(lines: int) -> dict:
+        return adapt.training_plan(lines, adapt.build_parser().parse_args(["--heldout", "x", "--base", "m",
+                                                                           "--out", "o"]))
+
+    assert plan(40)["max_steps"] == 200 and plan(160)["max_steps"] == 480 and plan(1000)["max_steps"] == 1200
+    assert plan(160)["steps_per_epoch"] == 24 and plan(160)["epochs"] == 20 and plan(160)["min_steps"] == 240

@@ -11,8 +11,11 @@ serving process never imports TensorFlow) and what ``bench.adaptation`` measures
 2. general print is replayed so the model does not forget it: synthetic lines rendered on the fly from
    the shipped corpus (``training.synth``; cached in ``--cache``) or shards given with ``--replay-shards``;
 3. ``training.train --init-from`` the base model's Keras twin (``NAME.keras`` beside ``NAME.onnx``;
-   for ``NAME-int8.onnx`` the float model's), validating on the held-out slice;
-4. the best epoch is exported (``training.export``; ``--int8`` too when the base model is int8);
+   for ``NAME-int8.onnx`` the float model's), validating on the held-out slice, for a step budget that
+   grows with the book's lines (``training_plan``; cosine learning rate, smoothed held-out CER, no early
+   stop before half the budget: ``training.schedule``);
+4. the best check is exported (``training.export``; ``--int8`` too when the base model is int8) with a
+   confidence calibration (``calibrate_adapted``);
 5. held-out CER before (base) and after (candidate), and the general reference set's CER for the
    candidate and the global model (``--reference``, or lines rendered from the corpus in a face of their
    own), go to ``result.json`` with the verdict of ``recognition.adaptation_gate``.
@@ -26,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import shutil
 import sys
@@ -128,14 +132,17 @@ def adapt(args) -> dict:
             preprocess.main([str(rendered), "--out", str(replay_arrays), "--height", str(height), "--workers", "1"])
         replay = [str(replay_arrays)]
     run = out / "run"
+    plan = training_plan(result["train_lines"], args)
+    log.info("training plan: %s", plan)
     train_argv = ["--data", str(arrays), "--out", str(run), "--init-from", str(checkpoint),
-                  "--lr", str(args.lr), "--epochs", str(args.epochs), "--patience", str(args.patience),
+                  "--lr", str(args.lr), "--lr-schedule", args.lr_schedule, "--warmup", str(args.warmup),
+                  "--epochs", str(plan["epochs"]), "--steps-per-epoch", str(plan["steps_per_epoch"]),
+                  "--max-steps", str(plan["max_steps"]), "--min-steps", str(plan["min_steps"]),
+                  "--patience", str(args.patience), "--val-smoothing", str(args.val_smoothing),
                   "--batch-size", str(args.batch_size), "--threads", str(args.threads),
                   "--max-minutes", str(args.max_minutes), "--seed", str(args.seed)]
     if replay:
         train_argv += ["--synth", *replay, "--synth-ratio", str(args.replay_ratio)]
-    if args.steps_per_epoch:
-        train_argv += ["--steps-per-epoch", str(args.steps_per_epoch)]
     if args.no_augment:
         train_argv.append("--no-augment")
     train.main(train_argv)
@@ -143,6 +150,7 @@ def adapt(args) -> dict:
 
     model = out / f"{args.name}.onnx"
     export_run(run, model, args.name, args.version, parity_lines_from([str(arrays)], 8))
+    calibration = calibrate_adapted(model, base, args.heldout, args.calibrate_min_lines)
     if args.int8:
         int8 = model.with_name(f"{model.stem}-int8.onnx")
         quantize_int8(model, int8, parity_lines_from([str(arrays)], 8))
@@ -154,10 +162,55 @@ def adapt(args) -> dict:
                for b, a in zip(base_readings, after_readings) if b["reading"] != a["reading"]]
     result.update(after_cer=after_cer, reference_cer=reference_cer, accepted=verdict.accepted,
                   reason=verdict.reason, model=str(model), epochs=state["epoch"], best_epoch=state["best_epoch"],
+                  steps=state["step"], plan=plan, calibration=calibration,
                   history=state["history"], heldout_changed=changed, replay=replay,
                   minutes=(time.monotonic() - started) / 60)
     log.info("%s", verdict.reason)
     return _finish(out, result, cpu_started)
+
+
+def calibrate_adapted(model: Path, base: Path, heldout: list[str], min_lines: int) -> str:
+    """Give the adapted model confidence calibration (``recognition.calibration``); say where it came from.
+
+    Refitted on the held-out slice when it has ``min_lines`` lines (calibration changes no reading, so the
+    gate's CER on the same lines stays honest); otherwise the base model's maps are carried over: a
+    slice of 10-80 lines is too few to fit a line map, and the base model's maps were fitted on a book
+    it never trained on, as the adapted model's slice is. The int8 twin is quantised from this model
+    and inherits its metadata.
+    """
+    import onnx
+
+    from recognition.calibration import ConfidenceCalibration
+
+    from .calibrate import calibrate, write_calibration
+
+    samples = list(iter_samples(heldout, SkipReport()))
+    if min_lines and len(samples) >= min_lines:
+        fitted, _ = calibrate(model, samples)
+        write_calibration(model, fitted)
+        return f"refitted on the {len(samples)} held-out lines"
+    carried = ConfidenceCalibration.from_props({p.key: p.value for p in onnx.load(str(base)).metadata_props})
+    if carried is None:
+        return "none: the base model has no calibration and the held-out slice is too small to fit one"
+    write_calibration(model, carried)
+    return f"carried over from {base.name} ({carried.fitted_on}); {len(samples)} held-out lines are too few to refit"
+
+
+def training_plan(train_lines: int, args) -> dict:
+    """Steps to train for, how often to judge the held-out slice, and when stopping may start.
+
+    The step budget grows with the book's lines (``--steps-per-line``, within ``--min-train-steps`` and
+    ``--max-train-steps``; ``--max-minutes`` still caps the time): a fixed number of epochs over a few
+    dozen lines is too few steps to move the model. The held-out slice is judged about
+    ``--evaluations`` times a run, and early stopping may act only after ``--min-steps-share`` of the
+    budget, so a noisy first epoch or two cannot end it.
+    """
+    max_steps = args.max_steps or int(min(args.max_train_steps,
+                                          max(args.min_train_steps, round(args.steps_per_line * train_lines))))
+    steps_per_epoch = args.steps_per_epoch or max(1, math.ceil(max_steps / args.evaluations))
+    epochs = args.epochs or math.ceil(max_steps / steps_per_epoch)
+    return {"max_steps": max_steps, "steps_per_epoch": steps_per_epoch, "epochs": epochs,
+            "min_steps": int(args.min_steps_share * max_steps)}
 
 
 def _finish(out: Path, result: dict, cpu_started: float) -> dict:
@@ -198,16 +251,31 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--replay-ratio", type=float, default=0.3, help="share of batches from the replay")
     parser.add_argument("--corpus", nargs="+", default=[DEFAULT_CORPUS], help="text to render replay lines from")
     parser.add_argument("--cache", help="where rendered replay/reference lines are kept (default: OUT/cache)")
-    parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--patience", type=int, default=3)
-    parser.add_argument("--steps-per-epoch", type=int)
+    parser.add_argument("--steps-per-line", type=float, default=3.0,
+                        help="training steps per corrected line trained on (the step budget)")
+    parser.add_argument("--min-train-steps", type=int, default=200, help="the step budget's floor")
+    parser.add_argument("--max-train-steps", type=int, default=1200, help="the step budget's ceiling")
+    parser.add_argument("--max-steps", type=int, default=0, help="a fixed step budget instead (0: by lines)")
+    parser.add_argument("--evaluations", type=int, default=20, help="held-out checks per run (sets the epoch)")
+    parser.add_argument("--epochs", type=int, default=0, help="default: as many as the step budget needs")
+    parser.add_argument("--steps-per-epoch", type=int, default=0, help="default: step budget / --evaluations")
+    parser.add_argument("--min-steps-share", type=float, default=0.5,
+                        help="share of the step budget trained before early stopping may act")
+    parser.add_argument("--patience", type=int, default=4, help="held-out checks without improvement to stop")
+    parser.add_argument("--val-smoothing", type=float, default=0.5,
+                        help="weight of the past in the moving average of the held-out CER that stopping judges")
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--lr", type=float, default=3e-4)
+    parser.add_argument("--lr", type=float, default=3e-4, help="the peak learning rate")
+    parser.add_argument("--lr-schedule", choices=("cosine", "plateau"), default="cosine")
+    parser.add_argument("--warmup", type=float, default=0.05, help="share of the run warming up the LR")
     parser.add_argument("--max-minutes", type=float, default=12.0, help="training time budget")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--no-augment", action="store_true")
     parser.add_argument("--int8", action="store_true", help="register the int8 twin (as the shipped model is)")
+    parser.add_argument("--calibrate-min-lines", type=int, default=200,
+                        help="refit the confidence calibration on the held-out slice from this many lines "
+                             "(fewer: carry the base model's over; 0: always carry over)")
     parser.add_argument("--max-forgetting", type=float, default=DEFAULT_MAX_FORGETTING)
     return parser
 

@@ -34,6 +34,7 @@ from .augment import augment_line
 from .checkpoint import load_model, save_model
 from .labels import DEFAULT_MIN_CHAR_COUNT, alphabet_from_texts, encode_labels
 from .model import PRESETS, ModelConfig, build_model, frames_for, logits_model, padded_width
+from .schedule import EarlyStopping, cosine_learning_rate, run_progress
 from .shards import Line, read_split
 
 log = logging.getLogger("training.train")
@@ -226,6 +227,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--patience", type=int, default=6, help="epochs without val improvement before stopping")
     parser.add_argument("--lr-patience", type=int, default=2, help="epochs without improvement before halving the LR")
+    parser.add_argument("--lr-schedule", choices=("plateau", "cosine"), default="plateau",
+                        help="plateau: halve the LR after --lr-patience epochs without improvement; cosine: warm-up "
+                             "then cosine decay over the step or time budget, whichever ends the run")
+    parser.add_argument("--warmup", type=float, default=0.0, help="share of the run warming up (cosine schedule)")
+    parser.add_argument("--max-steps", type=int, default=0, help="stop after this many training steps (0 = no limit)")
+    parser.add_argument("--min-steps", type=int, default=0, help="no early stopping before this many steps")
+    parser.add_argument("--val-smoothing", type=float, default=0.0,
+                        help="judge the moving average of the val CER with this weight on the past (0 = raw CER)")
     parser.add_argument("--max-minutes", type=float, help="stop cleanly (checkpoint saved) after this long")
     parser.add_argument("--max-val-lines", type=int, default=0, help="validate on at most this many lines (0 = all)")
     parser.add_argument("--min-char-count", type=int, default=DEFAULT_MIN_CHAR_COUNT,
@@ -285,7 +294,7 @@ def train(args) -> int:
             config = PRESETS[args.preset]
         model = load_or_build(args, alphabet, config)
         state = {"epoch": 0, "step": 0, "best_cer": None, "best_epoch": None, "lr": args.lr,
-                 "since_best": 0, "seconds": 0.0, "alphabet": list(alphabet.characters),
+                 "since_best": 0, "seconds": 0.0, "stopping": None, "alphabet": list(alphabet.characters),
                  "model_config": config.to_dict(), "history": []}
     heights = {l.image.shape[0] for l in real_train + val_lines + synth_lines}
     if heights != {config.height}:
@@ -304,15 +313,24 @@ def train(args) -> int:
     log.info("alphabet %d chars; real %d, synth %d (ratio %.2f), val %d lines; %d steps/epoch; params %d",
              len(alphabet), len(real), len(synth), ratio, len(val), steps, model.count_params())
 
+    if args.lr_schedule == "cosine" and not (args.max_steps or args.max_minutes):
+        raise SystemExit("--lr-schedule cosine needs a budget: --max-steps or --max-minutes")
+    stopping = (EarlyStopping.from_dict(state["stopping"]) if state.get("stopping")
+                else EarlyStopping(args.patience, args.min_steps, args.val_smoothing, best=state["best_cer"],
+                                   since_best=state["since_best"]))
     trainer = Trainer(model, state["lr"])
     if resuming and (out / "optimizer.npz").exists():
         _restore_optimizer(trainer, out / "optimizer.npz")
     writer = tf.summary.create_file_writer(str(out / "tensorboard"))
     started = time.monotonic()
     budget = args.max_minutes * 60 if args.max_minutes else None
+    seconds_before = state["seconds"]
     stop_reason = "epochs done"
 
     while state["epoch"] < args.epochs:
+        if args.max_steps and state["step"] >= args.max_steps:
+            stop_reason = f"step budget of {args.max_steps} steps used"
+            break
         if budget and time.monotonic() - started > budget:  # no sliver of an epoch at the end
             stop_reason = f"time budget of {args.max_minutes} minutes used"
             break
@@ -324,12 +342,18 @@ def train(args) -> int:
         bar = tqdm(dataset.take(steps), total=steps, desc=f"epoch {epoch}", unit="batch", file=sys.stderr,
                    disable=None)
         for batch in bar:
+            if args.lr_schedule == "cosine":
+                progress = run_progress(state["step"], args.max_steps, seconds_before + time.monotonic() - started,
+                                        budget)
+                trainer.learning_rate = cosine_learning_rate(args.lr, progress, args.warmup)
             loss = float(trainer.train_step(*batch))
             if math.isfinite(loss):
                 losses.append(loss)
             state["step"] += 1
             bar.set_postfix(loss=f"{np.mean(losses[-50:]) if losses else float('nan'):.3f}")
             if budget and time.monotonic() - started > budget:
+                break
+            if args.max_steps and state["step"] >= args.max_steps:
                 break
         counter = evaluate_pool(trainer, val, alphabet)
         train_loss = float(np.mean(losses)) if losses else float("nan")
@@ -342,19 +366,19 @@ def train(args) -> int:
         with writer.as_default():
             for key in ("train_loss", "val_cer", "val_wer", "lr"):
                 tf.summary.scalar(key, row[key], step=epoch)
-        improved = state["best_cer"] is None or counter.cer < state["best_cer"]
+        improved = stopping.update(counter.cer)
+        row["val_cer_smoothed"] = round(stopping.smoothed, 5)
+        state.update(since_best=stopping.since_best, stopping=stopping.to_dict())
         if improved:
-            state.update(best_cer=counter.cer, best_epoch=epoch, since_best=0)
+            state.update(best_cer=counter.cer, best_epoch=epoch)
             save_model(model, out / "best.keras", alphabet, config)
-        else:
-            state["since_best"] += 1
-            if state["since_best"] % args.lr_patience == 0:
-                trainer.learning_rate = trainer.learning_rate * 0.5
+        elif args.lr_schedule == "plateau" and state["since_best"] % args.lr_patience == 0:
+            trainer.learning_rate = trainer.learning_rate * 0.5
         state["lr"] = trainer.learning_rate
-        log.info("epoch %d: loss %.3f, val CER %.4f, WER %.4f%s", epoch, train_loss, counter.cer,
-                 counter.wer, " (best)" if improved else "")
+        log.info("epoch %d (step %d): loss %.3f, val CER %.4f (smoothed %.4f), WER %.4f%s", epoch, state["step"],
+                 train_loss, counter.cer, stopping.smoothed, counter.wer, " (best)" if improved else "")
         _save(out, model, trainer, state, args, alphabet, config)
-        if state["since_best"] >= args.patience:
+        if stopping.should_stop(state["step"]):
             stop_reason = f"early stop: no improvement for {args.patience} epochs"
             break
         if budget and time.monotonic() - started > budget:
@@ -373,7 +397,8 @@ def _save(out: Path, model, trainer: Trainer, state: dict, args, alphabet: Alpha
     tmp.write_text(json.dumps(state, ensure_ascii=False, indent=1), encoding="utf-8")
     tmp.replace(out / "state.json")
     with (out / "history.csv").open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(state["history"][0]))
+        # The newest row has every column (runs resumed from older versions lack some early on).
+        w = csv.DictWriter(f, fieldnames=list(state["history"][-1]), restval="")
         w.writeheader()
         w.writerows(state["history"])
     plot_curves(state["history"], out / "curves.png")
