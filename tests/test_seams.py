@@ -6,7 +6,7 @@ import numpy as np
 
 from recognition.layout.components import find_components
 from recognition.layout.lines import assign_marks, find_lines
-from recognition.layout.seams import cut_lines, own_side
+from recognition.layout.seams import cut_lines, line_pixels, own_side
 
 
 def _two_interleaved_lines() -> tuple[np.ndarray, dict[str, tuple[slice, slice]]]:
@@ -56,9 +56,36 @@ def test_each_line_image_window_holds_only_its_own_side():
     height, width = ink.shape
     upper_side = own_side(upper, 0, 0, (height, width))
     lower_side = own_side(lower, 0, 0, (height, width))
-    (cut,) = upper.cuts_below
-    assert not (upper_side & lower_side)[:, cut.x0:cut.x1].any()   # beyond the cut's ends nothing is shared
+    upper_pixels, lower_pixels = line_pixels(comps.labels, upper, 0, 0), line_pixels(comps.labels, lower, 0, 0)
+    assert not (upper_pixels & lower_pixels).any()   # no pixel drawn by both lines
+    assert ((upper_pixels | lower_pixels) == (ink > 0)).all()   # and none by neither
     for name, side in (("descender", upper_side), ("kasra", upper_side), ("alef", lower_side),
                        ("fatha", lower_side)):
         rows, cols = parts[name]
         assert side[rows, cols].all(), name
+
+
+def test_a_short_line_does_not_draw_the_long_lines_word_past_the_cut():
+    """The cut spans the columns both lines have text in; an upper word that runs past the lower
+    (shorter) line's end and reaches into it with a descender is cut through: past the cut's end
+    the lower line must not draw the rest of that word."""
+    ink = np.zeros((200, 640), np.uint8)
+    for x in range(40, 600, 100):
+        ink[40:56, x + 20:x + 60] = 1          # the upper line, long
+        ink[56:66, x:x + 80] = 1
+    for x in range(40, 400, 100):
+        ink[110:126, x + 20:x + 60] = 1        # the lower line, ends at x = 420
+        ink[126:136, x:x + 80] = 1
+    ink[56:66, 420:440] = 1                    # one upper word from 340 to 520 ...
+    ink[40:118, 404:410] = 1                   # ... with a descender into the lower line's letters
+    comps = find_components(ink)
+    orphans: list[int] = []
+    lines, _ = find_lines(comps, comps.bodies, orphans)
+    assign_marks(comps, lines, np.concatenate([comps.marks, np.asarray(orphans, np.int64)]))
+    cut_lines(comps, lines)
+    upper, lower = sorted(lines, key=lambda line: line.baseline)
+    word = int(comps.labels[60, 480])
+    assert word in upper.bodies and word in lower.shared   # the premise: the cut runs through the word
+    lower_pixels = line_pixels(comps.labels, lower, 0, 0)
+    assert not lower_pixels[:90, 420:].any(), "the lower line draws the upper word past the cut's end"
+    assert line_pixels(comps.labels, upper, 0, 0)[40:66, 340:520].sum() == ink[40:66, 340:520].sum()

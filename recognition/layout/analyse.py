@@ -11,7 +11,7 @@ from .deskew import estimate_skew, rotate, rotation
 from .lines import LineParts, assign_marks, find_lines
 from .model import READING_ORDER, LayoutLine, LayoutRegion, PageLayout, RegionKind
 from .regions import footnotes_without_rule, group_bodies, running_header_without_rule
-from .seams import cut_lines, own_side
+from .seams import cut_lines, line_pixels, own_side
 
 # Pages are analysed at most this many pixels on their long side: a 600-dpi
 # scan is halved (about 320 dpi for a book page), which keeps every dot and
@@ -142,7 +142,7 @@ def _finish(comps: Components, level: np.ndarray, line: LineParts, to_page: _Pag
     boxes = comps.boxes[ids]
     wx0, wy0, wx1, wy1 = boxes[:, 0].min(), boxes[:, 1].min(), boxes[:, 2].max(), boxes[:, 3].max()
     window = comps.labels[wy0:wy1, wx0:wx1]
-    ys, xs = np.nonzero(np.isin(window, ids) & own_side(line, wx0, wy0, window.shape))
+    ys, xs = np.nonzero(line_pixels(window, line, wx0, wy0))
     if len(ys) == 0:   # nothing of it left between its cuts (cannot happen with bodies' costs): keep it whole
         line.cuts_above, line.cuts_below = [], []
         ys, xs = np.nonzero(np.isin(window, ids))
@@ -152,7 +152,7 @@ def _finish(comps: Components, level: np.ndarray, line: LineParts, to_page: _Pag
     height, width = level.shape
     cx0, cy0, cx1, cy1 = max(0, x0 - pad), max(0, y0 - pad), min(width, x1 + pad), min(height, y1 + pad)
     side = own_side(line, cx0, cy0, (cy1 - cy0, cx1 - cx0))
-    own = (np.isin(comps.labels[cy0:cy1, cx0:cx1], ids) & side).astype(np.uint8)
+    own = line_pixels(comps.labels[cy0:cy1, cx0:cx1], line, cx0, cy0).astype(np.uint8)
     # Grow the line's own ink by a pixel or two so anti-aliased stroke edges
     # stay; everything else in the box (a neighbour's descender) becomes
     # paper, and so does whatever the growing reaches across a cut.

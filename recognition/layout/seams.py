@@ -65,16 +65,34 @@ class Cut:
         return self.x0 + len(self.rows)
 
 
-def own_side(line, x0: int, y0: int, shape: tuple[int, int]) -> np.ndarray:
-    """Which pixels of the window at (x0, y0) lie between the line's cuts."""
+def own_side(line, x0: int, y0: int, shape: tuple[int, int], beyond_ends: bool = False) -> np.ndarray:
+    """Which pixels of the window at (x0, y0) lie between the line's cuts.
+
+    A cut spans only the columns both lines have text in; past its ends it
+    limits nothing, unless ``beyond_ends``: then its end rows carry on
+    outward (for a component the cut runs through, which may reach past
+    the shorter line's end: each line draws only its side of it there too)."""
     rows = np.arange(y0, y0 + shape[0])[:, None]
     cols = np.arange(x0, x0 + shape[1])
     side = np.ones(shape, bool)
     for cut, upper in [(cut, True) for cut in line.cuts_above] + [(cut, False) for cut in line.cuts_below]:
-        inside = (cols >= cut.x0) & (cols < cut.x1)
-        limit = np.where(inside, cut.rows[np.clip(cols - cut.x0, 0, len(cut.rows) - 1)], -1 if upper else 1 << 30)
+        limit = cut.rows[np.clip(cols - cut.x0, 0, len(cut.rows) - 1)]
+        if not beyond_ends:
+            inside = (cols >= cut.x0) & (cols < cut.x1)
+            limit = np.where(inside, limit, -1 if upper else 1 << 30)
         side &= (rows >= limit[None, :]) if upper else (rows < limit[None, :])
     return side
+
+
+def line_pixels(labels: np.ndarray, line, x0: int, y0: int) -> np.ndarray:
+    """The line's own pixels in the label window ``labels`` at (x0, y0): its bodies and marks on its
+    side of its cuts, and of the components a cut runs through, its side even past the cut's ends."""
+    own = np.isin(labels, np.concatenate([line.bodies, np.asarray(line.marks, np.int64)]))
+    pixels = own & own_side(line, x0, y0, labels.shape)
+    if line.shared:
+        shared = np.isin(labels, np.asarray(line.shared, np.int64)) & ~own
+        pixels |= shared & own_side(line, x0, y0, labels.shape, beyond_ends=True)
+    return pixels
 
 
 def cut_lines(comps: Components, lines: list) -> None:
