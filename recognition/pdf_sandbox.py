@@ -25,6 +25,7 @@ import contextlib
 import multiprocessing
 import os
 import signal
+import time
 from collections.abc import Iterable, Iterator
 
 import numpy as np
@@ -36,6 +37,7 @@ BASE_MEMORY_BYTES = 512 * 2**20   # pdfium's own working memory on an ordinary p
 MEMORY_BYTES_PER_PIXEL = 8        # the rendered bitmap (4 bytes a pixel in pdfium) and its grey copies
 DEFAULT_SECONDS = 60.0            # CPU seconds a page: an ordinary 300-dpi page renders in well under one
 WALL_SECONDS_PER_CPU_SECOND = 3   # the caller's own deadline, for a machine shared with other work
+COUNT_SECONDS = 30.0              # wall seconds to open and size every page of a document (no rendering)
 MEMORY_ENV = "OCR_PDF_RENDER_MEMORY_MB"   # operators (and tests) may set a fixed cap instead
 SECONDS_ENV = "OCR_PDF_RENDER_SECONDS"
 ENCRYPTED = 4                     # FPDF_ERR_PASSWORD: pdfium needs a password to open the file
@@ -69,21 +71,32 @@ def pdf_pages(data: bytes, max_pixels: int, decode: bool = True,
         child.start()
     sender.close()
     rendered = 0
+    # Counting is cheap for an honest PDF whatever its length; one whose pages all share a content bomb
+    # would hold the caller (a web request) for pages x seconds: the whole count gets one deadline.
+    count_deadline = None if decode else time.monotonic() + COUNT_SECONDS
     try:
         while True:
             page = (wanted[rendered] if rendered < len(wanted) else wanted[-1]) if wanted else rendered + 1
-            if not receiver.poll(WALL_SECONDS_PER_CPU_SECOND * seconds):   # the child's own CPU cap failed to end it
+            wait = WALL_SECONDS_PER_CPU_SECOND * seconds
+            if count_deadline is not None:
+                wait = min(wait, max(0.0, count_deadline - time.monotonic()))
+            if not receiver.poll(wait):   # the child's own CPU cap failed to end it, or counting took too long
+                if count_deadline is not None and time.monotonic() >= count_deadline:
+                    raise ImageError("image_too_large", f"opening the PDF's pages took more than "
+                                                        f"{COUNT_SECONDS:g} s (stopped at page {page})")
                 raise ImageError("image_too_large", f"PDF page {page} took more than {seconds:g} s to render")
             try:
                 message = receiver.recv()
+                kind = message[0]
+                if kind == "page" and decode:
+                    grey = np.frombuffer(receiver.recv_bytes(), np.uint8).reshape(message[2])
             except EOFError:   # the child died without a word: out of CPU time, or pdfium aborted
                 child.join(5)
                 raise _death(page, child.exitcode, memory, seconds) from None
-            kind = message[0]
             if kind == "page":
                 _, number, shape = message
-                grey = np.frombuffer(receiver.recv_bytes(), np.uint8).reshape(shape) if decode \
-                    else np.zeros((0, 0), np.uint8)
+                if not decode:
+                    grey = np.zeros((0, 0), np.uint8)
                 rendered += 1
                 yield number, grey
             elif kind == "error":
@@ -131,6 +144,7 @@ def _render_in_child(sender, data: bytes, max_pixels: int, decode: bool, numbers
     """The child's whole life: cap itself, open the PDF, send each page, say done or why not."""
     _cap_address_space(memory)
     _cap_cpu_time(seconds)
+    _no_core_dumps()
     try:
         for number, grey in _render(data, max_pixels, decode, numbers):
             sender.send(("page", number, grey.shape))
@@ -144,8 +158,20 @@ def _render_in_child(sender, data: bytes, max_pixels: int, decode: bool, numbers
     except MemoryError:
         sender.send(("error", "image_too_large", f"the PDF needs more than {memory // 2**20} MiB of memory "
                                                  "to render"))
+    except Exception as exc:   # anything else pdfium or Pillow raise on a malformed file: the file's fault
+        sender.send(("error", "corrupt_pdf", f"the PDF cannot be rendered ({type(exc).__name__}: {exc})"))
     finally:
         sender.close()
+
+
+def _no_core_dumps() -> None:
+    """A child ended by SIGXCPU, or by pdfium aborting on a refused allocation, must not write a core file
+    the size of its memory cap: an attacker's bombs would fill the disk."""
+    try:
+        import resource
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    except (ImportError, ValueError, OSError):
+        pass
 
 
 def _cap_address_space(extra: int) -> None:

@@ -132,3 +132,18 @@ def test_pages_of_a_document_come_from_one_child_in_order():
     with pytest.raises(ImageError) as error:
         load_page(two, 3)
     assert error.value.code == "no_such_page"
+
+
+def test_counting_a_documents_pages_has_one_deadline_for_the_whole_document(monkeypatch):
+    """A PDF whose every page costs seconds to open (a shared content bomb) must not hold the counting
+    request pages x seconds: the whole count has a deadline of its own."""
+    from recognition import pdf_sandbox
+
+    many = pdf_of([b"<</Type/Catalog/Pages 2 0 R>>", b"<</Type/Pages/Kids[3 0 R 4 0 R]/Count 2>>",
+                   b"<</Type/Page/Parent 2 0 R/MediaBox[0 0 100 200]>>",
+                   b"<</Type/Page/Parent 2 0 R/MediaBox[0 0 200 100]>>"])
+    assert count_pages(many) == 2
+    monkeypatch.setattr(pdf_sandbox, "COUNT_SECONDS", 0.0)
+    with pytest.raises(ImageError) as error:
+        count_pages(many)
+    assert error.value.code == "image_too_large" and "opening the PDF's pages took more than" in error.value.message
