@@ -36,12 +36,15 @@ def process_alive(pid: int, touched_at: float | None = None) -> bool:
     if boot is not None:
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-        except OSError:
+        except FileNotFoundError:
             return False
-        if fields[0] in ("Z", "X", "x"):
-            return False
-        started_at = boot + int(fields[19]) / os.sysconf("SC_CLK_TCK")
-        return touched_at is None or started_at <= touched_at + 1.0
+        except OSError:   # /proc mounted with hidepid: another user's process cannot be read, ask the kernel
+            fields = None
+        if fields is not None:
+            if fields[0] in ("Z", "X", "x"):
+                return False
+            started_at = boot + int(fields[19]) / os.sysconf("SC_CLK_TCK")
+            return touched_at is None or started_at <= touched_at + 1.0
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -51,8 +54,10 @@ def process_alive(pid: int, touched_at: float | None = None) -> bool:
     return True
 
 
-def dead_here(worker: str) -> bool:
-    """Whether ``worker`` (``host:pid``) names a process of this machine that is gone; other machines'
-    workers are not judged (False)."""
+def dead_here(worker: str, since=None) -> bool:
+    """Whether ``worker`` (``host:pid``) names a process of this machine that is gone, or, given ``since``
+    (the datetime it took the work), a later process that reuses its pid (a restarted container hands out
+    the same pids again); other machines' workers are not judged (False)."""
     host, _, pid = worker.rpartition(":")
-    return host == socket.gethostname() and pid.isdigit() and not process_alive(int(pid))
+    touched_at = since.timestamp() if since is not None else None
+    return host == socket.gethostname() and pid.isdigit() and not process_alive(int(pid), touched_at)

@@ -67,7 +67,7 @@ def claim(adaptation_id: int) -> str:
     now = timezone.now()
     takeable = Q(status=BookAdaptation.Status.QUEUED) | Q(status=BookAdaptation.Status.RUNNING,
                                                          claimed_until__lt=now)
-    if adaptation.status == BookAdaptation.Status.RUNNING and dead_here(adaptation.processed_by):
+    if adaptation.status == BookAdaptation.Status.RUNNING and dead_here(adaptation.processed_by, adaptation.started_at):
         takeable |= Q(status=BookAdaptation.Status.RUNNING, processed_by=adaptation.processed_by)
     won = BookAdaptation.objects.filter(takeable, pk=adaptation_id).update(
         status=BookAdaptation.Status.RUNNING, processed_by=this_process(), attempts=F("attempts") + 1,

@@ -52,9 +52,10 @@ def release_pages_of_dead_processes() -> int:
     """Pages left running by a process of this machine that no longer exists (a killed server) are free now."""
     prefix = f"{socket.gethostname()}:"
     dead = []
-    for page_id, worker in Page.objects.filter(status=Page.Status.RUNNING, processed_by__startswith=prefix) \
-            .values_list("pk", "processed_by"):
-        if dead_here(worker):
+    for page_id, worker, started_at in Page.objects.filter(status=Page.Status.RUNNING,
+                                                           processed_by__startswith=prefix) \
+            .values_list("pk", "processed_by", "started_at"):
+        if dead_here(worker, started_at):
             dead.append(page_id)
     if dead:
         Page.objects.filter(pk__in=dead, status=Page.Status.RUNNING).update(claimed_until=None,

@@ -67,8 +67,26 @@ def test_another_hosts_files_are_not_judged(tmp_path):
 def test_work_of_a_zombie_or_a_dead_process_is_taken_over_and_other_hosts_are_not_judged():
     from ocr_app.processes import dead_here, this_process
 
-    child = subprocess.Popen(["true"])
-    child.wait()
     host = socket.gethostname()
-    assert dead_here(f"{host}:{child.pid}") and not dead_here(this_process())
-    assert not dead_here(f"elsewhere:{child.pid}") and not dead_here("garbage")
+    zombie = subprocess.Popen(["true"])
+    try:
+        deadline = time.monotonic() + 10
+        while Path(f"/proc/{zombie.pid}/stat").exists() and \
+                Path(f"/proc/{zombie.pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z":
+            assert time.monotonic() < deadline, "the child did not exit"
+            time.sleep(0.01)
+        assert dead_here(f"{host}:{zombie.pid}")   # exited, not yet reaped
+    finally:
+        zombie.wait()
+    assert dead_here(f"{host}:{zombie.pid}") and not dead_here(this_process())   # reaped
+    assert not dead_here(f"elsewhere:{zombie.pid}") and not dead_here("garbage")
+
+
+def test_a_process_that_reuses_a_workers_pid_is_not_that_worker():
+    import datetime
+
+    from ocr_app.processes import dead_here, this_process
+
+    an_hour_ago = datetime.datetime.now(datetime.UTC) - datetime.timedelta(seconds=3600 + time.monotonic())
+    assert dead_here(this_process(), since=an_hour_ago)   # this process started after that work was taken
+    assert not dead_here(this_process(), since=datetime.datetime.now(datetime.UTC))
