@@ -87,11 +87,16 @@ def _read_file(upload) -> tuple[str, bytes]:
 def _single_image(request) -> tuple[str, bytes]:
     if "image" in request.FILES:
         return _read_file(request.FILES["image"])
+    return "base64", base64_image_field(request, "the line image")
+
+
+def base64_image_field(request, what: str) -> bytes:
+    """The JSON body's base64 ``image`` field, decoded; or the 400 that says how to send ``what``."""
     value = request.data.get("image") if hasattr(request.data, "get") else None
     if isinstance(value, str) and value:
-        return "base64", services.decode_base64_image(value)
+        return services.decode_base64_image(value)
     fields = sorted(set(request.FILES) | set(getattr(request.data, "keys", lambda: [])()))
-    raise ApiError("missing_image", "send the line image as a multipart file field named 'image' or as JSON "
+    raise ApiError("missing_image", f"send {what} as a multipart file field named 'image' or as JSON "
                                     "{\"image\": \"<base64>\"}" + (f"; got fields: {', '.join(fields)}" if fields else ""))
 
 

@@ -20,8 +20,7 @@ from rest_framework.views import APIView
 
 from recognition.page_formats import FORMAT_SUFFIXES, MEDIA_TYPES
 
-from .. import services as line_services
-from ..apis import PARSERS, _model_param, errors
+from ..apis import PARSERS, _model_param, base64_image_field, errors
 from ..errors import ApiError
 from ..jobs.models import Page
 from ..serializers import ModelRefSerializer
@@ -69,12 +68,7 @@ def _page_image(request) -> tuple[str, bytes]:
             raise ApiError("file_too_large", f"{upload.name} is {upload.size} bytes; the limit for a page is "
                                              f"{settings.OCR_MAX_PAGE_BYTES}", status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
         return upload.name or "page", upload.read()
-    value = request.data.get("image") if hasattr(request.data, "get") else None
-    if isinstance(value, str) and value:
-        return "page", line_services.decode_base64_image(value)
-    fields = sorted(set(request.FILES) | set(getattr(request.data, "keys", lambda: [])()))
-    raise ApiError("missing_image", "send the page as a multipart file field named 'image' or as JSON "
-                                    "{\"image\": \"<base64>\"}" + (f"; got fields: {', '.join(fields)}" if fields else ""))
+    return "page", base64_image_field(request, "the page")
 
 
 def page_body(page: Page, request) -> dict:
