@@ -72,18 +72,14 @@ def greedy_decode(probs: np.ndarray) -> DecodedLine:
         return DecodedLine((), (), 0.0)
     best = probs.argmax(axis=1)
     best_p = probs[np.arange(len(best)), best].astype(np.float64)
-
-    labels: list[int] = []
-    confidences: list[float] = []
-    previous = BLANK_INDEX
-    for label, p in zip(best.tolist(), best_p.tolist()):
-        if label != BLANK_INDEX:
-            if label != previous:
-                labels.append(label)
-                confidences.append(p)
-            else:
-                confidences[-1] = max(confidences[-1], p)
-        previous = label
+    # A run of frames on one class is one emission (a blank between two runs of a class keeps them
+    # apart); a character's score is the best frame of its run.
+    starts = np.flatnonzero(np.diff(best, prepend=-1))
+    run_labels = best[starts]
+    run_scores = np.maximum.reduceat(best_p, starts)
+    emitted = run_labels != BLANK_INDEX
+    labels = run_labels[emitted].tolist()
+    confidences = run_scores[emitted].tolist()
     expected_errors = float(sum(1.0 - c for c in confidences) + dropped_character_chances(probs, best).sum())
     return DecodedLine(tuple(labels), tuple(confidences), float(np.exp(-expected_errors)), expected_errors)
 

@@ -142,15 +142,67 @@ def ink_map(grey: np.ndarray) -> np.ndarray:
     The paper level is the median (most of a line is paper) and the ink level a
     high percentile of darkness, so faded scans and dark backgrounds end up on
     the same scale. Light text on dark paper is inverted first.
+
+    An 8-bit line takes its levels from its histogram and maps its pixels
+    through a 256-entry table: the same numbers as sorting the pixels (what
+    other inputs still do), at a fraction of the cost, which is a fifth of a
+    line's reading time otherwise.
     """
+    if grey.dtype == np.uint8 and grey.size:
+        return _ink_map_8bit(grey)
     grey = grey.astype(np.float32)
     if np.median(grey) < 100:
         grey = 255.0 - grey
     ink = 255.0 - grey
     paper = float(np.median(ink))
     full = float(np.percentile(ink, 99.5))
+    return _stretch(ink, paper, full)
+
+
+def _stretch(ink: np.ndarray, paper: float, full: float) -> np.ndarray:
     span = max(full - paper, 40.0)
     return np.clip((ink - paper) / span, 0.0, 1.0)
+
+
+def _ink_map_8bit(grey: np.ndarray) -> np.ndarray:
+    counts = np.bincount(grey.ravel(), minlength=256)
+    levels = np.arange(256, dtype=np.float32)
+    if _median(counts) < 100:
+        ink_levels = levels  # inverted, then darkness: 255 - (255 - g) = g
+    else:
+        ink_levels, counts = 255.0 - levels, counts[::-1]  # ink level i has grey 255 - i
+    cumulative = np.cumsum(counts)
+    # Histograms of ink by ink level (ascending): order statistics are read off the cumulative counts.
+    table = _stretch(np.arange(256, dtype=np.float32), _median(counts, cumulative),
+                     _percentile(counts, 99.5, cumulative))
+    return cv2.LUT(np.ascontiguousarray(grey), table[ink_levels.astype(np.uint8)])
+
+
+def _kth(cumulative: np.ndarray, k: int) -> float:
+    """The k-th smallest value (0-based) of the sample whose histogram sums to ``cumulative``."""
+    return float(np.searchsorted(cumulative, k, side="right"))
+
+
+def _median(counts: np.ndarray, cumulative: np.ndarray | None = None) -> float:
+    cumulative = np.cumsum(counts) if cumulative is None else cumulative
+    n = int(cumulative[-1])
+    if n % 2:
+        return _kth(cumulative, n // 2)
+    return (_kth(cumulative, n // 2 - 1) + _kth(cumulative, n // 2)) / 2.0
+
+
+def _percentile(counts: np.ndarray, q: float, cumulative: np.ndarray) -> float:
+    """NumPy's default ('linear') percentile of float32 pixels, interpolated as it does, bit for bit."""
+    n = int(cumulative[-1])
+    fraction_q = q / 100.0
+    index = n * fraction_q + (1.0 + fraction_q * -1.0) - 1.0  # NumPy's virtual index for alpha = beta = 1
+    below = int(np.clip(np.floor(index), 0, n - 1))
+    fraction = float(index - np.floor(index))
+    low = np.float32(_kth(cumulative, below))
+    high = np.float32(_kth(cumulative, min(below + 1, n - 1)))
+    if fraction >= 0.5:
+        return float(high - (high - low) * (1.0 - fraction))
+    return float(low + (high - low) * fraction)
 
 
 def _trim(ink: np.ndarray, threshold: float = 0.25) -> np.ndarray:

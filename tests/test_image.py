@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from recognition.image import ImageError, LineLimits, PreprocessConfig, load_grey, preprocess
+from recognition.image import ImageError, LineLimits, PreprocessConfig, ink_map, load_grey, preprocess
 from tests.rendering import png_bytes, render_line
 
 LINE = render_line("قال أبو محمد سنة 123")
@@ -130,3 +130,23 @@ def test_paths_work_like_bytes(tmp_path):
     (tmp_path / "empty.png").write_bytes(b"")
     with pytest.raises(ImageError):
         load_grey(tmp_path / "empty.png")
+
+
+def _eight_bit_lines():
+    rng = np.random.default_rng(3)
+    rendered = render_line("قال أبو محمد: «الكتاب» ٣٤", face="Amiri-Regular")
+    noisy = [rng.integers(0, 256, (int(rng.integers(1, 80)), int(rng.integers(1, 700))), dtype=np.uint8)
+             for _ in range(60)]
+    faded = (rendered.astype(np.int32) // 3 + 150).astype(np.uint8)
+    return [rendered, 255 - rendered, faded, np.full((3, 5), 7, np.uint8), np.zeros((1, 1), np.uint8),
+            np.array([[0, 255]], np.uint8), *noisy]
+
+
+@pytest.mark.parametrize("index", range(66))
+def test_eight_bit_ink_map_equals_sorting_the_pixels_bit_for_bit(index):
+    """The histogram path (uint8) must give exactly what the sorting path gives, or a line read
+    through another route (stored arrays, float input) would read differently."""
+    grey = _eight_bit_lines()[index]
+    fast, sorted_path = ink_map(grey), ink_map(grey.astype(np.float32))
+    assert fast.dtype == sorted_path.dtype == np.float32
+    np.testing.assert_array_equal(fast, sorted_path)
