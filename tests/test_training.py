@@ -153,6 +153,35 @@ def test_finetune_grows_the_alphabet_and_keeps_old_weights(tiny_model, tmp_path)
         load_for_finetuning(keras_path, Alphabet(tuple(reversed(old.characters))))
 
 
+def test_a_different_layout_starts_from_the_layers_that_fit(tiny_model):
+    """The swift model keeps v2's convolutions and first BiLSTM: same names, same shapes, copied."""
+    from dataclasses import replace
+
+    from training.checkpoint import load_model
+    from training.finetune import base_alphabet, load_for_finetuning
+
+    keras_path = tiny_model.with_suffix(".keras")
+    original = load_model(keras_path)
+    deeper = replace(PRESETS["tiny"], lstm_units=(16, 16))
+    model = load_for_finetuning(keras_path, base_alphabet(keras_path), deeper)
+    assert [layer.name for layer in model.layers if layer.name.startswith("bilstm")] == ["bilstm0", "bilstm1"]
+    for layer in original.layers:
+        if layer.weights:  # every old layer fits the deeper layout (the logits see 2 x 16 features in both)
+            for a, b in zip(layer.get_weights(), model.get_layer(layer.name).get_weights()):
+                np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="height"):
+        load_for_finetuning(keras_path, base_alphabet(keras_path), replace(PRESETS["tiny"], height=48))
+
+
+def test_train_preset_with_init_from_trains_that_layout(tiny_model, tiny_arrays, tmp_path):
+    run = tmp_path / "reshaped"
+    train.main(["--data", str(tiny_arrays), "--out", str(run), "--init-from", str(tiny_model.with_suffix(".keras")),
+                "--preset", "fast", "--epochs", "1", "--steps-per-epoch", "1", "--batch-size", "2",
+                "--min-char-count", "1", "--max-val-lines", "4"])
+    state = json.loads((run / "state.json").read_text(encoding="utf-8"))
+    assert state["model_config"]["lstm_units"] == list(PRESETS["fast"].lstm_units)
+
+
 def test_train_init_from_continues_with_new_characters(tiny_model, tmp_path):
     from tests.conftest import write_line_folder
     from training import preprocess

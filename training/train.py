@@ -129,7 +129,7 @@ def load_or_build(args, alphabet: Alphabet, config: ModelConfig):
     if args.init_from:
         from .finetune import load_for_finetuning
 
-        return load_for_finetuning(args.init_from, alphabet)
+        return load_for_finetuning(args.init_from, alphabet, config)
     return build_model(config, alphabet.num_classes)
 
 
@@ -219,7 +219,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--synth", nargs="*", default=[], help="preprocessed synthetic data folders (train split)")
     parser.add_argument("--synth-ratio", type=float, default=0.5, help="share of batches drawn from --synth")
     parser.add_argument("--out", required=True, help="run folder (resumed if it holds a checkpoint)")
-    parser.add_argument("--preset", choices=sorted(PRESETS), default="accurate")
+    parser.add_argument("--preset", choices=sorted(PRESETS),
+                        help="architecture (default: accurate, or --init-from's own); with --init-from, a "
+                             "different preset starts from the model's layers that fit (e.g. 'swift' from v2)")
     parser.add_argument("--init-from", help="fine-tune from this .keras model (its alphabet is kept and extended)")
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--steps-per-epoch", type=int, help="default: one pass over the real training lines")
@@ -286,12 +288,14 @@ def train(args) -> int:
             alphabet = base_alphabet(args.init_from).extended(texts, args.min_char_count)
         else:
             alphabet = alphabet_from_texts(texts, args.min_char_count)
-        if args.init_from:
+        if args.preset:
+            config = PRESETS[args.preset]
+        elif args.init_from:
             from .finetune import base_config
 
             config = base_config(args.init_from)
         else:
-            config = PRESETS[args.preset]
+            config = PRESETS["accurate"]
         model = load_or_build(args, alphabet, config)
         state = {"epoch": 0, "step": 0, "best_cer": None, "best_epoch": None, "lr": args.lr,
                  "since_best": 0, "seconds": 0.0, "stopping": None, "alphabet": list(alphabet.characters),
