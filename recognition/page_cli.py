@@ -121,13 +121,6 @@ def _open_recognizer(model: str, threads: int | None) -> None:
     _recognizer = Recognizer(model, threads=threads)
 
 
-@functools.lru_cache(maxsize=1)
-def _file_bytes(path: str) -> bytes:
-    """The file being read: consecutive pages of a PDF or TIFF in one process read it once."""
-    with open(path, "rb") as handle:
-        return handle.read()
-
-
 def write_atomically(target: Path, text: str) -> None:
     """Write next to ``target`` and rename: a reader or an interrupted run never sees half a file."""
     handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
@@ -146,7 +139,7 @@ def read_page_task(task: PageTask, formats: list[str], out_dir: str) -> PageDone
     from .page_select import load_page
 
     try:
-        loaded = load_page(_file_bytes(task.path), task.number)
+        loaded = load_page(task.path, task.number)   # by path: the PDF renderer's child opens the file itself
     except ImageError as exc:
         return PageFailure(task.path, task.number, exc.code, exc.message)
     except OSError as exc:

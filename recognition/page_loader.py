@@ -4,6 +4,11 @@
 Each page comes out as an 8-bit grey array, converted exactly as line images
 are (``recognition.image``): bilevel, palette, 16-bit, colour and alpha pages
 all become grey on white paper.
+
+A file is given as its bytes (an upload in memory) or its path (a stored
+book). A path is opened where the pages are read: a PDF's path goes to the
+child that renders it, a multi-page image is read from disk as far as the
+page wanted; neither is read whole into the caller.
 """
 
 from __future__ import annotations
@@ -40,6 +45,23 @@ def _read(source) -> bytes:
         with open(source, "rb") as handle:
             return handle.read()
     return source.read()
+
+
+def is_path(source) -> bool:
+    return isinstance(source, (str, os.PathLike))
+
+
+def bytes_or_path(source) -> bytes | str | os.PathLike:
+    """A path as it is (opened where it is read), anything else (bytes, a binary file) as bytes."""
+    return source if is_path(source) else _read(source)
+
+
+def file_head(source: bytes | str | os.PathLike, size: int = 5) -> bytes:
+    """The first ``size`` bytes: enough to tell a PDF (``%PDF-``) or an empty file."""
+    if is_path(source):
+        with open(source, "rb") as handle:
+            return handle.read(size)
+    return bytes(source[:size])
 
 
 _PDF_STREAM_START = re.compile(rb"(?<!end)stream\r?\n")
@@ -99,16 +121,18 @@ def count_pages(source, max_pixels: int = DEFAULT_MAX_PAGE_PIXELS, stop_after: i
     data = _read(source)
     if data[:5] == b"%PDF-":
         check_pdf_streams(data, 5 * max_pixels)
-    pages = iter_pages(data, max_pixels=max_pixels, decode=False)
+    # a path again, not the bytes just read: the renderer's child opens the file itself
+    pages = iter_pages(source if is_path(source) else data, max_pixels=max_pixels, decode=False)
     if stop_after is not None:
         pages = itertools.islice(pages, stop_after + 1)
     return sum(1 for _ in pages)
 
 
-def open_image(data: bytes) -> Image.Image:
-    """A page file's image, lazily (headers only), or the ImageError that says why it cannot be one."""
+def open_image(source: bytes | str | os.PathLike) -> Image.Image:
+    """A page file's image (its bytes or its path), lazily (headers only), or the ImageError that says why it cannot
+    be one. Opened from a path, the image holds the file open until it is closed."""
     try:
-        return Image.open(io.BytesIO(data))
+        return Image.open(source if is_path(source) else io.BytesIO(source))
     except Image.DecompressionBombError:
         raise ImageError("image_too_large", "the image has too many pixels") from None
     except UnidentifiedImageError:
@@ -116,14 +140,19 @@ def open_image(data: bytes) -> Image.Image:
 
 
 def iter_pages(source, max_pixels: int = DEFAULT_MAX_PAGE_PIXELS, decode: bool = True) -> Iterator[LoadedPage]:
-    """Yield the pages of an image, multi-page TIFF or PDF, one at a time."""
-    data = _read(source)
-    if not data:
+    """Yield the pages of an image, multi-page TIFF or PDF (its bytes, its path or a binary file), one at a time."""
+    source = bytes_or_path(source)
+    head = file_head(source)
+    if not head:
         raise ImageError("empty_file", "the file is empty (0 bytes)")
-    if data[:5] == b"%PDF-":
-        yield from _pdf_pages(data, max_pixels, decode)
+    if head == b"%PDF-":
+        yield from _pdf_pages(source, max_pixels, decode)
         return
-    image = open_image(data)
+    with open_image(source) as image:
+        yield from _image_pages(image, max_pixels, decode)
+
+
+def _image_pages(image: Image.Image, max_pixels: int, decode: bool) -> Iterator[LoadedPage]:
     for number, frame in enumerate(_frames(image), start=1):
         width, height = frame.size
         if width * height > max_pixels:
@@ -160,6 +189,6 @@ def _frames(image: Image.Image) -> Iterator[Image.Image]:
         yield frame
 
 
-def _pdf_pages(data: bytes, max_pixels: int, decode: bool) -> Iterator[LoadedPage]:
-    for number, grey in pdf_pages(data, max_pixels, decode):
+def _pdf_pages(source: bytes | str | os.PathLike, max_pixels: int, decode: bool) -> Iterator[LoadedPage]:
+    for number, grey in pdf_pages(source, max_pixels, decode):
         yield LoadedPage(number, grey, float(PDF_DPI))

@@ -6,33 +6,47 @@ a PDF the child process that renders pages (``recognition.pdf_sandbox``, as
 ``iter_pages`` uses it) is asked for that page alone; for a multi-page image
 the wanted frame is sought directly and converted exactly as ``iter_pages``
 converts frames. Either way the pixels come from the same loader code.
+
+A job's book is given by its path, so that a page costs that page: the PDF
+renderer's child opens the file itself (only the path crosses to it, not a
+copy of the whole file a page), and a multi-page image is read from disk up to
+the frame wanted.
 """
 
 from __future__ import annotations
 
+import os
+
 from PIL import ImageOps
 
 from .image import ImageError, to_grey
-from .page_loader import DEFAULT_MAX_PAGE_PIXELS, FRAME_ERRORS, LoadedPage, iter_pages, open_image
+from .page_loader import DEFAULT_MAX_PAGE_PIXELS, FRAME_ERRORS, LoadedPage, file_head, iter_pages, open_image
 from .pdf_sandbox import PDF_DPI, pdf_pages
 
 
-def load_page(data: bytes, number: int, max_pixels: int = DEFAULT_MAX_PAGE_PIXELS) -> LoadedPage:
-    """Page ``number`` (1-based) of an image, multi-page TIFF or PDF, as an 8-bit grey page."""
-    if not data:
+def load_page(source: bytes | str | os.PathLike, number: int,
+              max_pixels: int = DEFAULT_MAX_PAGE_PIXELS) -> LoadedPage:
+    """Page ``number`` (1-based) of an image, multi-page TIFF or PDF (the file's bytes or its path), as an 8-bit
+    grey page."""
+    head = file_head(source)
+    if not head:
         raise ImageError("empty_file", "the file is empty (0 bytes)")
-    if data[:5] == b"%PDF-":
-        (_, grey), = pdf_pages(data, max_pixels, numbers=[number])
+    if head == b"%PDF-":
+        (_, grey), = pdf_pages(source, max_pixels, numbers=[number])
         return LoadedPage(number, grey, float(PDF_DPI))
-    image = open_image(data)
+    with open_image(source) as image:
+        if number == 1 and getattr(image, "n_frames", 1) == 1:
+            return next(iter_pages(source, max_pixels))   # the common case: the loader itself, unchanged
+        return _frame(image, number, max_pixels)
+
+
+def _frame(image, number: int, max_pixels: int) -> LoadedPage:
     try:
         image.seek(number - 1)
     except EOFError:
         raise ImageError("no_such_page", f"the file has no page {number}") from None
     except FRAME_ERRORS as exc:   # a frame directory before it is truncated or corrupt
         raise ImageError("corrupt_image", f"page {number} is truncated or corrupt ({exc})") from None
-    if number == 1 and getattr(image, "n_frames", 1) == 1:
-        return next(iter_pages(data, max_pixels))   # the common case: the loader itself, unchanged
     width, height = image.size
     if width * height > max_pixels:
         raise ImageError("image_too_large", f"page {number} is {width}x{height} pixels; the limit is {max_pixels}")
@@ -42,4 +56,3 @@ def load_page(data: bytes, number: int, max_pixels: int = DEFAULT_MAX_PAGE_PIXEL
         raise ImageError("corrupt_image", f"page {number} is truncated or corrupt ({exc})") from None
     dpi = image.info.get("dpi", (None,))[0]
     return LoadedPage(number, to_grey(ImageOps.exif_transpose(image.copy())), float(dpi) if dpi else None)
-

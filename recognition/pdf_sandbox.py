@@ -9,7 +9,10 @@ before pdfium can foresee all of that, so pdfium never runs in the calling
 has already imported NumPy and pypdfium2 (a few milliseconds, not an interpreter
 start), whose address space is capped with ``RLIMIT_AS`` and CPU time per page
 with ``RLIMIT_CPU`` (the caller also gives up past a wall-clock deadline). The
-child sends each page's grey pixels back over a pipe as it renders them;
+child is handed the file's path where the caller has one (a job's stored book)
+and opens the file itself, so a 300-MB PDF is not read, pickled and copied into
+a child once per page; bytes (an upload in memory) are handed over as they are.
+The child sends each page's grey pixels back over a pipe as it renders them;
 whatever ends it (MemoryError, pdfium aborting on a failed allocation, the
 clock) fails that document with an ``ImageError``, and the caller's memory
 never holds more than one rendered page.
@@ -23,8 +26,10 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing
+import multiprocessing.process
 import os
 import signal
+import threading
 import time
 from collections.abc import Iterable, Iterator
 
@@ -54,21 +59,33 @@ def time_limit() -> float:
     return float(os.environ.get(SECONDS_ENV) or DEFAULT_SECONDS)
 
 
-def pdf_pages(data: bytes, max_pixels: int, decode: bool = True,
+def wall_limit(seconds: float) -> float:
+    """Wall seconds the caller waits for one page: a few times the most CPU time the child's cap lets through
+    (the kernel counts ``RLIMIT_CPU`` in whole seconds, so up to a second more than asked), so that on a busy
+    machine it is the CPU cap, not the caller's clock, that ends a page that burns CPU."""
+    return WALL_SECONDS_PER_CPU_SECOND * (seconds + 1)
+
+
+def pdf_pages(source: bytes | str | os.PathLike, max_pixels: int, decode: bool = True,
               numbers: Iterable[int] | None = None) -> Iterator[tuple[int, np.ndarray]]:
     """``(number, grey)`` for the PDF's pages (all, or the 1-based ``numbers``), rendered at 300 dpi in a
     child process; with ``decode=False`` each page is only opened and sized (grey is empty).
+
+    ``source`` is the PDF's bytes or its path; given a path, only the path goes to the child, which opens the
+    file itself (pdfium reads the parts of it that the pages need).
 
     Raises ``ImageError``: ``corrupt_pdf``, ``encrypted_pdf``, ``no_such_page``, ``image_too_large`` (a page
     over ``max_pixels``, or one that needs more memory or time than the child is given).
     """
     wanted = None if numbers is None else list(numbers)
     memory, seconds = memory_limit(max_pixels), time_limit()
+    document = _for_the_child(source)
     receiver, sender = _CONTEXT.Pipe(duplex=False)
-    with _allowed_to_start_children():
+    with _STARTING, _allowed_to_start_children():
         child = _CONTEXT.Process(target=_render_in_child, name="pdf-render", daemon=True,
-                                 args=(sender, data, max_pixels, decode, wanted, memory, seconds))
+                                 args=(sender, document, max_pixels, decode, wanted, memory, seconds))
         child.start()
+        _keep_to_ourselves(child)
     sender.close()
     rendered = 0
     # Counting is cheap for an honest PDF whatever its length; one whose pages all share a content bomb
@@ -77,7 +94,7 @@ def pdf_pages(data: bytes, max_pixels: int, decode: bool = True,
     try:
         while True:
             page = (wanted[rendered] if rendered < len(wanted) else wanted[-1]) if wanted else rendered + 1
-            wait = WALL_SECONDS_PER_CPU_SECOND * seconds
+            wait = wall_limit(seconds)
             if count_deadline is not None:
                 wait = min(wait, max(0.0, count_deadline - time.monotonic()))
             if not receiver.poll(wait):   # the child's own CPU cap failed to end it, or counting took too long
@@ -91,7 +108,7 @@ def pdf_pages(data: bytes, max_pixels: int, decode: bool = True,
                 if kind == "page" and decode:
                     grey = np.frombuffer(receiver.recv_bytes(), np.uint8).reshape(message[2])
             except EOFError:   # the child died without a word: out of CPU time, or pdfium aborted
-                child.join(5)
+                child.join(5)   # its exit status, which only this call reads (``_keep_to_ourselves``)
                 raise _death(page, child.exitcode, memory, seconds) from None
             if kind == "page":
                 _, number, shape = message
@@ -108,6 +125,33 @@ def pdf_pages(data: bytes, max_pixels: int, decode: bool = True,
         if child.is_alive():
             child.kill()
         child.join()
+        child.close()   # its exit-status pipe now, not when a traceback that holds this frame is dropped
+
+
+def _for_the_child(source: bytes | str | os.PathLike) -> bytes | str:
+    """What the child opens: the bytes, or the path made absolute (the child runs in the forkserver's working
+    directory, which need not be the caller's)."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return bytes(source)
+    return os.path.abspath(os.fspath(source))
+
+
+# Several threads of one process (gunicorn's) render PDFs at once. Starting a child briefly changes this process's
+# multiprocessing config in a Celery pool process (``_allowed_to_start_children``): one thread at a time.
+_STARTING = threading.Lock()
+
+
+def _keep_to_ourselves(child) -> None:
+    """Leave the child out of multiprocessing's list of this process's children, so that only the call that started
+    it ever reads its exit status.
+
+    A forkserver child's exit status is a few bytes the server writes once on a pipe, and every ``Process.start()``
+    in the process (another thread's ``pdf_pages``) and ``active_children()`` poll every listed child. Two threads
+    polling one child at once both see the pipe readable; one reads the status, the other reads end-of-file and
+    records 255 over it ("perhaps the forkserver process itself got killed"): a page killed for its CPU time would
+    be reported as one that ran out of memory. The child is not lost: the forkserver reaps it, and this call kills it
+    if it still runs and closes its pipe."""
+    multiprocessing.process._children.discard(child)
 
 
 @contextlib.contextmanager
@@ -139,14 +183,15 @@ def _death(page: int, exitcode: int | None, memory: int, seconds: float) -> Imag
                                          f"of memory (the renderer was {how})")
 
 
-def _render_in_child(sender, data: bytes, max_pixels: int, decode: bool, numbers: list[int] | None,
+def _render_in_child(sender, document: bytes | str, max_pixels: int, decode: bool, numbers: list[int] | None,
                      memory: int, seconds: float) -> None:
-    """The child's whole life: cap itself, open the PDF, send each page, say done or why not."""
+    """The child's whole life: cap itself, open the PDF (its bytes or its path), send each page, say done or why
+    not."""
     _cap_address_space(memory)
     _cap_cpu_time(seconds)
     _no_core_dumps()
     try:
-        for number, grey in _render(data, max_pixels, decode, numbers):
+        for number, grey in _render(document, max_pixels, decode, numbers):
             sender.send(("page", number, grey.shape))
             if decode:
                 sender.send_bytes(grey.reshape(-1))   # flat: a 2-D buffer would be sent by its first axis
@@ -197,11 +242,14 @@ def _cap_cpu_time(seconds: float) -> None:
     resource.setrlimit(resource.RLIMIT_CPU, (limit, resource.RLIM_INFINITY))
 
 
-def _render(data: bytes, max_pixels: int, decode: bool, numbers: list[int] | None) -> Iterator[tuple[int, np.ndarray]]:
+def _render(document: bytes | str, max_pixels: int, decode: bool,
+            numbers: list[int] | None) -> Iterator[tuple[int, np.ndarray]]:
     import pypdfium2
 
     try:
-        pdf = pypdfium2.PdfDocument(data)
+        pdf = pypdfium2.PdfDocument(document)   # a str is a path: pdfium opens the file and reads what it needs
+    except OSError as exc:   # the path: gone or unreadable since the caller looked at it
+        raise ImageError("corrupt_pdf", f"the PDF cannot be opened ({exc.strerror or exc})") from None
     except pypdfium2.PdfiumError as exc:
         if exc.err_code == ENCRYPTED:
             raise ImageError("encrypted_pdf", "the PDF is encrypted and needs a password to open; "

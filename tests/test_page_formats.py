@@ -20,7 +20,8 @@ from recognition.image import ImageError
 from recognition.layout import RegionKind
 from recognition.metrics import edit_distance
 from recognition.page import recognize_page
-from recognition.page_loader import iter_pages
+from recognition.page_loader import count_pages, iter_pages
+from recognition.page_select import load_page
 from recognition.text import normalize_text
 from tests.conftest import CORPUS_LINES
 from tests.page_rendering import PageSpec, render_page
@@ -134,6 +135,42 @@ def test_multi_page_tiff_and_pdf_give_every_page(rendered):
     assert len(pages) == 2 and pages[0].dpi == 300
     # 150-dpi images rendered at 300 dpi: twice the pixels each way
     assert abs(pages[0].grey.shape[0] - 2 * rendered.image.shape[0]) <= 2
+
+
+def _open_files() -> int:
+    return len(list(Path("/proc/self/fd").iterdir()))
+
+
+def test_a_page_of_a_file_given_by_its_path_is_the_page_given_by_its_bytes(rendered, tmp_path):
+    """Jobs read a stored book by its path (a PDF's renderer opens it, a TIFF is read up to the frame wanted): the
+    same pages, numbers, dpi and errors as from the bytes of an upload, and no file left open."""
+    first = Image.fromarray(rendered.image)
+    second = Image.fromarray(255 - (255 - rendered.image) // 2)
+    third = first.transpose(Image.Transpose.ROTATE_90)
+    for fmt, options in (("TIFF", {"dpi": (300, 300)}), ("PDF", {"resolution": 150})):
+        path = tmp_path / f"book.{fmt.lower()}"
+        first.save(path, format=fmt, save_all=True, append_images=[second, third], **options)
+        data = path.read_bytes()
+        load_page(data, 1)   # the PDF renderer's forkserver, started once, holds two pipes of its own
+        opened = _open_files()
+        for source in (path, str(path)):
+            assert count_pages(source) == 3
+            for number in (1, 2, 3):
+                by_path, by_bytes = load_page(source, number), load_page(data, number)
+                assert (by_path.number, by_path.dpi) == (by_bytes.number, by_bytes.dpi) == (number, 300)
+                assert np.array_equal(by_path.grey, by_bytes.grey), (fmt, number)
+            assert [(p.number, p.grey.shape) for p in iter_pages(source)] == \
+                [(p.number, p.grey.shape) for p in iter_pages(data)]
+            with pytest.raises(ImageError) as error:
+                load_page(source, 4)
+            assert error.value.code == "no_such_page"
+        assert _open_files() == opened, fmt
+    empty = tmp_path / "empty.tif"
+    empty.write_bytes(b"")
+    for load in (lambda: load_page(empty, 1), lambda: next(iter_pages(empty))):
+        with pytest.raises(ImageError) as error:
+            load()
+        assert error.value.code == "empty_file"
 
 
 @pytest.mark.parametrize("data, code", [(b"", "empty_file"), (b"not an image at all", "not_an_image"),

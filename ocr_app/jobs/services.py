@@ -35,7 +35,7 @@ from ..services import choose_model
 from . import dispatch
 from .intake import IntakeLimits, SourceFile, page_names, read_uploads
 from .models import Job, Page, PageFile, PageLine
-from .storage import delete_written, write_once
+from .storage import delete_written, local_path, write_once
 
 
 def discard_written_files(written: list[str]) -> None:
@@ -210,8 +210,9 @@ def process_page(page_id: int) -> str:
         return "skipped"
     started = time.perf_counter()
     try:
-        with page.file.file.open("rb") as handle:
-            loaded = load_page(handle.read(), page.number,
+        # by its path: a page of a 300-page book costs that page, not the whole file read and sent to the renderer
+        with local_path(page.file.file.name, page.file.file.storage) as path:
+            loaded = load_page(path, page.number,
                                settings.OCR_JOB_MAX_PAGE_PIXELS if page.job_id else settings.OCR_MAX_PAGE_PIXELS)
     except ImageError as exc:
         return fail_page(page_id, exc.code, exc.message)

@@ -8,8 +8,15 @@ transaction fails, so no file outlives a rejected request.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
 from django.core.files.base import ContentFile
-from django.core.files.storage import default_storage
+from django.core.files.storage import Storage, default_storage
 
 
 def write_once(name: str, data: bytes) -> bool:
@@ -28,3 +35,22 @@ def write_once(name: str, data: bytes) -> bool:
 def delete_written(names: list[str]) -> None:
     for name in names:
         default_storage.delete(name)
+
+
+@contextlib.contextmanager
+def local_path(name: str, storage: Storage = default_storage) -> Iterator[str]:
+    """A path on this machine to the stored file ``name``, for readers that open it themselves (a PDF's renderer,
+    a multi-page TIFF read up to one frame): the file itself on local storage; from a storage without local files
+    (S3) a temporary copy, streamed to disk rather than held in memory, removed afterwards."""
+    try:
+        path = storage.path(name)
+    except NotImplementedError:
+        path = None
+    if path is not None and os.path.isfile(path):   # a path is no promise of a file there (InMemoryStorage)
+        yield path
+        return
+    with tempfile.NamedTemporaryFile(prefix="ocr-page-file-", suffix=Path(name).suffix) as copy:
+        with storage.open(name, "rb") as remote:
+            shutil.copyfileobj(remote, copy, 1 << 20)
+        copy.flush()
+        yield copy.name

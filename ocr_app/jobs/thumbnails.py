@@ -17,7 +17,7 @@ from PIL import Image
 from recognition.page_select import load_page
 
 from .models import Page
-from .storage import write_once
+from .storage import local_path, write_once
 
 THUMBNAIL_WIDTH = 1000  # pixels: sharp at the width the pages show it, small enough to send at once
 
@@ -33,8 +33,8 @@ def page_thumbnail(page: Page, width: int = THUMBNAIL_WIDTH) -> bytes:
     if default_storage.exists(name):
         with default_storage.open(name, "rb") as stored:
             return stored.read()
-    with page.file.file.open("rb") as handle:
-        grey = load_page(handle.read(), page.number, settings.OCR_JOB_MAX_PAGE_PIXELS).grey
+    with local_path(page.file.file.name, page.file.file.storage) as path:
+        grey = load_page(path, page.number, settings.OCR_JOB_MAX_PAGE_PIXELS).grey
     image = Image.fromarray(grey)
     if image.width > width:
         image = image.resize((width, max(1, round(image.height * width / image.width))), Image.Resampling.LANCZOS)

@@ -1,6 +1,6 @@
 """Real ``celery worker`` processes for the tests, on a real broker.
 
-Redis (127.0.0.1:6379, database 13) is the broker; RabbitMQ (127.0.0.1:5672)
+Redis (127.0.0.1:6379, database 13, or TEST_REDIS_URL) is the broker; RabbitMQ (127.0.0.1:5672)
 where a test asks for it. Each test uses its own queue name, so nothing else on
 the broker is touched. The workers read the test database and media folder.
 """
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-REDIS_URL = "redis://127.0.0.1:6379/13"
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/13")   # a database of your own: TEST_REDIS_URL
 RABBITMQ_URL = "amqp://guest:guest@127.0.0.1:5672//"
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -172,3 +172,14 @@ def encrypted_pdf(user_password: bytes, owner_password: bytes = b"owner") -> byt
     page = b"<</Type/Page/Parent 2 0 R/MediaBox[0 0 200 200]>>"
     return pdf_of(_CATALOG + [page, encrypt],
                   trailer=b"/Encrypt 4 0 R/ID[<%s><%s>]" % (file_id.hex().encode(), file_id.hex().encode()))
+
+
+def painted_over_pdf(fills: int, pages: int = 1) -> bytes:
+    """A PDF of ``pages`` 600 x 600 pt pages (about 1 KB in all) whose content fills a page-sized triangle ``fills``
+    times: small in memory, dear in CPU time (each fill is a path pdfium rasterises anew: ~4 ms at 300 dpi on the
+    team machine, so 10 000 fills are ~40 s a page)."""
+    content = 3 + pages
+    kids = b" ".join(b"%d 0 R" % (3 + k) for k in range(pages))
+    page = b"<</Type/Page/Parent 2 0 R/MediaBox[0 0 600 600]/Contents %d 0 R>>" % content
+    return pdf_of([_CATALOG[0], b"<</Type/Pages/Kids[%s]/Count %d>>" % (kids, pages)] + [page] * pages
+                  + [_stream(b"/Filter/FlateDecode", zlib.compress(b"0 0 m 600 0 l 300 600 l f\n" * fills, 9))])

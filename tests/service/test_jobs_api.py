@@ -8,8 +8,10 @@ is left; ``test_runner_thread_*`` runs it as the background thread
 from __future__ import annotations
 
 import io
+import tempfile
 import time
 import zipfile
+from pathlib import Path
 
 import pytest
 
@@ -191,6 +193,21 @@ def test_the_same_book_twice_is_stored_once(api, pages, settings):
     _submit(api, {"book.pdf": data})
     _submit(api, {"again.pdf": data})
     assert len([p for p in media_files(settings) if p.suffix == ".pdf"]) == 1
+
+
+def test_a_book_on_a_storage_without_local_files_is_read_from_a_temporary_copy(api, pages, settings):
+    """Pages are read from the stored file's path (the PDF renderer's child opens it); a storage with no files on
+    this machine (S3; here Django's in-memory storage) has none, so each page's task streams the file to a
+    temporary copy and removes it after."""
+    settings.STORAGES = {**settings.STORAGES, "default": {"BACKEND": "django.core.files.storage.InMemoryStorage"}}
+    copies_before = set(Path(tempfile.gettempdir()).glob("ocr-page-file-*"))
+    answer = _submit(api, {"scan.tif": job_pages.tiff(pages[:2]), "book.pdf": job_pages.pdf(pages[2:4])})
+    assert answer.status_code == 202, answer.content
+    assert runner.run_pending() == 4
+    body = api.get(f"/api/v1/jobs/{answer.json()['id']}/").json()
+    assert (body["status"], body["pages_done"], body["failures"]) == ("done", 4, [])
+    assert all(page.line_count >= 2 for page in Page.objects.all())
+    assert set(Path(tempfile.gettempdir()).glob("ocr-page-file-*")) == copies_before
 
 
 @pytest.mark.django_db(transaction=True)
