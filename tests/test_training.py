@@ -224,3 +224,25 @@ def test_int8_variant_keeps_metadata_and_quantizes_the_lstms(tiny_model, tmp_pat
     recognizer = Recognizer(out)
     assert recognizer.info.name == "tiny-test-int8" and recognizer.info.input_height == 32
     assert recognizer.info.extra["quantization"].startswith("dynamic int8")
+
+
+def test_cosine_schedule_decays_over_the_epochs_when_the_clock_is_generous(tiny_model, tiny_arrays, tmp_path):
+    """A run planned as N epochs, with a time cap it will not reach, still ends its cosine near the floor."""
+    run = tmp_path / "cosine"
+    train.main(["--data", str(tiny_arrays), "--out", str(run), "--init-from", str(tiny_model.with_suffix(".keras")),
+                "--epochs", "2", "--steps-per-epoch", "3", "--batch-size", "2", "--lr", "1e-3",
+                "--lr-schedule", "cosine", "--max-minutes", "600", "--min-char-count", "1", "--max-val-lines", "2"])
+    rates = [entry["lr"] for entry in json.loads((run / "state.json").read_text(encoding="utf-8"))["history"]]
+    assert rates[0] > rates[-1]
+    assert rates[-1] < 0.2 * 1e-3
+
+
+def test_exporting_the_last_checkpoint_reports_the_last_epochs_figures(tiny_run, tiny_arrays, tmp_path):
+    from training.export import export_run, parity_lines_from
+
+    history = json.loads((tiny_run / "state.json").read_text(encoding="utf-8"))["history"]
+    info = export_run(tiny_run, tmp_path / "last.onnx", "last", "1", parity_lines_from([str(tiny_arrays)], 2),
+                      checkpoint="last.keras")
+    assert info.validation_cer == history[-1]["val_cer"]
+    assert info.extra["exported_epoch"] == str(history[-1]["epoch"])
+    assert info.extra["exported_checkpoint"] == "last.keras"

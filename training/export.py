@@ -129,6 +129,12 @@ def export_run(run_dir: Path, out: Path, name: str, version: str, parity_lines: 
     config = ModelConfig.from_dict(state["model_config"])
     model = load_model(run_dir / checkpoint)
     data_args = state.get("args", {})
+    # The figures are the exported checkpoint's: the last epoch's for last.keras (a run whose epoch count
+    # was fixed in advance, so the held-out book does not pick the epoch), the best epoch's otherwise.
+    if checkpoint == "last.keras" and state.get("history"):
+        epoch, validation_cer = state["history"][-1]["epoch"], state["history"][-1]["val_cer"]
+    else:
+        epoch, validation_cer = state.get("best_epoch"), state.get("best_cer")
     info = ModelInfo(
         alphabet=Alphabet(state["alphabet"]),
         input_height=config.height,
@@ -136,11 +142,13 @@ def export_run(run_dir: Path, out: Path, name: str, version: str, parity_lines: 
         name=name,
         version=version,
         training_data=json.dumps(describe_data(data_args), ensure_ascii=False),
-        validation_cer=state.get("best_cer"),
+        validation_cer=validation_cer,
         extra={
             "architecture": json.dumps(config.to_dict()),
             "parameters": str(model.count_params()),
             "best_epoch": str(state.get("best_epoch")),
+            "exported_epoch": str(epoch),
+            "exported_checkpoint": checkpoint,
             "training_seconds": str(round(state.get("seconds", 0.0))),
             "training_machine": state.get("machine", ""),
         },

@@ -139,6 +139,13 @@ def _training(info: ModelInfo, state: dict | None, history: list[dict], synth_re
         lines.append(f"- {len(history)} epochs, {int(history[-1]['step'])} steps"
                      + (f" of batch {state['args']['batch_size']}" if state and state.get("args") else "")
                      + f"; best validation CER {_pct(best['val_cer'])} at epoch {best['epoch']}")
+        if info.extra.get("exported_checkpoint") == "last.keras":
+            last = history[-1]
+            lines.append(f"- the model is the **last** epoch's ({last['epoch']}, validation CER {_pct(last['val_cer'])}): "
+                         "the epoch count was fixed before the run, so the held-out book did not choose it")
+        elif info.extra.get("exported_epoch") not in (None, "None"):
+            lines.append(f"- the model is the best epoch's ({info.extra['exported_epoch']}), chosen on the validation "
+                         "book: its figure on that book is optimistic by that choice")
         lines.append("- learning rate by epoch: " + ", ".join(f"{lr:.2g} from {epoch}" for epoch, lr in learning_rates))
         lines.append(f"- {history[-1]['seconds'] / 60:.0f} minutes of training (the run's own clock)")
     elif info.extra.get("training_seconds"):

@@ -317,8 +317,10 @@ def train(args) -> int:
     log.info("alphabet %d chars; real %d, synth %d (ratio %.2f), val %d lines; %d steps/epoch; params %d",
              len(alphabet), len(real), len(synth), ratio, len(val), steps, model.count_params())
 
-    if args.lr_schedule == "cosine" and not (args.max_steps or args.max_minutes):
-        raise SystemExit("--lr-schedule cosine needs a budget: --max-steps or --max-minutes")
+    # The cosine schedule follows whichever budget ends the run: the epochs are one (epochs x steps), and
+    # a shorter --max-steps or the clock (--max-minutes) may end it sooner. Without counting the epochs a
+    # run planned as "N epochs" with a generous time cap never decays its learning rate.
+    step_budget = min(b for b in (args.max_steps, args.epochs * steps) if b)
     stopping = (EarlyStopping.from_dict(state["stopping"]) if state.get("stopping")
                 else EarlyStopping(args.patience, args.min_steps, args.val_smoothing, best=state["best_cer"],
                                    since_best=state["since_best"]))
@@ -347,7 +349,7 @@ def train(args) -> int:
                    disable=None)
         for batch in bar:
             if args.lr_schedule == "cosine":
-                progress = run_progress(state["step"], args.max_steps, seconds_before + time.monotonic() - started,
+                progress = run_progress(state["step"], step_budget, seconds_before + time.monotonic() - started,
                                         budget)
                 trainer.learning_rate = cosine_learning_rate(args.lr, progress, args.warmup)
             loss = float(trainer.train_step(*batch))
