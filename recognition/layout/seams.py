@@ -276,36 +276,49 @@ def _zone_cost(gap: _Gap, owners: _Owners, lines: list, upper: int, lower: int, 
 
 
 def _cheapest_paths(costs: list[np.ndarray]) -> list[np.ndarray]:
-    """For each cost matrix, the row per column minimising the summed cost plus
-    STEP_COST per row moved, at most MOST_STEP rows between neighbouring
-    columns. All matrices are solved in one sweep over columns (padded with
-    impossible rows and free columns): one loop for the page, not one per cut."""
+    """For each cost matrix (rows x columns), the row per column minimising the
+    summed cost plus STEP_COST per row moved, at most MOST_STEP rows between
+    neighbouring columns.
+
+    All matrices are solved in one sweep over columns (padded with impossible
+    rows and free columns): one Python loop for the page, not one per cut. A
+    column costs three NumPy calls over every cut and row at once: the 2d+1 rows
+    a path may come from are a strided view of the previous column's totals
+    (no copy), laid out with the move as the first axis so that the cheapest
+    is an element-wise minimum of 2d+1 contiguous blocks. No choice is stored:
+    the way back re-derives it from the kept totals, comparing the same float32
+    sums in the same order, so it takes the same (first cheapest) move the
+    forward sweep's minimum came from (``_cheapest_paths_reference`` in the
+    tests is the plain loop it must agree with)."""
     n_rows = max(c.shape[0] for c in costs)
     n_cols = max(c.shape[1] for c in costs)
     n = len(costs)
+    d = MOST_STEP
+    moves = 2 * d + 1
     stacked = np.zeros((n_cols, n, n_rows), np.float32)
     for s, c in enumerate(costs):
         stacked[:, s, c.shape[0]:] = np.inf
         stacked[:c.shape[1], s, :c.shape[0]] = c.T
-    d = MOST_STEP
-    k = 2 * d + 1
-    penalty = (STEP_COST * np.abs(np.arange(-d, d + 1))).astype(np.float32)
-    padded = np.full((n, n_rows + 2 * d), np.inf, np.float32)
-    padded[:, d:d + n_rows] = stacked[0]
-    # Row r's options (coming from rows r-d..r+d) along the last axis: a strided view of padded, no copy.
-    window = np.lib.stride_tricks.sliding_window_view(padded, k, axis=1)
-    options = np.empty((n, n_rows, k), np.float32)
-    came = np.zeros((n_cols, n, n_rows), np.int8)   # the option taken, 0..2d
-    cut_index, row_index = np.arange(n)[:, None], np.arange(n_rows)[None, :]
+    penalty = (STEP_COST * np.abs(np.arange(-d, d + 1))).astype(np.float32)   # per move, rows -d..d
+    # totals[x, s, d + r]: the cheapest path of cut s ending at row r of column x; d impossible rows each side.
+    totals = np.full((n_cols, n, n_rows + 2 * d), np.inf, np.float32)
+    inner = totals[:, :, d:d + n_rows]
+    inner[0] = stacked[0]
+    # came_from[x, j, s, r] = totals[x, s, r + j] (the path moving j - d rows into row r): a view, no copy.
+    came_from = np.lib.stride_tricks.sliding_window_view(totals, n_rows, axis=2).transpose(0, 2, 1, 3)
+    options = np.empty((moves, n, n_rows), np.float32)
+    move_cost = penalty[:, None, None]
     for x in range(1, n_cols):
-        np.add(window, penalty, out=options)
-        choice = options.argmin(axis=2)
-        came[x] = choice
-        padded[:, d:d + n_rows] = options[cut_index, row_index, choice] + stacked[x]
-    came = came.astype(np.int64) - d   # rows moved
+        np.add(came_from[x - 1], move_cost, out=options)
+        np.minimum.reduce(options, axis=0, out=inner[x])
+        inner[x] += stacked[x]
+    # The way back: from the cheapest end, at each column the first of the 2d+1 moves that gives the total.
     path = np.empty((n_cols, n), np.int64)
-    path[-1] = padded[:, d:d + n_rows].argmin(axis=1)
-    every = np.arange(n)
+    path[-1] = inner[-1].argmin(axis=1)
+    flat = totals.reshape(n_cols, -1)
+    # Into flat[x]: cut s's padded row r + j is s * (n_rows + 2d) + r + j.
+    window = (np.arange(n) * (n_rows + 2 * d))[:, None] + np.arange(moves)[None, :]
     for x in range(n_cols - 1, 0, -1):
-        path[x - 1] = path[x] + came[x, every, path[x]]
+        back = flat[x - 1][window + path[x][:, None]] + penalty
+        path[x - 1] = path[x] + back.argmin(axis=1) - d
     return [path[:c.shape[1], s] for s, c in enumerate(costs)]
