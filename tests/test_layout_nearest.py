@@ -1,0 +1,56 @@
+"""The distances from marks to lines' ink, for all marks at once, against a pixel-by-pixel count."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from recognition.layout import nearest
+from recognition.layout.components import find_components
+from recognition.layout.nearest import FAR, squared_gaps_to_lines
+
+
+def _plain_squared_gaps(comps, line_of, marks, n_lines, reach):
+    """Every ink pixel within ``reach`` of each mark's box, one mark and one pixel at a time."""
+    gaps = np.full((len(marks), n_lines), FAR, np.int64)
+    ys, xs = np.nonzero(comps.labels)
+    for i, mark in enumerate(marks):
+        x0, y0, x1, y1 = comps.boxes[mark]
+        for y, x in zip(ys, xs):
+            line = line_of[comps.labels[y, x]]
+            dy, dx = max(0, y0 - y, y - (y1 - 1)), max(0, x0 - x, x - (x1 - 1))
+            if line >= 0 and dx * dx + dy * dy <= reach * reach:
+                gaps[i, line] = min(gaps[i, line], dx * dx + dy * dy)
+    return gaps
+
+
+def _speckled_page(seed: int, shape=(60, 90)):
+    rng = np.random.default_rng(seed)
+    ink = (rng.random(shape) < 0.08).astype(np.uint8)
+    ink[5:9, 3:80] = 1            # a long stroke: one component that many marks are near
+    ink[shape[0] - 6:, 40:52] = 1  # a blob at the page's foot: windows there are moved inside the page
+    comps = find_components(ink)
+    n = len(comps.boxes)
+    line_of = rng.integers(-1, 4, n)   # components on lines 0-3, or on none
+    line_of[0] = -1                    # paper
+    return comps, line_of
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_squared_gaps_match_a_pixel_by_pixel_count(seed):
+    comps, line_of = _speckled_page(seed)
+    marks = np.arange(1, len(comps.boxes))
+    for reach in (3, 7):
+        fast = squared_gaps_to_lines(comps, line_of, marks, 4, reach)
+        assert (fast == _plain_squared_gaps(comps, line_of, marks, 4, reach)).all()
+
+
+def test_marks_in_many_groups_and_a_page_smaller_than_a_window(monkeypatch):
+    """Groups of a few marks (sorted by size, each with its own window) and a page padded to hold
+    a window give the same distances."""
+    monkeypatch.setattr(nearest, "GROUP_PIXELS", 400)
+    comps, line_of = _speckled_page(5, shape=(14, 20))
+    marks = np.arange(1, len(comps.boxes))[::-1]
+    fast = squared_gaps_to_lines(comps, line_of, marks, 4, reach=9)
+    assert (fast == _plain_squared_gaps(comps, line_of, marks, 4, reach=9)).all()
+    assert (fast < FAR).any() and (fast == FAR).any()
