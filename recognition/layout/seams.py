@@ -87,12 +87,26 @@ def own_side(line, x0: int, y0: int, shape: tuple[int, int], beyond_ends: bool =
 def line_pixels(labels: np.ndarray, line, x0: int, y0: int) -> np.ndarray:
     """The line's own pixels in the label window ``labels`` at (x0, y0): its bodies and marks on its
     side of its cuts, and of the components a cut runs through, its side even past the cut's ends."""
-    own = np.isin(labels, np.concatenate([line.bodies, np.asarray(line.marks, np.int64)]))
-    pixels = own & own_side(line, x0, y0, labels.shape)
+    return line_pixels_and_side(labels, line, x0, y0)[0]
+
+
+def line_pixels_and_side(labels: np.ndarray, line, x0: int, y0: int) -> tuple[np.ndarray, np.ndarray]:
+    """``line_pixels``, and which pixels of the window lie between the line's cuts (``own_side``)."""
+    own = is_one_of(labels, np.concatenate([line.bodies, np.asarray(line.marks, np.int64)]))
+    side = own_side(line, x0, y0, labels.shape)
+    pixels = own & side
     if line.shared:
-        shared = np.isin(labels, np.asarray(line.shared, np.int64)) & ~own
+        shared = is_one_of(labels, np.asarray(line.shared, np.int64)) & ~own
         pixels |= shared & own_side(line, x0, y0, labels.shape, beyond_ends=True)
-    return pixels
+    return pixels, side
+
+
+def is_one_of(labels: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """``np.isin(labels, ids)`` for a label image, by a look-up table (isin sorts or scans the window
+    for its range first): labels past the largest id read the table's last entry, False."""
+    table = np.zeros(int(ids.max(initial=0)) + 2, bool)
+    table[ids] = True
+    return np.take(table, labels, mode="clip")
 
 
 def cut_lines(comps: Components, lines: list) -> None:
