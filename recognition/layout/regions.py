@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .components import Components
+from .components import Components, label_components
 from .lines import LineParts, region_text_height
 
 
@@ -69,7 +69,7 @@ def _runs_of_words(comps: Components, bodies: np.ndarray) -> np.ndarray:
     # (one pixel more bridged a 36-px gap between a margin number and the text block).
     reach = max(3, int(round(1.5 * h)) // 2 - 1)
     joined = cv2.dilate(half_mask, np.ones((1, reach), np.uint8))
-    _, runs, stats, _ = cv2.connectedComponentsWithStats(joined, connectivity=8)
+    _, runs, stats, _ = label_components(joined)
     run_of_pixel = np.zeros(len(comps.boxes), dtype=np.int64)
     ys, xs = np.nonzero(mask)
     run_of_pixel[comps.labels[ys, xs]] = runs[ys // 2, xs // 2]
