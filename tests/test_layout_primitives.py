@@ -68,3 +68,14 @@ def test_component_labelling_is_opencvs_default_labelling():
     assert count == ref_count > 100
     assert (labels == ref_labels).all() and (stats == ref_stats).all()
     assert np.array_equal(centroids, ref_centroids)
+
+
+def test_first_pixels_are_each_components_first_in_raster_order():
+    comps, _ = _speckled_page(11, shape=(80, 120))
+    ids = np.arange(1, len(comps.boxes))[::-1]
+    rows, cols = comps.first_pixels(ids)
+    ys, xs = np.nonzero(comps.labels)   # raster order
+    first = {}
+    for y, x in zip(ys, xs):
+        first.setdefault(int(comps.labels[y, x]), (y, x))
+    assert [(int(r), int(c)) for r, c in zip(rows, cols)] == [first[int(i)] for i in ids]

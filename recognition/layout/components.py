@@ -33,6 +33,19 @@ class Components:
     def widths(self, ids: np.ndarray) -> np.ndarray:
         return self.boxes[ids, 2] - self.boxes[ids, 0]
 
+    def first_pixels(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(rows, columns) of each component's first pixel in raster order: the first of its
+        box's top row that is its own (the top row always holds one). Read off the top rows of the
+        boxes only, not by listing every pixel of the page."""
+        boxes = self.boxes[ids]
+        widths = boxes[:, 2] - boxes[:, 0]
+        which = np.repeat(np.arange(len(ids)), widths)       # the top rows, one after the other
+        cols = np.repeat(boxes[:, 0] - (np.cumsum(widths) - widths), widths) + np.arange(widths.sum())
+        rows = np.repeat(boxes[:, 1], widths)
+        own = np.flatnonzero(self.labels[rows, cols] == np.asarray(ids)[which])
+        first = own[np.r_[True, which[own][1:] != which[own][:-1]]]
+        return rows[first], cols[first]
+
 
 def label_components(ink: np.ndarray) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
     """``cv2.connectedComponentsWithStats(ink, connectivity=8)``, by Grana's 2x2-block algorithm:

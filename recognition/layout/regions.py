@@ -58,7 +58,7 @@ def _runs_of_words(comps: Components, bodies: np.ndarray) -> np.ndarray:
     h = comps.text_height
     is_body = np.zeros(len(comps.boxes), bool)
     is_body[bodies] = True
-    mask = is_body[comps.labels]   # a table lookup per pixel: np.isin sorts the whole page's labels
+    mask = np.take(is_body, comps.labels)   # a table look-up per pixel: np.isin sorts the whole page's labels
     height, width = mask.shape
     half_mask = np.zeros(((height + 1) // 2, (width + 1) // 2), np.uint8)
     for dy in (0, 1):
@@ -70,10 +70,10 @@ def _runs_of_words(comps: Components, bodies: np.ndarray) -> np.ndarray:
     reach = max(3, int(round(1.5 * h)) // 2 - 1)
     joined = cv2.dilate(half_mask, np.ones((1, reach), np.uint8))
     _, runs, stats, _ = label_components(joined)
-    run_of_pixel = np.zeros(len(comps.boxes), dtype=np.int64)
-    ys, xs = np.nonzero(mask)
-    run_of_pixel[comps.labels[ys, xs]] = runs[ys // 2, xs // 2]
-    run = run_of_pixel[bodies]
+    # A body is connected, and stays so halved and dilated: all of it lies in one run, that of any one
+    # of its pixels.
+    ys, xs = comps.first_pixels(bodies)
+    run = runs[ys // 2, xs // 2]
     half = reach // 2
     return 2 * np.stack([stats[run, 0] + half, stats[run, 0] + stats[run, 2] - half], axis=1)
 
