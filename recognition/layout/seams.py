@@ -129,16 +129,16 @@ def cut_lines(comps: Components, lines: list) -> None:
     if not pairs:
         return
     grid = _Grid(h)
-    gaps = [_Gap(comps, order[k], order[j], x0, x1, grid) for k, j, x0, x1 in pairs]
+    gaps = _Gaps(comps, order, pairs, grid)
     for _ in range(ROUNDS):
         for line in order:
             line.shared.clear()
         heights = _mark_heights(comps, order)
         owners = _Owners(comps, order)
-        zones = [_zone_cost(gap, owners, order, k, j, heights, grid) for gap, (k, j, _, _) in zip(gaps, pairs)]
-        paths = _cheapest_paths([cost for _, cost in zones])
-        cuts = [Cut(x0, rows[path].repeat(grid.columns)[:x1 - x0])
-                for (_, _, x0, x1), (rows, _), path in zip(pairs, zones, paths)]
+        rows, costs = gaps.costs(owners, order, heights)
+        paths = _cheapest_stacked_paths(costs)
+        cuts = [Cut(x0, rows[s][paths[:, s]].repeat(grid.columns)[:x1 - x0])
+                for s, (_, _, x0, x1) in enumerate(pairs)]
         moved = [_settle_marks(comps, order[k], order[j], cut) for (k, j, _, _), cut in zip(pairs, cuts)]
         if not any(moved):   # the same marks, so the same costs: another round would find the same cuts
             break
@@ -240,101 +240,134 @@ class _Grid:
         self.rows = max(1, int(round(text_height / 26)))
 
     def pooled(self, a: np.ndarray) -> np.ndarray:
-        """Sums over each group of columns (strided sums: faster than summing a short last axis)."""
-        return sum(a[:, i::self.columns] for i in range(self.columns))
-
-
-class _Gap:
-    """The rows between two lines a cut may take (from the upper line's letter
-    band bottom to the lower's band top) over columns [x0, x1), and what does
-    not change from one round to the next: the labels there and the ink a cut
-    at each row would run through."""
-
-    def __init__(self, comps: Components, upper, lower, x0: int, x1: int, grid: _Grid):
-        self.top = upper.core[1] + 1
-        self.bottom = max(self.top + 1, lower.core[0])
-        width = x1 - x0
-        self.labels = np.zeros((self.bottom - self.top, width + (-width % grid.columns)), comps.labels.dtype)
-        self.labels[:, :width] = comps.labels[self.top:self.bottom, x0:x1]
-        # Cutting at r parts rows r-1 and r: through ink where both are one component.
-        through = np.zeros(self.labels.shape, np.float32)
-        through[1:] = (self.labels[1:] > 0) & (self.labels[1:] == self.labels[:-1])
-        self.through = np.vstack([grid.pooled(through), np.zeros((1, through.shape[1] // grid.columns), np.float32)])
+        """Sums over each group of columns, the last axis (strided sums: faster than summing a short axis)."""
+        return sum(a[..., i::self.columns] for i in range(self.columns))
 
 
 # What a pixel in a gap is, for the cut between its upper and its lower line.
 NEITHER, UPPER_BODY, UPPER_MARK, LOWER_BODY, LOWER_MARK = range(5)
 
 
-def _zone_cost(gap: _Gap, owners: _Owners, lines: list, upper: int, lower: int, heights: MarkHeights,
-               grid: _Grid) -> tuple[np.ndarray, np.ndarray]:
-    """The rows a cut may take between two lines and its cost at each, per
-    group of ``grid.columns`` columns."""
-    top, bottom, labels = gap.top, gap.bottom, gap.labels
-    n_rows = bottom - top
-    # Where a line's marks usually lie, measured from its baseline over the
-    # page: a mark's pixel left to the line whose marks seldom lie there costs.
-    ys = np.arange(top, bottom)
-    prefer_upper = heights.log_p(ys - lines[upper].baseline) - heights.log_p(ys - lines[lower].baseline)
-    to_upper = (POSITION_WEIGHT * np.maximum(0.0, prefer_upper)).astype(np.float32)
-    to_lower = (POSITION_WEIGHT * np.maximum(0.0, -prefer_upper)).astype(np.float32)
-    # What a pixel costs left on the wrong side, by what it is and its row: up_weight is paid for a pixel
-    # left below the cut, down_weight above it (a pixel of a line's body or mark its wrong-side weight,
-    # a mark's of either line its row's position cost on top).
-    up_weight, down_weight = np.zeros((2, 5, n_rows), np.float32)
-    up_weight[UPPER_BODY] = BODY_ON_WRONG_SIDE
-    up_weight[UPPER_MARK] = np.float32(MARK_ON_WRONG_SIDE) + to_upper
-    up_weight[LOWER_MARK] = to_upper
-    down_weight[LOWER_BODY] = BODY_ON_WRONG_SIDE
-    down_weight[LOWER_MARK] = np.float32(MARK_ON_WRONG_SIDE) + to_lower
-    down_weight[UPPER_MARK] = to_lower
-    kind = np.full(len(owners.line), NEITHER, np.int32)
-    kind[owners.line == upper] = np.where(owners.body[owners.line == upper], UPPER_BODY, UPPER_MARK)
-    kind[owners.line == lower] = np.where(owners.body[owners.line == lower], LOWER_BODY, LOWER_MARK)
-    # Each pixel's entry in the (kind, row) tables: one look-up through the labels, then two small takes.
-    entry = np.take(kind * n_rows, labels)
-    entry += np.arange(n_rows, dtype=np.int32)[:, None]
-    up_weight, down_weight = grid.pooled(np.take(up_weight, entry)), grid.pooled(np.take(down_weight, entry))
-    up_below = np.zeros((n_rows + 1, up_weight.shape[1]), np.float32)     # upper ink at rows >= r
-    down_above = np.zeros((n_rows + 1, up_weight.shape[1]), np.float32)   # lower ink at rows < r
-    # Running sums row by row: np.cumsum down the rows of a wide array runs column by column, 2-4x slower.
-    up_below[n_rows - 1] = up_weight[n_rows - 1]
-    for r in range(n_rows - 2, -1, -1):
-        np.add(up_below[r + 1], up_weight[r], out=up_below[r])
-    down_above[1] = down_weight[0]
-    for r in range(1, n_rows):
-        np.add(down_above[r], down_weight[r], out=down_above[r + 1])
-    middle = (bottom - top) / 2.0
-    pull = grid.columns * MIDDLE_PULL * ((np.arange(bottom - top + 1) - middle) / max(1.0, middle)) ** 2
-    cost = up_below + down_above + CUT_THROUGH_INK * gap.through + pull[:, None].astype(np.float32)
-    rows = np.arange(0, bottom - top + 1, grid.rows)
-    return top + rows, cost[rows]
+class _Gaps:
+    """The page's gaps between neighbouring lines a cut may take, each from the
+    upper line's letter band bottom to the lower's band top over the columns
+    both lines have text in. Kept from one round to the next: the labels there
+    and the ink a cut at each row would run through. Costs come out stacked
+    (padded to the tallest and widest gap) for the page's one DP sweep."""
+
+    def __init__(self, comps: Components, lines: list, pairs: list, grid: _Grid):
+        self.grid = grid
+        self.upper = np.array([k for k, _, _, _ in pairs])
+        self.lower = np.array([j for _, j, _, _ in pairs])
+        self.top = np.array([lines[k].core[1] + 1 for k in self.upper])
+        self.n_rows = np.maximum(1, np.array([lines[j].core[0] for j in self.lower]) - self.top)
+        self.n_groups = np.array([-(-(x1 - x0) // grid.columns) for _, _, x0, x1 in pairs])   # pooled columns
+        self.labels = []
+        # Row-major over gaps (rows x gaps x groups): the running sums down the rows add whole blocks.
+        self.through = np.zeros((int(self.n_rows.max()) + 1, len(pairs), int(self.n_groups.max())), np.float32)
+        for s, (_, _, x0, x1) in enumerate(pairs):
+            labels = np.zeros((self.n_rows[s], self.n_groups[s] * grid.columns), comps.labels.dtype)
+            labels[:, :x1 - x0] = comps.labels[self.top[s]:self.top[s] + self.n_rows[s], x0:x1]
+            self.labels.append(labels)
+            # Cutting at r parts rows r-1 and r: through ink where both are one component.
+            through = np.zeros(labels.shape, np.float32)
+            through[1:] = (labels[1:] > 0) & (labels[1:] == labels[:-1])
+            self.through[:self.n_rows[s], s, :self.n_groups[s]] = grid.pooled(through)
+        middle = self.n_rows / 2.0
+        rows = np.arange(len(self.through))
+        pull = grid.columns * MIDDLE_PULL * ((rows[:, None] - middle[None, :]) / np.maximum(1.0, middle)[None, :]) ** 2
+        self.pull = pull.astype(np.float32)[:, :, None]
+
+    def costs(self, owners: _Owners, lines: list, heights: MarkHeights) -> tuple[np.ndarray, np.ndarray]:
+        """The page rows a cut may take in each gap (gaps x rows) and its cost at each, per group of
+        ``grid.columns`` columns, as ``_cheapest_stacked_paths`` takes them (groups x gaps x rows): rows
+        past a gap's own impossible (inf), groups past its width free (0)."""
+        n, rows, groups = len(self.labels), int(self.n_rows.max()), self.through.shape[2]
+        steps = np.arange(rows)
+        # Where a line's marks usually lie, measured from its baseline over the
+        # page: a mark's pixel left to the line whose marks seldom lie there costs.
+        ys = self.top[:, None] + steps
+        baselines = np.array([line.baseline for line in lines])
+        prefer_upper = (heights.log_p(ys - baselines[self.upper][:, None])
+                        - heights.log_p(ys - baselines[self.lower][:, None]))
+        to_upper = (POSITION_WEIGHT * np.maximum(0.0, prefer_upper)).astype(np.float32)
+        to_lower = (POSITION_WEIGHT * np.maximum(0.0, -prefer_upper)).astype(np.float32)
+        # What a pixel costs left on the wrong side, by gap, what it is and its row: the real part is paid
+        # for a pixel left below the cut (upper ink), the imaginary part above it (lower ink); a pixel of a
+        # line's body or mark costs its wrong-side weight, a mark's of either line its row's position cost
+        # on top. Complex, so one look-up and one pooling serve both (complex sums are the two sums).
+        weight = np.zeros((n, 5, rows), np.complex64)
+        weight.real[:, UPPER_BODY] = BODY_ON_WRONG_SIDE
+        weight.real[:, UPPER_MARK] = np.float32(MARK_ON_WRONG_SIDE) + to_upper
+        weight.real[:, LOWER_MARK] = to_upper
+        weight.imag[:, LOWER_BODY] = BODY_ON_WRONG_SIDE
+        weight.imag[:, LOWER_MARK] = np.float32(MARK_ON_WRONG_SIDE) + to_lower
+        weight.imag[:, UPPER_MARK] = to_lower
+        on_upper = owners.line[None, :] == self.upper[:, None]          # gaps x components
+        on_lower = owners.line[None, :] == self.lower[:, None]
+        kind = np.where(on_upper, np.where(owners.body, UPPER_BODY, UPPER_MARK),
+                        np.where(on_lower, np.where(owners.body, LOWER_BODY, LOWER_MARK), NEITHER))
+        pooled = np.zeros((rows, n, groups), np.complex64)
+        # Gap by gap (a gap's pixels stay in the CPU's cache; stacked they do not, and it was 2x slower):
+        # each pixel's entry in its gap's (kind, row) table, one look-up through the labels.
+        for s, labels in enumerate(self.labels):
+            height = len(labels)
+            index = np.int16 if 5 * height < 2 ** 15 else np.int32
+            entry = np.take((kind[s] * height).astype(index), labels)
+            entry += steps[:height, None].astype(index)
+            table = np.ascontiguousarray(weight[s, :, :height])
+            pooled[:height, s, :self.n_groups[s]] = self.grid.pooled(np.take(table, entry))
+        up_weight, down_weight = pooled.real.copy(), pooled.imag.copy()
+        # Running sums row by row (np.cumsum down the rows runs column by column, 2-4x slower): a gap's
+        # padding rows are paper and add nothing.
+        up_below = np.zeros((rows + 1, n, groups), np.float32)     # upper ink at rows >= r
+        down_above = np.zeros((rows + 1, n, groups), np.float32)   # lower ink at rows < r
+        for r in range(rows - 1, -1, -1):
+            np.add(up_below[r + 1], up_weight[r], out=up_below[r])
+        for r in range(rows):
+            np.add(down_above[r], down_weight[r], out=down_above[r + 1])
+        cost = up_below + down_above + CUT_THROUGH_INK * self.through + self.pull
+        kept = np.arange(0, rows + 1, self.grid.rows)
+        cost = cost[kept]
+        for s in range(n):
+            cost[:, s, self.n_groups[s]:] = 0.0
+            cost[kept > self.n_rows[s], s, :] = np.inf
+        return self.top[:, None] + kept, np.ascontiguousarray(cost.transpose(2, 1, 0))
 
 
 def _cheapest_paths(costs: list[np.ndarray]) -> list[np.ndarray]:
     """For each cost matrix (rows x columns), the row per column minimising the
     summed cost plus STEP_COST per row moved, at most MOST_STEP rows between
-    neighbouring columns.
-
-    All matrices are solved in one sweep over columns (padded with impossible
-    rows and free columns): one Python loop for the page, not one per cut. A
-    column costs three NumPy calls over every cut and row at once: the 2d+1 rows
-    a path may come from are a strided view of the previous column's totals
-    (no copy), laid out with the move as the first axis so that the cheapest
-    is an element-wise minimum of 2d+1 contiguous blocks. No choice is stored:
-    the way back re-derives it from the kept totals, comparing the same float32
-    sums in the same order, so it takes the same (first cheapest) move the
-    forward sweep's minimum came from (``_cheapest_paths_reference`` in the
-    tests is the plain loop it must agree with)."""
+    neighbouring columns (``_cheapest_stacked_paths`` on the matrices stacked)."""
     n_rows = max(c.shape[0] for c in costs)
     n_cols = max(c.shape[1] for c in costs)
-    n = len(costs)
-    d = MOST_STEP
-    moves = 2 * d + 1
-    stacked = np.zeros((n_cols, n, n_rows), np.float32)
+    stacked = np.zeros((n_cols, len(costs), n_rows), np.float32)
     for s, c in enumerate(costs):
         stacked[:, s, c.shape[0]:] = np.inf
         stacked[:c.shape[1], s, :c.shape[0]] = c.T
+    path = _cheapest_stacked_paths(stacked)
+    return [path[:c.shape[1], s] for s, c in enumerate(costs)]
+
+
+def _cheapest_stacked_paths(stacked: np.ndarray) -> np.ndarray:
+    """The cheapest path through each of several cost matrices stacked as
+    (columns x matrices x rows), padded with impossible rows (inf) and free
+    columns (0): the row per column (columns x matrices) minimising the summed
+    cost plus STEP_COST per row moved, at most MOST_STEP rows between
+    neighbouring columns.
+
+    All matrices are solved in one sweep over columns: one Python loop for the
+    page, not one per cut. A column costs three NumPy calls over every cut and
+    row at once: the 2d+1 rows a path may come from are a strided view of the
+    previous column's totals (no copy), laid out with the move as the first
+    axis so that the cheapest is an element-wise minimum of 2d+1 contiguous
+    blocks. No choice is stored: the way back re-derives it from the kept
+    totals, comparing the same float32 sums in the same order, so it takes the
+    same (first cheapest) move the forward sweep's minimum came from
+    (``_cheapest_paths_reference`` in the tests is the plain loop it must agree with)."""
+    n_cols, n, n_rows = stacked.shape
+    d = MOST_STEP
+    moves = 2 * d + 1
     penalty = (STEP_COST * np.abs(np.arange(-d, d + 1))).astype(np.float32)   # per move, rows -d..d
     # totals[x, s, d + r]: the cheapest path of cut s ending at row r of column x; d impossible rows each side.
     totals = np.full((n_cols, n, n_rows + 2 * d), np.inf, np.float32)
@@ -357,4 +390,4 @@ def _cheapest_paths(costs: list[np.ndarray]) -> list[np.ndarray]:
     for x in range(n_cols - 1, 0, -1):
         back = flat[x - 1][window + path[x][:, None]] + penalty
         path[x - 1] = path[x] + back.argmin(axis=1) - d
-    return [path[:c.shape[1], s] for s, c in enumerate(costs)]
+    return path
