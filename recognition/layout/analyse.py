@@ -6,12 +6,12 @@ import cv2
 import numpy as np
 
 from .binarise import binarise, flatten
-from .components import Components, find_components
+from .components import Components, find_components, is_one_of
 from .deskew import estimate_skew, rotate, rotation
 from .lines import LineParts, assign_marks, find_lines
 from .model import READING_ORDER, LayoutLine, LayoutRegion, PageLayout, RegionKind
 from .regions import footnotes_without_rule, group_bodies, running_header_without_rule
-from .seams import cut_lines, is_one_of, line_pixels_and_side
+from .seams import cut_lines, line_pixels_and_side
 
 # Pages are analysed at most this many pixels on their long side: a 600-dpi
 # scan is halved (about 320 dpi for a book page), which keeps every dot and

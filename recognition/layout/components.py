@@ -47,6 +47,14 @@ class Components:
         return rows[first], cols[first]
 
 
+def is_one_of(labels: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """``np.isin(labels, ids)`` for a label image, by a look-up table (isin sorts or scans the window
+    for its range first): labels past the largest id read the table's last entry, False."""
+    table = np.zeros(int(ids.max(initial=0)) + 2, bool)
+    table[ids] = True
+    return np.take(table, labels, mode="clip")
+
+
 def label_components(ink: np.ndarray) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
     """``cv2.connectedComponentsWithStats(ink, connectivity=8)``, by Grana's 2x2-block algorithm:
     the same labels (numbered in raster order), boxes, areas and centroids as OpenCV's default

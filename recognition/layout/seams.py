@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .components import Components
+from .components import Components, is_one_of
 
 # Cost, per pixel, of leaving a letter body's ink on the other line's side of
 # the cut: high, since bodies were given to lines whole and reliably.
@@ -99,14 +99,6 @@ def line_pixels_and_side(labels: np.ndarray, line, x0: int, y0: int) -> tuple[np
         shared = is_one_of(labels, np.asarray(line.shared, np.int64)) & ~own
         pixels |= shared & own_side(line, x0, y0, labels.shape, beyond_ends=True)
     return pixels, side
-
-
-def is_one_of(labels: np.ndarray, ids: np.ndarray) -> np.ndarray:
-    """``np.isin(labels, ids)`` for a label image, by a look-up table (isin sorts or scans the window
-    for its range first): labels past the largest id read the table's last entry, False."""
-    table = np.zeros(int(ids.max(initial=0)) + 2, bool)
-    table[ids] = True
-    return np.take(table, labels, mode="clip")
 
 
 def cut_lines(comps: Components, lines: list) -> None:
