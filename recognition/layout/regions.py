@@ -56,15 +56,12 @@ def _runs_of_words(comps: Components, bodies: np.ndarray) -> np.ndarray:
     resolution (a gap of 1.5 text heights is 20 px or more there): a quarter of
     the work of a full-page labelling."""
     h = comps.text_height
-    is_body = np.zeros(len(comps.boxes), bool)
-    is_body[bodies] = True
+    is_body = np.zeros(len(comps.boxes), np.uint8)
+    is_body[bodies] = 1
     mask = np.take(is_body, comps.labels)   # a table look-up per pixel: np.isin sorts the whole page's labels
-    height, width = mask.shape
-    half_mask = np.zeros(((height + 1) // 2, (width + 1) // 2), np.uint8)
-    for dy in (0, 1):
-        for dx in (0, 1):
-            part = mask[dy::2, dx::2]
-            half_mask[:part.shape[0], :part.shape[1]] |= part
+    # Each half-resolution pixel is body ink if any of its four is: the maximum over a 2x2 block
+    # anchored at its top-left pixel, read at every other row and column (past the page's edge: paper).
+    half_mask = np.ascontiguousarray(cv2.dilate(mask, np.ones((2, 2), np.uint8), anchor=(0, 0))[::2, ::2])
     # The full-resolution reach, halved, less the half pixel by which pooling may widen ink on each side
     # (one pixel more bridged a 36-px gap between a margin number and the text block).
     reach = max(3, int(round(1.5 * h)) // 2 - 1)
