@@ -33,11 +33,17 @@ def estimate_skew(ink: np.ndarray, max_degrees: float = MAX_SKEW_DEGREES) -> flo
     xs = xs.astype(np.float64) - ink.shape[1] / 2
     ys = ys.astype(np.float64)
 
-    def sharpness(degrees: float) -> float:
-        a = np.deg2rad(degrees)
-        rows = np.round(ys * np.cos(a) + xs * np.sin(a)).astype(np.int64)
-        profile = np.bincount(rows - rows.min()).astype(np.float64)
-        return float(np.sum(np.diff(profile) ** 2))
+    scores: dict[float, int] = {}   # the fine sweep's ends and middle are coarse angles: scored once
+
+    def sharpness(degrees: float) -> int:
+        if degrees not in scores:
+            a = np.deg2rad(degrees)
+            projected = ys * np.cos(a)
+            projected += xs * np.sin(a)
+            rows = np.rint(projected, out=projected).astype(np.int64)
+            steps = np.diff(np.bincount(rows - rows.min()))
+            scores[degrees] = int(steps @ steps)   # whole numbers: exact
+        return scores[degrees]
 
     coarse = np.arange(-max_degrees, max_degrees + 1e-9, COARSE_STEP)
     best = max(coarse, key=sharpness)
