@@ -58,24 +58,17 @@ def test_marks_in_many_groups_and_a_page_smaller_than_a_window(monkeypatch):
 
 
 def test_component_labelling_is_opencvs_default_labelling():
-    """Grana's algorithm must number components as the default does (raster order): marks, bodies
-    and lines are sorted and tie-broken by label further on."""
+    """Into 16-bit labels, or 32-bit ones past 65 534 components, components must be numbered as
+    OpenCV's default does (raster order): marks, bodies and lines are sorted and tie-broken by label."""
     rng = np.random.default_rng(7)
-    ink = (rng.random((301, 457)) < 0.3).astype(np.uint8)
-    ink[100:140, 20:400] = 1
-    count, labels, stats, centroids = label_components(ink)
-    ref_count, ref_labels, ref_stats, ref_centroids = cv2.connectedComponentsWithStats(ink, connectivity=8)
-    assert count == ref_count > 100
-    assert (labels == ref_labels).all() and (stats == ref_stats).all()
-    assert np.array_equal(centroids, ref_centroids)
-
-
-def test_first_pixels_are_each_components_first_in_raster_order():
-    comps, _ = _speckled_page(11, shape=(80, 120))
-    ids = np.arange(1, len(comps.boxes))[::-1]
-    rows, cols = comps.first_pixels(ids)
-    ys, xs = np.nonzero(comps.labels)   # raster order
-    first = {}
-    for y, x in zip(ys, xs):
-        first.setdefault(int(comps.labels[y, x]), (y, x))
-    assert [(int(r), int(c)) for r, c in zip(rows, cols)] == [first[int(i)] for i in ids]
+    few = (rng.random((301, 457)) < 0.3).astype(np.uint8)
+    few[100:140, 20:400] = 1
+    many = np.zeros((600, 600), np.uint8)
+    many[::2, ::2] = 1                      # 90 000 single-pixel components
+    for ink, dtype in ((few, np.uint16), (many, np.int32)):
+        count, labels, stats, centroids = label_components(ink)
+        ref_count, ref_labels, ref_stats, ref_centroids = cv2.connectedComponentsWithStats(ink, connectivity=8)
+        assert labels.dtype == dtype
+        assert count == ref_count > 100
+        assert (labels == ref_labels).all() and (stats == ref_stats).all()
+        assert np.array_equal(centroids, ref_centroids)
