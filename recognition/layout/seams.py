@@ -149,28 +149,33 @@ def _settle_marks(comps: Components, upper, lower, cut: Cut) -> bool:
     a component the cut runs through is drawn by both lines, each its side.
     Whether any mark changed line."""
     reach = int(np.ceil(comps.text_height))
-    top = max(0, int(cut.rows.min()) - reach)
-    bottom = min(comps.labels.shape[0], int(cut.rows.max()) + reach)
+    highest, lowest = int(cut.rows.min()), int(cut.rows.max())
+    top = max(0, highest - reach)
+    bottom = min(comps.labels.shape[0], lowest + reach)
     window = comps.labels[top:bottom, cut.x0:cut.x1]
-    below = np.arange(top, bottom)[:, None] >= cut.rows[None, :]
     n = len(comps.boxes)
     # Ink of each component on each side of the cut; the window reaches a text
-    # height past the cut both ways, as far as a mark or a descender can.
-    under = np.bincount(window[below], minlength=n)
-    over = np.bincount(window.ravel(), minlength=n) - under
+    # height past the cut both ways, as far as a mark or a descender can. Rows
+    # above the cut's highest row are all over it, rows from its lowest on all
+    # under it: only the band between is split column by column.
+    band = window[highest - top:lowest - top]
+    below = np.arange(highest, lowest)[:, None] >= cut.rows[None, :]
+    under = np.bincount(window[lowest - top:].ravel(), minlength=n) + np.bincount(band[below], minlength=n)
+    over = np.bincount(window[:highest - top].ravel(), minlength=n) + np.bincount(band[~below], minlength=n)
     under[0] = over[0] = 0
     changed = False
     for line, other, wrong in ((upper, lower, under), (lower, upper, over)):
         marks = np.asarray(line.marks, np.int64)
         moving = marks[wrong[marks] > 0.5 * comps.areas[marks]] if len(marks) else marks
-        split = [int(c) for c in np.concatenate([line.bodies, marks]) if wrong[c] > 0]
-        if len(moving):
+        ids = np.concatenate([line.bodies, marks])
+        split = ids[wrong[ids] > 0].tolist()
+        gone = set(moving.tolist())
+        if gone:
             changed = True
-            gone = set(moving.tolist())
             line.marks[:] = [c for c in line.marks if c not in gone]
-            other.marks.extend(int(c) for c in moving)
+            other.marks.extend(moving.tolist())
         for c in split:
-            if c in set(moving.tolist()):
+            if c in gone:
                 if wrong[c] < comps.areas[c]:
                     line.shared.append(c)
             else:
