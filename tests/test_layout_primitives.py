@@ -72,3 +72,13 @@ def test_component_labelling_is_opencvs_default_labelling():
         assert count == ref_count > 100
         assert (labels == ref_labels).all() and (stats == ref_stats).all()
         assert np.array_equal(centroids, ref_centroids)
+
+
+def test_a_level_page_needs_no_warp():
+    """analyse_layout skips rotating a page whose skew is 0: OpenCV's warp by the identity must copy it."""
+    from recognition.layout.deskew import rotate, rotation
+
+    page = np.random.default_rng(1).integers(0, 256, (301, 517), dtype=np.uint8)
+    matrix, size = rotation(page.shape, -0.0)
+    assert size == (517, 301)
+    assert np.array_equal(rotate(page, matrix, size, fill=255), page)

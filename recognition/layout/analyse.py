@@ -30,7 +30,8 @@ def analyse_layout(grey: np.ndarray, max_side: int = MAX_ANALYSIS_SIDE) -> PageL
     flat = flatten(work)
     angle = estimate_skew(binarise(flat))
     matrix, size = rotation(flat.shape, -angle)   # turn it back level
-    level = rotate(flat, matrix, size, fill=255)
+    # A level page is its own rotation (OpenCV's identity warp copies every pixel): skip the warp.
+    level = flat if angle == 0 else rotate(flat, matrix, size, fill=255)
     comps = find_components(binarise(level))
     to_page = _PageMapping(cv2.invertAffineTransform(matrix), scale)
     if len(comps.bodies) == 0:
