@@ -82,3 +82,14 @@ def test_a_level_page_needs_no_warp():
     matrix, size = rotation(page.shape, -0.0)
     assert size == (517, 301)
     assert np.array_equal(rotate(page, matrix, size, fill=255), page)
+
+
+def test_first_pixels_are_each_components_first_in_raster_order():
+    comps, _ = _speckled_page(11, shape=(80, 120))
+    ids = np.arange(1, len(comps.boxes))[::-1]
+    rows, cols = comps.first_pixels(ids)
+    ys, xs = np.nonzero(comps.labels)   # raster order
+    first = {}
+    for y, x in zip(ys, xs):
+        first.setdefault(int(comps.labels[y, x]), (y, x))
+    assert [(int(r), int(c)) for r, c in zip(rows, cols)] == [first[int(i)] for i in ids]
