@@ -382,10 +382,10 @@ def _cheapest_stacked_paths(stacked: np.ndarray) -> np.ndarray:
     came_from = np.lib.stride_tricks.sliding_window_view(totals, n_rows, axis=2).transpose(0, 2, 1, 3)
     options = np.empty((moves, n, n_rows), np.float32)
     move_cost = penalty[:, None, None]
-    for x in range(1, n_cols):
-        np.add(came_from[x - 1], move_cost, out=options)
-        np.minimum.reduce(options, axis=0, out=inner[x])
-        inner[x] += stacked[x]
+    for before, here, cost in zip(came_from[:-1], inner[1:], stacked[1:]):   # columns 1.. (views made once)
+        np.add(before, move_cost, out=options)
+        np.minimum.reduce(options, axis=0, out=here)
+        np.add(here, cost, out=here)
     # The way back: from the cheapest end, at each column the first of the 2d+1 moves that gives the total.
     path = np.empty((n_cols, n), np.int64)
     path[-1] = inner[-1].argmin(axis=1)
