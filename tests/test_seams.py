@@ -9,7 +9,8 @@ import pytest
 
 from recognition.layout.components import find_components
 from recognition.layout.lines import assign_marks, find_lines
-from recognition.layout.seams import MOST_STEP, STEP_COST, _cheapest_paths, cut_lines, line_pixels, own_side
+from recognition.layout.cheapest_paths import cheapest_paths
+from recognition.layout.seams import MOST_STEP, STEP_COST, cut_lines, line_pixels, own_side
 
 
 def _two_interleaved_lines() -> tuple[np.ndarray, dict[str, tuple[slice, slice]]]:
@@ -130,7 +131,7 @@ def test_the_page_wide_dp_finds_the_same_cuts_as_a_plain_loop():
     costs = [rng.random((rows, cols)).astype(np.float32) * 4
              for rows, cols in ((9, 40), (3, 25), (14, 7), (1, 12), (6, 1))]
     costs.append(np.round(rng.random((8, 30)) * 3).astype(np.float32))   # whole numbers: many ties
-    for fast, plain, cost in zip(_cheapest_paths(costs), _cheapest_paths_reference(costs), costs):
+    for fast, plain, cost in zip(cheapest_paths(costs, MOST_STEP, STEP_COST), _cheapest_paths_reference(costs), costs):
         assert fast.shape == (cost.shape[1],)
         assert (fast == plain).all()
         assert np.abs(np.diff(fast)).max(initial=0) <= MOST_STEP and fast.min() >= 0 and fast.max() < cost.shape[0]
@@ -141,7 +142,7 @@ def test_the_dp_cut_is_the_cheapest_of_all_cuts():
     rng = np.random.default_rng(3)
     for rows, cols in ((5, 4), (7, 3), (2, 6)):
         cost = rng.random((rows, cols)).astype(np.float32) * 3
-        (path,) = _cheapest_paths([cost])
+        (path,) = cheapest_paths([cost], MOST_STEP, STEP_COST)
         best = min(_path_cost(cost, np.array(p)) for p in itertools.product(range(rows), repeat=cols)
                    if np.abs(np.diff(p)).max(initial=0) <= MOST_STEP)
         assert _path_cost(cost, path) == pytest.approx(best, abs=1e-4)

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .cheapest_paths import cheapest_stacked_paths
 from .components import Components, is_one_of
 
 # Cost, per pixel, of leaving a letter body's ink on the other line's side of
@@ -132,7 +133,7 @@ def cut_lines(comps: Components, lines: list) -> None:
         heights = _mark_heights(comps, order)
         owners = _Owners(comps, order)
         rows, costs = gaps.costs(owners, order, heights)
-        paths = _cheapest_stacked_paths(costs)
+        paths = cheapest_stacked_paths(costs, MOST_STEP, STEP_COST)
         cuts = [Cut(x0, rows[s][paths[:, s]].repeat(grid.columns)[:x1 - x0])
                 for s, (_, _, x0, x1) in enumerate(pairs)]
         moved = [_settle_marks(comps, order[k], order[j], cut) for (k, j, _, _), cut in zip(pairs, cuts)]
@@ -282,7 +283,7 @@ class _Gaps:
 
     def costs(self, owners: _Owners, lines: list, heights: MarkHeights) -> tuple[np.ndarray, np.ndarray]:
         """The page rows a cut may take in each gap (gaps x rows) and its cost at each, per group of
-        ``grid.columns`` columns, as ``_cheapest_stacked_paths`` takes them (groups x gaps x rows): rows
+        ``grid.columns`` columns, as ``cheapest_stacked_paths`` takes them (groups x gaps x rows): rows
         past a gap's own impossible (inf), groups past its width free (0)."""
         n, rows, groups = len(self.labels), int(self.n_rows.max()), self.through.shape[2]
         steps = np.arange(rows)
@@ -338,61 +339,3 @@ class _Gaps:
             cost[:, s, self.n_groups[s]:] = 0.0
             cost[kept > self.n_rows[s], s, :] = np.inf
         return self.top[:, None] + kept, np.ascontiguousarray(cost.transpose(2, 1, 0))
-
-
-def _cheapest_paths(costs: list[np.ndarray]) -> list[np.ndarray]:
-    """For each cost matrix (rows x columns), the row per column minimising the
-    summed cost plus STEP_COST per row moved, at most MOST_STEP rows between
-    neighbouring columns (``_cheapest_stacked_paths`` on the matrices stacked)."""
-    n_rows = max(c.shape[0] for c in costs)
-    n_cols = max(c.shape[1] for c in costs)
-    stacked = np.zeros((n_cols, len(costs), n_rows), np.float32)
-    for s, c in enumerate(costs):
-        stacked[:, s, c.shape[0]:] = np.inf
-        stacked[:c.shape[1], s, :c.shape[0]] = c.T
-    path = _cheapest_stacked_paths(stacked)
-    return [path[:c.shape[1], s] for s, c in enumerate(costs)]
-
-
-def _cheapest_stacked_paths(stacked: np.ndarray) -> np.ndarray:
-    """The cheapest path through each of several cost matrices stacked as
-    (columns x matrices x rows), padded with impossible rows (inf) and free
-    columns (0): the row per column (columns x matrices) minimising the summed
-    cost plus STEP_COST per row moved, at most MOST_STEP rows between
-    neighbouring columns.
-
-    All matrices are solved in one sweep over columns: one Python loop for the
-    page, not one per cut. A column costs three NumPy calls over every cut and
-    row at once: the 2d+1 rows a path may come from are a strided view of the
-    previous column's totals (no copy), laid out with the move as the first
-    axis so that the cheapest is an element-wise minimum of 2d+1 contiguous
-    blocks. No choice is stored: the way back re-derives it from the kept
-    totals, comparing the same float32 sums in the same order, so it takes the
-    same (first cheapest) move the forward sweep's minimum came from
-    (``_cheapest_paths_reference`` in the tests is the plain loop it must agree with)."""
-    n_cols, n, n_rows = stacked.shape
-    d = MOST_STEP
-    moves = 2 * d + 1
-    penalty = (STEP_COST * np.abs(np.arange(-d, d + 1))).astype(np.float32)   # per move, rows -d..d
-    # totals[x, s, d + r]: the cheapest path of cut s ending at row r of column x; d impossible rows each side.
-    totals = np.full((n_cols, n, n_rows + 2 * d), np.inf, np.float32)
-    inner = totals[:, :, d:d + n_rows]
-    inner[0] = stacked[0]
-    # came_from[x, j, s, r] = totals[x, s, r + j] (the path moving j - d rows into row r): a view, no copy.
-    came_from = np.lib.stride_tricks.sliding_window_view(totals, n_rows, axis=2).transpose(0, 2, 1, 3)
-    options = np.empty((moves, n, n_rows), np.float32)
-    move_cost = penalty[:, None, None]
-    for before, here, cost in zip(came_from[:-1], inner[1:], stacked[1:]):   # columns 1.. (views made once)
-        np.add(before, move_cost, out=options)
-        np.minimum.reduce(options, axis=0, out=here)
-        np.add(here, cost, out=here)
-    # The way back: from the cheapest end, at each column the first of the 2d+1 moves that gives the total.
-    path = np.empty((n_cols, n), np.int64)
-    path[-1] = inner[-1].argmin(axis=1)
-    flat = totals.reshape(n_cols, -1)
-    # Into flat[x]: cut s's padded row r + j is s * (n_rows + 2d) + r + j.
-    window = (np.arange(n) * (n_rows + 2 * d))[:, None] + np.arange(moves)[None, :]
-    for x in range(n_cols - 1, 0, -1):
-        back = flat[x - 1][window + path[x][:, None]] + penalty
-        path[x - 1] = path[x] + back.argmin(axis=1) - d
-    return path
