@@ -7,9 +7,9 @@ import itertools
 import numpy as np
 import pytest
 
+from recognition.layout.cheapest_paths import cheapest_paths
 from recognition.layout.components import find_components
 from recognition.layout.lines import assign_marks, find_lines
-from recognition.layout.cheapest_paths import cheapest_paths
 from recognition.layout.seams import MOST_STEP, STEP_COST, cut_lines, line_pixels, own_side
 
 
