@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-import numpy as np
+import itertools
 
+import numpy as np
+import pytest
+
+from recognition.layout.cheapest_paths import cheapest_paths
 from recognition.layout.components import find_components
 from recognition.layout.lines import assign_marks, find_lines
-from recognition.layout.seams import cut_lines, line_pixels, own_side
+from recognition.layout.seams import MOST_STEP, STEP_COST, cut_lines, line_pixels, own_side
 
 
 def _two_interleaved_lines() -> tuple[np.ndarray, dict[str, tuple[slice, slice]]]:
@@ -89,3 +93,56 @@ def test_a_short_line_does_not_draw_the_long_lines_word_past_the_cut():
     lower_pixels = line_pixels(comps.labels, lower, 0, 0)
     assert not lower_pixels[:90, 420:].any(), "the lower line draws the upper word past the cut's end"
     assert line_pixels(comps.labels, upper, 0, 0)[40:66, 340:520].sum() == ink[40:66, 340:520].sum()
+
+
+def _cheapest_paths_reference(costs: list[np.ndarray]) -> list[np.ndarray]:
+    """The cut's DP written plainly, one cut, column and row at a time, in the same float32
+    arithmetic; ties go to the first move (from -MOST_STEP rows to +MOST_STEP) and the first row."""
+    paths = []
+    penalty = [np.float32(STEP_COST * abs(move)) for move in range(-MOST_STEP, MOST_STEP + 1)]
+    for cost in costs:
+        n_rows, n_cols = cost.shape
+        total = [[np.float32(cost[r, 0]) for r in range(n_rows)]]
+        came = [[0] * n_rows]
+        for x in range(1, n_cols):
+            total.append([]), came.append([])
+            for r in range(n_rows):
+                best, best_move = np.float32(np.inf), 0
+                for j, move in enumerate(range(-MOST_STEP, MOST_STEP + 1)):
+                    if 0 <= r + move < n_rows and total[x - 1][r + move] + penalty[j] < best:
+                        best, best_move = total[x - 1][r + move] + penalty[j], move
+                total[x].append(best + np.float32(cost[r, x]))
+                came[x].append(best_move)
+        path = [int(np.argmin(total[-1]))]
+        for x in range(n_cols - 1, 0, -1):
+            path.append(path[-1] + came[x][path[-1]])
+        paths.append(np.array(path[::-1]))
+    return paths
+
+
+def _path_cost(cost: np.ndarray, path: np.ndarray) -> float:
+    return float(cost[path, np.arange(len(path))].sum() + STEP_COST * np.abs(np.diff(path)).sum())
+
+
+def test_the_page_wide_dp_finds_the_same_cuts_as_a_plain_loop():
+    """All of a page's cuts are solved in one vectorised sweep over columns (cuts of different
+    heights and widths padded to one block): each must be the cut the plain loop finds alone."""
+    rng = np.random.default_rng(12)
+    costs = [rng.random((rows, cols)).astype(np.float32) * 4
+             for rows, cols in ((9, 40), (3, 25), (14, 7), (1, 12), (6, 1))]
+    costs.append(np.round(rng.random((8, 30)) * 3).astype(np.float32))   # whole numbers: many ties
+    for fast, plain, cost in zip(cheapest_paths(costs, MOST_STEP, STEP_COST), _cheapest_paths_reference(costs), costs):
+        assert fast.shape == (cost.shape[1],)
+        assert (fast == plain).all()
+        assert np.abs(np.diff(fast)).max(initial=0) <= MOST_STEP and fast.min() >= 0 and fast.max() < cost.shape[0]
+
+
+def test_the_dp_cut_is_the_cheapest_of_all_cuts():
+    """On cuts small enough to try every path: none is cheaper than the DP's."""
+    rng = np.random.default_rng(3)
+    for rows, cols in ((5, 4), (7, 3), (2, 6)):
+        cost = rng.random((rows, cols)).astype(np.float32) * 3
+        (path,) = cheapest_paths([cost], MOST_STEP, STEP_COST)
+        best = min(_path_cost(cost, np.array(p)) for p in itertools.product(range(rows), repeat=cols)
+                   if np.abs(np.diff(p)).max(initial=0) <= MOST_STEP)
+        assert _path_cost(cost, path) == pytest.approx(best, abs=1e-4)

@@ -6,12 +6,12 @@ import cv2
 import numpy as np
 
 from .binarise import binarise, flatten
-from .components import Components, find_components
+from .components import Components, find_components, is_one_of
 from .deskew import estimate_skew, rotate, rotation
 from .lines import LineParts, assign_marks, find_lines
 from .model import READING_ORDER, LayoutLine, LayoutRegion, PageLayout, RegionKind
 from .regions import footnotes_without_rule, group_bodies, running_header_without_rule
-from .seams import cut_lines, line_pixels, own_side
+from .seams import cut_lines, line_pixels_and_side
 
 # Pages are analysed at most this many pixels on their long side: a 600-dpi
 # scan is halved (about 320 dpi for a book page), which keeps every dot and
@@ -30,7 +30,8 @@ def analyse_layout(grey: np.ndarray, max_side: int = MAX_ANALYSIS_SIDE) -> PageL
     flat = flatten(work)
     angle = estimate_skew(binarise(flat))
     matrix, size = rotation(flat.shape, -angle)   # turn it back level
-    level = rotate(flat, matrix, size, fill=255)
+    # A level page is its own rotation (OpenCV's identity warp copies every pixel): skip the warp.
+    level = flat if angle == 0 else rotate(flat, matrix, size, fill=255)
     comps = find_components(binarise(level))
     to_page = _PageMapping(cv2.invertAffineTransform(matrix), scale)
     if len(comps.bodies) == 0:
@@ -140,25 +141,29 @@ class _PageMapping:
 def _finish(comps: Components, level: np.ndarray, line: LineParts, to_page: _PageMapping) -> LayoutLine:
     ids = np.concatenate([line.bodies, np.asarray(line.marks + line.shared, dtype=np.int64)])
     boxes = comps.boxes[ids]
-    wx0, wy0, wx1, wy1 = boxes[:, 0].min(), boxes[:, 1].min(), boxes[:, 2].max(), boxes[:, 3].max()
-    window = comps.labels[wy0:wy1, wx0:wx1]
-    ys, xs = np.nonzero(line_pixels(window, line, wx0, wy0))
-    if len(ys) == 0:   # nothing of it left between its cuts (cannot happen with bodies' costs): keep it whole
-        line.cuts_above, line.cuts_below = [], []
-        ys, xs = np.nonzero(np.isin(window, ids))
-    # The line's box: its own ink, its side of the cuts.
-    x0, y0, x1, y1 = int(wx0 + xs.min()), int(wy0 + ys.min()), int(wx0 + xs.max() + 1), int(wy0 + ys.max() + 1)
-    pad = max(2, int(round(0.15 * comps.text_height)))
     height, width = level.shape
+    pad = max(2, int(round(0.15 * comps.text_height)))
+    # The line's components' boxes and a margin of ``pad``: its box (its own ink, padded) lies inside.
+    wx0, wy0 = max(0, int(boxes[:, 0].min()) - pad), max(0, int(boxes[:, 1].min()) - pad)
+    wx1, wy1 = min(width, int(boxes[:, 2].max()) + pad), min(height, int(boxes[:, 3].max()) + pad)
+    window = comps.labels[wy0:wy1, wx0:wx1]
+    pixels, side = line_pixels_and_side(window, line, wx0, wy0)
+    rows, cols = np.flatnonzero(pixels.any(axis=1)), np.flatnonzero(pixels.any(axis=0))
+    if len(rows) == 0:   # nothing of it left between its cuts (cannot happen with bodies' costs): keep it whole
+        line.cuts_above, line.cuts_below = [], []
+        pixels, side = is_one_of(window, ids), np.ones(window.shape, bool)
+        rows, cols = np.flatnonzero(pixels.any(axis=1)), np.flatnonzero(pixels.any(axis=0))
+    # The line's box: its own ink, its side of the cuts.
+    x0, y0, x1, y1 = wx0 + int(cols[0]), wy0 + int(rows[0]), wx0 + int(cols[-1]) + 1, wy0 + int(rows[-1]) + 1
     cx0, cy0, cx1, cy1 = max(0, x0 - pad), max(0, y0 - pad), min(width, x1 + pad), min(height, y1 + pad)
-    side = own_side(line, cx0, cy0, (cy1 - cy0, cx1 - cx0))
-    own = line_pixels(comps.labels[cy0:cy1, cx0:cx1], line, cx0, cy0).astype(np.uint8)
+    crop = np.s_[cy0 - wy0:cy1 - wy0, cx0 - wx0:cx1 - wx0]
+    own = pixels[crop].astype(np.uint8)
     # Grow the line's own ink by a pixel or two so anti-aliased stroke edges
     # stay; everything else in the box (a neighbour's descender) becomes
     # paper, and so does whatever the growing reaches across a cut.
     grow = max(1, int(round(comps.text_height / 25)))
-    own = cv2.dilate(own, np.ones((2 * grow + 1, 2 * grow + 1), np.uint8)) & side
-    image = np.where(own > 0, level[cy0:cy1, cx0:cx1], 255).astype(np.uint8)
+    own = cv2.dilate(own, np.ones((2 * grow + 1, 2 * grow + 1), np.uint8)) & side[crop]
+    image = np.where(own > 0, level[cy0:cy1, cx0:cx1], np.uint8(255))
     polygon = to_page([(x0, y0), (x1, y0), (x1, y1), (x0, y1)])
     baseline = to_page([(x0, line.baseline), (x1, line.baseline)])
     x_height = int(round((line.baseline - line.core[0]) / to_page.scale))

@@ -22,20 +22,28 @@ def estimate_skew(ink: np.ndarray, max_degrees: float = MAX_SKEW_DEGREES) -> flo
     sweep then a fine one around the best angle. Works on a sample of pixels,
     so a 600-dpi page costs no more than a 300-dpi one.
     """
-    ys, xs = np.nonzero(ink)
-    if len(xs) < 100:
+    # OpenCV lists ink pixels row by row, as np.nonzero does, at a fifth of its cost.
+    points = cv2.findNonZero(np.ascontiguousarray(ink, dtype=np.uint8))
+    if points is None or len(points) < 100:
         return 0.0
+    xs, ys = points.reshape(-1, 2).T
     if len(xs) > SAMPLE_PIXELS:
         pick = np.random.default_rng(0).choice(len(xs), SAMPLE_PIXELS, replace=False)
         xs, ys = xs[pick], ys[pick]
     xs = xs.astype(np.float64) - ink.shape[1] / 2
     ys = ys.astype(np.float64)
 
-    def sharpness(degrees: float) -> float:
-        a = np.deg2rad(degrees)
-        rows = np.round(ys * np.cos(a) + xs * np.sin(a)).astype(np.int64)
-        profile = np.bincount(rows - rows.min()).astype(np.float64)
-        return float(np.sum(np.diff(profile) ** 2))
+    scores: dict[float, int] = {}   # the fine sweep's ends and middle are coarse angles: scored once
+
+    def sharpness(degrees: float) -> int:
+        if degrees not in scores:
+            a = np.deg2rad(degrees)
+            projected = ys * np.cos(a)
+            projected += xs * np.sin(a)
+            rows = np.rint(projected, out=projected).astype(np.int64)
+            steps = np.diff(np.bincount(rows - rows.min()))
+            scores[degrees] = int(steps @ steps)   # whole numbers: exact
+        return scores[degrees]
 
     coarse = np.arange(-max_degrees, max_degrees + 1e-9, COARSE_STEP)
     best = max(coarse, key=sharpness)

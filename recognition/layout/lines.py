@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from .components import Components
+from .components import Components, is_one_of
+from .nearest import FAR, squared_gaps_to_lines
 
 # Bodies smaller than this many text heights (on their longer side) do not
 # define lines (see find_lines).
@@ -45,8 +46,8 @@ def _row_profile(comps: Components, ids: np.ndarray) -> tuple[np.ndarray, int]:
     """Ink per row of the given components, and the first row it starts at."""
     boxes = comps.boxes[ids]
     x0, y0, x1, y1 = boxes[:, 0].min(), boxes[:, 1].min(), boxes[:, 2].max(), boxes[:, 3].max()
-    window = comps.labels[y0:y1, x0:x1]
-    return np.isin(window, ids).sum(axis=1).astype(np.float64), int(y0)
+    ink = is_one_of(comps.labels[y0:y1, x0:x1], ids).view(np.uint8)
+    return cv2.reduce(ink, 1, cv2.REDUCE_SUM, dtype=cv2.CV_32S).ravel().astype(np.float64), int(y0)
 
 
 def line_pitch(profile: np.ndarray, text_height: float) -> float:
@@ -182,9 +183,11 @@ ABOVE_WEIGHT = 0.05
 BELOW_WEIGHT = 1.0
 
 
-def _position_cost(cy: float, cores: np.ndarray, h: float) -> np.ndarray:
-    above = np.maximum(0.0, cores[:, 0] - cy)
-    below = np.maximum(0.0, cy - cores[:, 1])
+def _position_cost(cy: np.ndarray, cores: np.ndarray, h: float) -> np.ndarray:
+    """How far a mark's centre row lies outside each line's x-height band: over it cheaply (a line's
+    fathas and shaddas), under it at full cost."""
+    above = np.maximum(0.0, cores[..., 0] - cy)
+    below = np.maximum(0.0, cy - cores[..., 1])
     return ABOVE_WEIGHT * above + BELOW_WEIGHT * below
 
 
@@ -230,29 +233,13 @@ def assign_marks(comps: Components, lines: list[LineParts], marks: np.ndarray) -
     for k, line in enumerate(lines):
         owner[line.bodies] = k
     cores = np.array([line.core for line in lines], dtype=np.float64)
-    height, width = comps.labels.shape
     left = np.asarray(marks, dtype=np.int64)
     for _ in range(2):
-        given = np.full(len(left), -1, dtype=np.int64)
-        for i, mark in enumerate(left):
-            mx0, my0, mx1, my1 = comps.boxes[mark]
-            y0, y1 = max(0, my0 - reach), min(height, my1 + reach)
-            x0, x1 = max(0, mx0 - reach), min(width, mx1 + reach)
-            window = owner[comps.labels[y0:y1, x0:x1]]
-            ys, xs = np.nonzero(window >= 0)
-            if len(ys) == 0:
-                continue
-            ks = window[ys, xs]
-            dy = np.maximum(0, np.maximum(my0 - (ys + y0), (ys + y0) - (my1 - 1)))
-            dx = np.maximum(0, np.maximum(mx0 - (xs + x0), (xs + x0) - (mx1 - 1)))
-            gaps = np.hypot(dx, dy)
-            candidates = np.unique(ks)
-            nearest = np.array([gaps[ks == k].min() for k in candidates])
-            cy = comps.centroids[mark, 1]
-            score = nearest + _position_cost(cy, cores[candidates], h)
-            best = int(np.argmin(score))
-            if score[best] <= h:
-                given[i] = candidates[best]
+        squared = squared_gaps_to_lines(comps, owner, left, len(lines), reach)
+        nearest = np.where(squared < FAR, np.sqrt(squared), np.inf)
+        score = nearest + _position_cost(comps.centroids[left, 1][:, None], cores[None], h)
+        best = score.argmin(axis=1)   # ties: the first line
+        given = np.where(score[np.arange(len(left)), best] <= h, best, -1)
         for mark, k in zip(left, given):
             if k >= 0:
                 lines[k].marks.append(int(mark))

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .components import Components
+from .components import Components, label_components
 from .lines import LineParts, region_text_height
 
 
@@ -56,24 +56,21 @@ def _runs_of_words(comps: Components, bodies: np.ndarray) -> np.ndarray:
     resolution (a gap of 1.5 text heights is 20 px or more there): a quarter of
     the work of a full-page labelling."""
     h = comps.text_height
-    is_body = np.zeros(len(comps.boxes), bool)
-    is_body[bodies] = True
-    mask = is_body[comps.labels]   # a table lookup per pixel: np.isin sorts the whole page's labels
-    height, width = mask.shape
-    half_mask = np.zeros(((height + 1) // 2, (width + 1) // 2), np.uint8)
-    for dy in (0, 1):
-        for dx in (0, 1):
-            part = mask[dy::2, dx::2]
-            half_mask[:part.shape[0], :part.shape[1]] |= part
+    is_body = np.zeros(len(comps.boxes), np.uint8)
+    is_body[bodies] = 1
+    mask = np.take(is_body, comps.labels)   # a table look-up per pixel: np.isin sorts the whole page's labels
+    # Each half-resolution pixel is body ink if any of its four is: the maximum over a 2x2 block
+    # anchored at its top-left pixel, read at every other row and column (past the page's edge: paper).
+    half_mask = np.ascontiguousarray(cv2.dilate(mask, np.ones((2, 2), np.uint8), anchor=(0, 0))[::2, ::2])
     # The full-resolution reach, halved, less the half pixel by which pooling may widen ink on each side
     # (one pixel more bridged a 36-px gap between a margin number and the text block).
     reach = max(3, int(round(1.5 * h)) // 2 - 1)
     joined = cv2.dilate(half_mask, np.ones((1, reach), np.uint8))
-    _, runs, stats, _ = cv2.connectedComponentsWithStats(joined, connectivity=8)
-    run_of_pixel = np.zeros(len(comps.boxes), dtype=np.int64)
-    ys, xs = np.nonzero(mask)
-    run_of_pixel[comps.labels[ys, xs]] = runs[ys // 2, xs // 2]
-    run = run_of_pixel[bodies]
+    _, runs, stats, _ = label_components(joined)
+    # A body is connected, and stays so halved and dilated: all of it lies in one run, that of any one
+    # of its pixels.
+    ys, xs = comps.first_pixels(bodies)
+    run = runs[ys // 2, xs // 2]
     half = reach // 2
     return 2 * np.stack([stats[run, 0] + half, stats[run, 0] + stats[run, 2] - half], axis=1)
 
