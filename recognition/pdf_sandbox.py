@@ -74,7 +74,8 @@ def pdf_pages(source: bytes | str | os.PathLike, max_pixels: int, decode: bool =
     ``source`` is the PDF's bytes or its path; given a path, only the path goes to the child, which opens the
     file itself (pdfium reads the parts of it that the pages need).
 
-    Raises ``ImageError``: ``corrupt_pdf``, ``encrypted_pdf``, ``no_such_page``, ``image_too_large`` (a page
+    Raises ``ImageError``: ``corrupt_pdf``, ``encrypted_pdf``, ``no_such_page``, ``file_unavailable`` (a path
+    that is gone or unreadable), ``image_too_large`` (a page
     over ``max_pixels``, or one that needs more memory or time than the child is given).
     """
     wanted = None if numbers is None else list(numbers)
@@ -249,7 +250,8 @@ def _render(document: bytes | str, max_pixels: int, decode: bool,
     try:
         pdf = pypdfium2.PdfDocument(document)   # a str is a path: pdfium opens the file and reads what it needs
     except OSError as exc:   # the path: gone or unreadable since the caller looked at it
-        raise ImageError("corrupt_pdf", f"the PDF cannot be opened ({exc.strerror or exc})") from None
+        # Not the sender's fault, and the server's paths are not theirs to see.
+        raise ImageError("file_unavailable", f"the stored PDF could not be opened ({exc.strerror or 'unreadable'})") from None
     except pypdfium2.PdfiumError as exc:
         if exc.err_code == ENCRYPTED:
             raise ImageError("encrypted_pdf", "the PDF is encrypted and needs a password to open; "

@@ -42,3 +42,15 @@ def test_sections_without_their_files_are_left_out_or_say_so(tiny_model, tmp_pat
     assert "Accuracy per book" not in card and "Speed" not in card
     assert " steps" not in card and "font faces" not in card  # no run, no synth.json: no epochs, no fonts
 
+
+
+def test_a_last_epoch_is_called_unchosen_only_when_nothing_on_the_validation_book_steered_the_run():
+    from training.model_card import _unsteered
+
+    planned = {"args": {"lr_schedule": "cosine", "patience": 100, "epochs": 6}, "stop_reason": "epochs done"}
+    assert _unsteered(planned)
+    assert not _unsteered({**planned, "args": {**planned["args"], "lr_schedule": "plateau"}})  # LR halved on it
+    assert not _unsteered({**planned, "args": {**planned["args"], "patience": 3}})  # could have stopped early
+    assert not _unsteered({**planned, "stop_reason": "early stop: no improvement for 3 epochs"})
+    assert not _unsteered({k: v for k, v in planned.items() if k != "stop_reason"})  # older runs say nothing
+    assert not _unsteered(None)

@@ -214,8 +214,14 @@ def test_a_childs_exit_status_is_read_by_the_call_that_started_it_alone(monkeypa
     reader = threading.Thread(target=load_the_burning_page)
     reader.start()
     others_joined = 0
+    from recognition import pdf_sandbox
+
     while not rendering.is_set():
-        for child in multiprocessing.active_children():
+        # Under the start lock, as any caller in the product would be: between Process.start() and its removal
+        # from multiprocessing's list the child is briefly visible to an unlocked active_children().
+        with pdf_sandbox._STARTING:
+            children = multiprocessing.active_children()
+        for child in children:
             child.join()
             others_joined += 1
         time.sleep(0.001)
@@ -255,3 +261,13 @@ def test_counting_a_documents_pages_has_one_deadline_for_the_whole_document(monk
     with pytest.raises(ImageError) as error:
         count_pages(many)
     assert error.value.code == "image_too_large" and "opening the PDF's pages took more than" in error.value.message
+
+
+def test_a_stored_pdf_that_is_gone_is_unavailable_not_corrupt_and_the_path_stays_private(tmp_path):
+    from recognition.pdf_sandbox import pdf_pages
+
+    missing = tmp_path / "secret-server-folder" / "book.pdf"
+    with pytest.raises(ImageError) as caught:
+        list(pdf_pages(str(missing), max_pixels=10_000_000))
+    assert caught.value.code == "file_unavailable"
+    assert "secret-server-folder" not in caught.value.message

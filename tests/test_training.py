@@ -232,9 +232,11 @@ def test_cosine_schedule_decays_over_the_epochs_when_the_clock_is_generous(tiny_
     train.main(["--data", str(tiny_arrays), "--out", str(run), "--init-from", str(tiny_model.with_suffix(".keras")),
                 "--epochs", "2", "--steps-per-epoch", "3", "--batch-size", "2", "--lr", "1e-3",
                 "--lr-schedule", "cosine", "--max-minutes", "600", "--min-char-count", "1", "--max-val-lines", "2"])
-    rates = [entry["lr"] for entry in json.loads((run / "state.json").read_text(encoding="utf-8"))["history"]]
+    state = json.loads((run / "state.json").read_text(encoding="utf-8"))
+    rates = [entry["lr"] for entry in state["history"]]
     assert rates[0] > rates[-1]
     assert rates[-1] < 0.2 * 1e-3
+    assert state["stop_reason"] == "epochs done"
 
 
 def test_exporting_the_last_checkpoint_reports_the_last_epochs_figures(tiny_run, tiny_arrays, tmp_path):

@@ -9,7 +9,11 @@ A different (usually smaller) architecture can start from a trained one:
 every layer whose name and weight shapes match is copied, the rest start
 fresh. Dropping the second BiLSTM of the accurate layout keeps the whole
 convolutional front end and the first BiLSTM, so the faster model starts
-from features that already read Arabic print instead of from noise.
+from features that already read Arabic print instead of from noise. The
+output layer fits too (2 x 160 features either way) and is copied, though
+it now reads the first BiLSTM's features instead of the second's: a start,
+retrained with the rest. (Before this, ``--preset`` was ignored beside
+``--init-from``; now it names the layout to train.)
 """
 
 from __future__ import annotations

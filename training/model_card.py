@@ -35,6 +35,13 @@ def _pct(x) -> str:
     return "n/a" if x is None else f"{100 * x:.2f}%"
 
 
+def _unsteered(state: dict | None) -> bool:
+    """Whether the validation book neither set the run's learning rate nor stopped it."""
+    args = (state or {}).get("args") or {}
+    return (args.get("lr_schedule") == "cosine" and (state or {}).get("stop_reason") == "epochs done"
+            and int(args.get("patience", 0)) >= int(args.get("epochs", 1)))
+
+
 def _book(source: str) -> str:
     """``openiti-gs/book_IbnAthir.Kamil/7_final`` -> ``book_IbnAthir.Kamil`` (the folder under the dataset)."""
     parts = source.split("/")
@@ -142,7 +149,10 @@ def _training(info: ModelInfo, state: dict | None, history: list[dict], synth_re
         if info.extra.get("exported_checkpoint") == "last.keras":
             last = history[-1]
             lines.append(f"- the model is the **last** epoch's ({last['epoch']}, validation CER {_pct(last['val_cer'])}): "
-                         "the epoch count was fixed before the run, so the held-out book did not choose it")
+                         + ("the epochs and a cosine learning rate were fixed before the run, so the held-out book "
+                            "did not choose it" if _unsteered(state) else
+                            "but the held-out book may have steered the run (its learning-rate halvings or early "
+                            "stop, or the run's record does not say)"))
         elif info.extra.get("exported_epoch") not in (None, "None"):
             lines.append(f"- the model is the best epoch's ({info.extra['exported_epoch']}), chosen on the validation "
                          "book: its figure on that book is optimistic by that choice")

@@ -320,7 +320,7 @@ def train(args) -> int:
     # The cosine schedule follows whichever budget ends the run: the epochs are one (epochs x steps), and
     # a shorter --max-steps or the clock (--max-minutes) may end it sooner. Without counting the epochs a
     # run planned as "N epochs" with a generous time cap never decays its learning rate.
-    step_budget = min(b for b in (args.max_steps, args.epochs * steps) if b)
+    step_budget = min([b for b in (args.max_steps, args.epochs * steps) if b], default=0)
     stopping = (EarlyStopping.from_dict(state["stopping"]) if state.get("stopping")
                 else EarlyStopping(args.patience, args.min_steps, args.val_smoothing, best=state["best_cer"],
                                    since_best=state["since_best"]))
@@ -394,6 +394,12 @@ def train(args) -> int:
             stop_reason = f"time budget of {args.max_minutes} minutes used"
             break
     log.info("%s; best val CER %.4f at epoch %s", stop_reason, state["best_cer"], state["best_epoch"])
+    # Why the run ended, for the model card: only a run that ended on its planned epochs or budget, with a
+    # learning rate the validation book did not steer, has a last epoch the validation book did not choose.
+    state["stop_reason"] = stop_reason
+    tmp = out / "state.json.tmp"
+    tmp.write_text(json.dumps(state, ensure_ascii=False, indent=1), encoding="utf-8")
+    tmp.replace(state_path)
     return 0
 
 

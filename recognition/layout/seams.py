@@ -66,6 +66,11 @@ class Cut:
         return self.x0 + len(self.rows)
 
 
+def _row_type(rows: int):
+    """16-bit row numbers where they fit (today's pages are analysed at 3000 px at most), else 32-bit."""
+    return np.int16 if rows < 2 ** 15 else np.int32
+
+
 def own_side(line, x0: int, y0: int, shape: tuple[int, int], beyond_ends: bool = False) -> np.ndarray:
     """Which pixels of the window at (x0, y0) lie between the line's cuts.
 
@@ -76,7 +81,8 @@ def own_side(line, x0: int, y0: int, shape: tuple[int, int], beyond_ends: bool =
     height = shape[0]
     # Rows counted from the window's top in 16 bits (a page is analysed at 3000 px at most): NumPy
     # compares a column of rows with a row of limits ten times faster than in 64 bits.
-    rows = np.arange(height, dtype=np.int16)[:, None]
+    row_type = _row_type(height + 1)
+    rows = np.arange(height, dtype=row_type)[:, None]
     cols = np.arange(x0, x0 + shape[1])
     side = np.ones(shape, bool)
     for cut, upper in [(cut, True) for cut in line.cuts_above] + [(cut, False) for cut in line.cuts_below]:
@@ -84,7 +90,7 @@ def own_side(line, x0: int, y0: int, shape: tuple[int, int], beyond_ends: bool =
         if not beyond_ends:
             inside = (cols >= cut.x0) & (cols < cut.x1)
             limit = np.where(inside, limit, -1 if upper else height)
-        limit = np.clip(limit, -1, height).astype(np.int16)[None, :]
+        limit = np.clip(limit, -1, height).astype(row_type)[None, :]
         side &= (rows >= limit) if upper else (rows < limit)
     return side
 
@@ -165,7 +171,8 @@ def _settle_marks(comps: Components, upper, lower, cut: Cut) -> bool:
     # under it: only the band between is split column by column.
     band = window[highest - top:lowest - top]
     # (in 16 bits, rows counted from the band's top: ten times faster than 64-bit comparisons)
-    below = np.arange(lowest - highest, dtype=np.int16)[:, None] >= (cut.rows - highest).astype(np.int16)[None, :]
+    row_type = _row_type(lowest - highest + 1)
+    below = np.arange(lowest - highest, dtype=row_type)[:, None] >= (cut.rows - highest).astype(row_type)[None, :]
     under = np.bincount(window[lowest - top:].ravel(), minlength=n) + np.bincount(band[below], minlength=n)
     over = np.bincount(window[:highest - top].ravel(), minlength=n) + np.bincount(band[~below], minlength=n)
     under[0] = over[0] = 0
