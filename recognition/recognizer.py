@@ -63,6 +63,7 @@ class Recognizer:
         self.session = ort.InferenceSession(self.path, sess_options=options, providers=["CPUExecutionProvider"])
         self.info = ModelInfo.from_props(self.session.get_modelmeta().custom_metadata_map)
         self.calibration = self.info.calibration  # the model's own confidence calibration, if it has one
+        self.conventions = self.info.conventions  # its book's spacing around punctuation (adapted models)
         inputs = [i.name for i in self.session.get_inputs()]
         self.input_name = next(name for name in inputs if name != WIDTHS_INPUT)
         self.takes_widths = WIDTHS_INPUT in inputs
@@ -141,7 +142,7 @@ class Recognizer:
 
     def recognize_lines(self, lines: Sequence[np.ndarray]) -> list[LineResult]:
         """Preprocessed lines (``prepare``'s output, or stored training arrays) -> results."""
-        return [decode_line(p, self.info.alphabet, self.info.mirror, self.calibration)
+        return [decode_line(p, self.info.alphabet, self.info.mirror, self.calibration, self.conventions)
                 for p in self.probabilities(lines)]
 
     def probabilities(self, lines: Sequence[np.ndarray]) -> list[np.ndarray]:
