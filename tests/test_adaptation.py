@@ -130,7 +130,11 @@ def test_an_adapted_model_carries_the_spacing_its_corrected_lines_use_and_reads_
         assert [r.describe() for r in TranscriptionConventions.from_json(stored[METADATA_KEY]).rules] == \
             result["conventions"]["rules"]
     assert result["model"].endswith("-int8.onnx")
-    assert result["after_cer"] == adapt.model_cer(tmp_path / "out" / "adapted-int8.onnx", [str(book / "heldout")])[0]
+    adapted = tmp_path / "out" / "adapted-int8.onnx"
+    assert result["after_cer"] == adapt.model_cer(adapted, [str(book / "heldout")])[0]
+    # The forgetting check reads the general reference set as the network does, without the book's habits.
+    assert result["reference_cer"] == adapt.model_cer(adapted, result["reference"], apply_conventions=False)[0]
+    assert result["conventions"]["reference_cer_with_them"] == adapt.model_cer(adapted, result["reference"])[0]
 
     # By default a rule must correct the model's readings of the lines it was learned from: none here.
     plain = adapt.adapt(adapt.build_parser().parse_args([*args, "--out", str(tmp_path / "plain")]))

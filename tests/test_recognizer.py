@@ -211,6 +211,7 @@ def test_a_model_with_its_books_conventions_reads_with_them_everywhere(tmp_path)
     write_model_property(adapted_path, "transcription_conventions", rules.to_json())
     plain, adapted = Recognizer(SHIPPED_INT8, threads=1), Recognizer(adapted_path, threads=1)
     assert adapted.conventions == rules and plain.conventions is None
+    assert Recognizer(adapted_path, threads=1, apply_conventions=False).conventions is None
 
     texts = ["قال أبو محمد، وهذا كتاب.", "ثم دخلت سنة ست وعشرين.", "محمد بن علي"]
     images = [png_bytes(render_line(t, size=44)) for t in texts]

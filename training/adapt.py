@@ -17,9 +17,11 @@ serving process never imports TensorFlow) and what ``bench.adaptation`` measures
 4. the best check is exported (``training.export``; ``--int8`` too when the base model is int8) with the
    book's spacing around punctuation learned from its corrected lines (``learn_book_conventions``,
    ``recognition.conventions``) and a confidence calibration (``calibrate_adapted``);
-5. held-out CER before (base) and after (candidate), and the general reference set's CER for the
-   candidate and the global model (``--reference``, or lines rendered from the corpus in a face of their
-   own), go to ``result.json`` with the verdict of ``recognition.adaptation_gate``.
+5. held-out CER before (base) and after (candidate, with its book's conventions, as it will serve), and
+   the general reference set's CER for the candidate (without them: that set is transcribed by other
+   conventions, and what it checks is that general print is still read) and the global model
+   (``--reference``, or lines rendered from the corpus in a face of their own), go to ``result.json``
+   with the verdict of ``recognition.adaptation_gate``.
 
 Progress while it trains is the run's ``state.json`` (one entry per epoch); the log is this command's
 output.
@@ -78,11 +80,12 @@ def line_count(folders: list[str]) -> int:
     return sum(1 for _ in iter_samples(folders, SkipReport()))
 
 
-def model_cer(model: Path, folders: list[str]) -> tuple[float, list[dict]]:
-    """CER of ``model`` on the line folders, and each line's reading."""
+def model_cer(model: Path, folders: list[str], apply_conventions: bool = True) -> tuple[float, list[dict]]:
+    """CER of ``model`` on the line folders, and each line's reading (with the model's book conventions
+    unless ``apply_conventions`` is False)."""
     from recognition.recognizer import Recognizer
 
-    evaluation = Recognizer(model).evaluate(iter_samples(folders, SkipReport()))
+    evaluation = Recognizer(model, apply_conventions=apply_conventions).evaluate(iter_samples(folders, SkipReport()))
     readings = [{"name": Path(s.image_path).stem, "text": ref, "reading": hyp}
                 for s, ref, hyp in zip(evaluation.samples, evaluation.references, evaluation.hypotheses)]
     return evaluation.cer, readings
@@ -158,13 +161,18 @@ def adapt(args) -> dict:
         quantize_int8(model, int8, parity_lines_from([str(arrays)], 8))
         model = int8
     after_cer, after_readings = model_cer(model, args.heldout)
-    reference_cer, _ = model_cer(model, reference)
+    # The book's held-out lines are read as the model will serve them, with its book's conventions. The
+    # general reference set is transcribed by other conventions: read without them, it measures whether
+    # the model still reads general print (forgetting), not whether its book spaces "." as the corpus does.
+    reference_cer, _ = model_cer(model, reference, apply_conventions=False)
+    reference_cer_with_conventions = (model_cer(model, reference)[0] if conventions["rules"] else reference_cer)
     verdict = judge_adaptation(base_cer, after_cer, reference_cer, global_reference_cer, args.max_forgetting)
     changed = [{"name": b["name"], "text": b["text"], "before": b["reading"], "after": a["reading"]}
                for b, a in zip(base_readings, after_readings) if b["reading"] != a["reading"]]
     result.update(after_cer=after_cer, reference_cer=reference_cer, accepted=verdict.accepted,
                   reason=verdict.reason, model=str(model), epochs=state["epoch"], best_epoch=state["best_epoch"],
-                  steps=state["step"], plan=plan, calibration=calibration, conventions=conventions,
+                  steps=state["step"], plan=plan, calibration=calibration,
+                  conventions={**conventions, "reference_cer_with_them": reference_cer_with_conventions},
                   history=state["history"], heldout_changed=changed, replay=replay,
                   minutes=(time.monotonic() - started) / 60)
     log.info("%s", verdict.reason)
