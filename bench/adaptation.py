@@ -57,6 +57,7 @@ def run_point(corrected: int, samples: list, evaluation: Path, work: Path, args)
             "reference_cer": result.get("reference_cer"), "global_reference_cer": result["global_reference_cer"],
             "epochs": result.get("epochs", 0), "steps": result.get("steps", 0), "plan": result.get("plan"),
             "best_epoch": result.get("best_epoch"), "calibration": result.get("calibration"),
+            "conventions": (result.get("conventions") or {}).get("rules", []),
             "minutes": result["minutes"], "cpu_minutes": result["cpu_minutes"]}
 
 
@@ -88,19 +89,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--corrected", default="0,50,100,200,400", help="comma-separated N")
     parser.add_argument("--base", default=DEFAULT_BASE, help="the model to adapt (ONNX, Keras twin beside it)")
     parser.add_argument("--json", required=True, help="where to write the results (the plot goes beside it)")
+    parser.add_argument("--evaluate-after", type=int, default=0,
+                        help="score the lines after this one (default: the largest N), so that a run of some N "
+                             "is scored on the same lines as the whole curve")
     parser.add_argument("--max-eval-lines", type=int, default=0, help="score at most this many lines (0: all)")
     parser.add_argument("--adapt-args", default="", help="extra training.adapt options, e.g. '--epochs 8'")
+    parser.add_argument("--keep", help="work in this folder and keep it: each N's adapted model and result.json "
+                                       "(DIR/nN/out), the rendered replay lines (DIR/cache, reused by a later run)")
     args = parser.parse_args(argv)
 
     counts = sorted({int(n) for n in args.corrected.split(",") if n.strip()})
     samples = list(iter_samples([args.book], SkipReport()))
-    rest = samples[counts[-1]:]
+    first_scored = max(counts[-1], args.evaluate_after)
+    rest = samples[first_scored:]
     if args.max_eval_lines:
         rest = rest[: args.max_eval_lines]
     if not rest:
-        parser.error(f"{args.book} has {len(samples)} lines: none left to score after {counts[-1]}")
-    work = Path(tempfile.mkdtemp(prefix="bench-adaptation-"))
+        parser.error(f"{args.book} has {len(samples)} lines: none left to score after {first_scored}")
+    work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bench-adaptation-"))
     try:
+        for stale in [work / "evaluation", *(work / f"n{n}" for n in counts)]:
+            shutil.rmtree(stale, ignore_errors=True)   # a kept folder from an earlier run: its cache stays
         link(rest, work / "evaluation")
         points = []
         for n in counts:
@@ -109,7 +118,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"N={n:4d}: CER {100 * p['book_cer']:.2f}% on {len(rest)} lines, {p['minutes']:.1f} min "
                   f"({p['cpu_minutes']:.1f} CPU min), gate: {p['gate']}", flush=True)
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
     from bench.recognizer import machine
 
     report = {"book": args.book, "base": args.base, "book_lines": len(samples), "evaluation_lines": len(rest),

@@ -18,6 +18,11 @@ Definitions, so clients know what the numbers mean (README, "Confidences"):
   the probability that it is right, a line's the probability that the whole
   line is right. An uncalibrated model reports the raw scores. The maps are
   monotone, so the order of confidences is the same either way.
+* A model adapted to one book may carry that book's transcription conventions
+  (``recognition.conventions``: a space before "." or none before ")"); they
+  are applied last, to the characters in logical order. A space they add has
+  the chance it is right as its confidence; the line's confidence is the
+  model's.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import numpy as np
 
 from .alphabet import BLANK_INDEX, Alphabet
 from .calibration import ConfidenceCalibration
+from .conventions import TranscriptionConventions
 from .text import logical_order_permutation
 
 
@@ -100,13 +106,15 @@ class LineResult:
 
 
 def decode_line(probs: np.ndarray, alphabet: Alphabet, mirrored: bool = True,
-                calibration: ConfidenceCalibration | None = None) -> LineResult:
+                calibration: ConfidenceCalibration | None = None,
+                conventions: TranscriptionConventions | None = None) -> LineResult:
     """One line's softmax output -> text in logical order, confidences moved along.
 
     A mirrored model emits symbols in right-to-left reading order;
     ``logical_order_permutation`` puts left-to-right runs back. With a
     ``calibration`` (the model's own), confidences are probabilities; without,
-    raw scores.
+    raw scores. ``conventions`` (the model's own, if it has any) then set the
+    spaces around punctuation as the model's book transcribes them.
     """
     decoded = greedy_decode(probs)
     chars = [alphabet.characters[label - 1] for label in decoded.labels]
@@ -116,6 +124,10 @@ def decode_line(probs: np.ndarray, alphabet: Alphabet, mirrored: bool = True,
     if calibration is not None:
         char_confidences = calibration.character(char_confidences)
         confidence = float(calibration.line(confidence))
-    characters = tuple(CharacterResult(chars[i], round(float(char_confidences[i]), 4)) for i in order)
+    logical_chars = [chars[i] for i in order]
+    logical_confidences = [float(char_confidences[i]) for i in order]
+    if conventions:
+        logical_chars, logical_confidences = conventions.apply(logical_chars, logical_confidences)
+    characters = tuple(CharacterResult(c, round(p, 4)) for c, p in zip(logical_chars, logical_confidences))
     return LineResult(text="".join(c.char for c in characters), confidence=round(confidence, 4),
                       characters=characters)

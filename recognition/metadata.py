@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 
 from .alphabet import Alphabet
 from .calibration import ConfidenceCalibration
+from .conventions import TranscriptionConventions
 from .image import NORMALISATION, PreprocessConfig
 
 TEXT_NORMALISATION = "nfc-fold-presentation-forms-drop-harakat-ascii-digits-v2"
@@ -45,6 +46,11 @@ class ModelInfo:
     def calibration(self) -> ConfidenceCalibration | None:
         """The confidence calibration stored by ``training.calibrate``, if any."""
         return ConfidenceCalibration.from_props(self.extra)
+
+    @property
+    def conventions(self) -> TranscriptionConventions | None:
+        """The book's transcription conventions an adapted model applies (``training.adapt``), if any."""
+        return TranscriptionConventions.from_props(self.extra)
 
     def to_props(self) -> dict[str, str]:
         props = {

@@ -53,7 +53,7 @@ class Recognizer:
 
     def __init__(self, model_path: str | os.PathLike, threads: int | None = None, max_batch: int = 16,
                  concurrency: int | None = None, limits: LineLimits = LineLimits(),
-                 max_pixels: int = DEFAULT_MAX_PIXELS):
+                 max_pixels: int = DEFAULT_MAX_PIXELS, apply_conventions: bool = True):
         self.path = os.fspath(model_path)
         options = ort.SessionOptions()
         if threads:
@@ -63,6 +63,9 @@ class Recognizer:
         self.session = ort.InferenceSession(self.path, sess_options=options, providers=["CPUExecutionProvider"])
         self.info = ModelInfo.from_props(self.session.get_modelmeta().custom_metadata_map)
         self.calibration = self.info.calibration  # the model's own confidence calibration, if it has one
+        # Its book's spacing around punctuation (adapted models); ``apply_conventions=False`` reads as the
+        # network does, for measuring it on other books' transcriptions (the adaptation gate's forgetting check).
+        self.conventions = self.info.conventions if apply_conventions else None
         inputs = [i.name for i in self.session.get_inputs()]
         self.input_name = next(name for name in inputs if name != WIDTHS_INPUT)
         self.takes_widths = WIDTHS_INPUT in inputs
@@ -141,7 +144,7 @@ class Recognizer:
 
     def recognize_lines(self, lines: Sequence[np.ndarray]) -> list[LineResult]:
         """Preprocessed lines (``prepare``'s output, or stored training arrays) -> results."""
-        return [decode_line(p, self.info.alphabet, self.info.mirror, self.calibration)
+        return [decode_line(p, self.info.alphabet, self.info.mirror, self.calibration, self.conventions)
                 for p in self.probabilities(lines)]
 
     def probabilities(self, lines: Sequence[np.ndarray]) -> list[np.ndarray]:

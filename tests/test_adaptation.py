@@ -99,3 +99,44 @@ def test_the_step_budget_grows_with_the_corrected_lines_within_its_bounds():
 
     assert plan(40)["max_steps"] == 200 and plan(160)["max_steps"] == 480 and plan(1000)["max_steps"] == 1200
     assert plan(160)["steps_per_epoch"] == 24 and plan(160)["epochs"] == 20 and plan(160)["min_steps"] == 240
+
+
+def test_an_adapted_model_carries_the_spacing_its_corrected_lines_use_and_reads_with_it(tiny_model, tmp_path):
+    """The book's conventions are learned from the lines trained on only (the held-out slice here spaces
+    "." the other way: learned from both, 50/50, there would be no rule), stored in the adapted model and
+    its int8 twin, and the gate's CER is what the Recognizer reads with them."""
+    import onnx
+
+    from recognition.conventions import METADATA_KEY, TranscriptionConventions
+    from training import adapt
+
+    def words(text: str) -> str:
+        return " ".join("".join(c for c in text if c.isalpha() or c == " ").split())
+
+    book = tmp_path / "book"
+    write_line_folder(book / "corrected", [f"{words(t)} ." for t in short_lines(16, offset=900)], BOOK_FACE)
+    write_line_folder(book / "heldout", [f"{words(t)}." for t in short_lines(16, offset=2000)], BOOK_FACE)
+    args = ["--base", str(tiny_model), "--train", str(book / "corrected"), "--heldout", str(book / "heldout"),
+            "--max-steps", "2", "--evaluations", "1", "--batch-size", "8", "--replay-lines", "8",
+            "--reference-lines", "6", "--no-augment", "--int8", "--conventions-min-count", "16"]
+    # The tiny model reads next to nothing, so no rule can remove an error from its readings: keep the
+    # rules that do no harm, to follow one through.
+    result = adapt.adapt(adapt.build_parser().parse_args(
+        [*args, "--out", str(tmp_path / "out"), "--conventions-min-gain", "0"]))
+    assert result["conventions"]["rules"] == ["a space before '.' (100% of 16)"]
+    assert result["conventions"]["candidates"][0]["errors_removed"] == 0
+    for model in (result["model"], tmp_path / "out" / f"{adapt.build_parser().get_default('name')}.onnx"):
+        stored = {p.key: p.value for p in onnx.load(str(model)).metadata_props}
+        assert [r.describe() for r in TranscriptionConventions.from_json(stored[METADATA_KEY]).rules] == \
+            result["conventions"]["rules"]
+    assert result["model"].endswith("-int8.onnx")
+    adapted = tmp_path / "out" / "adapted-int8.onnx"
+    assert result["after_cer"] == adapt.model_cer(adapted, [str(book / "heldout")])[0]
+    # The forgetting check reads the general reference set as the network does, without the book's habits.
+    assert result["reference_cer"] == adapt.model_cer(adapted, result["reference"], apply_conventions=False)[0]
+    assert result["conventions"]["reference_cer_with_them"] == adapt.model_cer(adapted, result["reference"])[0]
+
+    # By default a rule must correct the model's readings of the lines it was learned from: none here.
+    plain = adapt.adapt(adapt.build_parser().parse_args([*args, "--out", str(tmp_path / "plain")]))
+    assert plain["conventions"]["rules"] == [] and len(plain["conventions"]["candidates"]) == 1
+    assert METADATA_KEY not in {p.key for p in onnx.load(plain["model"]).metadata_props}

@@ -115,3 +115,23 @@ def test_decode_line_applies_the_model_calibration_without_reordering():
     for r, c in zip(raw.characters, calibrated.characters):
         assert c.confidence == pytest.approx(0.2 + (r.confidence - 0.5) / 0.5 * 0.7, abs=1e-4)
     assert calibrated.confidence == pytest.approx(raw.confidence / 2, abs=1e-4)
+
+
+def test_decode_line_applies_the_book_conventions_in_logical_order():
+    from recognition.conventions import BEFORE, SpacingRule, TranscriptionConventions
+
+    alphabet = Alphabet(sorted(set("قال سنة 12.")))
+    # "قال سنة 12." read right to left by a mirrored model: the number comes last digit first
+    reading = "قال سنة 21."
+    confidences = [0.9] * 8 + [0.8, 0.7, 0.6]
+    probs = reading_order_probs(reading, alphabet, confidences)
+    plain = decode_line(probs, alphabet)
+    assert plain.text == "قال سنة 12."
+    conventions = TranscriptionConventions((SpacingRule(".", BEFORE, True, 0.9, 50),))
+    adapted = decode_line(probs, alphabet, conventions=conventions)
+    assert adapted.text == "قال سنة 12 ."
+    assert [c.char for c in adapted.characters] == list(adapted.text)
+    assert adapted.characters[-2].confidence == pytest.approx(0.9 * 0.6, abs=1e-4)   # the space, for "."
+    assert adapted.characters[-1].confidence == pytest.approx(0.6, abs=1e-4)
+    assert adapted.confidence == plain.confidence
+    assert decode_line(probs, alphabet, conventions=TranscriptionConventions(())).text == plain.text

@@ -193,3 +193,41 @@ def test_evaluate_scores_per_source_and_counts_unreadable_lines_as_missed(recogn
     assert evaluation.cer == pytest.approx(
         sum(c.char_errors for k, c in evaluation.by_source.items() if k != "all")
         / sum(c.chars for k, c in evaluation.by_source.items() if k != "all"))
+
+
+def test_a_model_with_its_books_conventions_reads_with_them_everywhere(tmp_path):
+    """An adapted model's spacing rules (recognition.conventions, in its metadata) are applied by decoding: to
+    images and to preprocessed lines (what pages and jobs read) alike, and to what ``evaluate`` scores; the same
+    weights without them read as before."""
+    import shutil
+
+    from recognition.conventions import BEFORE, SpacingRule, TranscriptionConventions
+    from training.calibrate import write_model_property
+
+    rules = TranscriptionConventions((SpacingRule(".", BEFORE, True, 0.95, 55), SpacingRule("،", BEFORE, True, 0.91, 136)),
+                                     "136 corrected lines")
+    adapted_path = tmp_path / "adapted-int8.onnx"
+    shutil.copy(SHIPPED_INT8, adapted_path)
+    write_model_property(adapted_path, "transcription_conventions", rules.to_json())
+    plain, adapted = Recognizer(SHIPPED_INT8, threads=1), Recognizer(adapted_path, threads=1)
+    assert adapted.conventions == rules and plain.conventions is None
+    assert Recognizer(adapted_path, threads=1, apply_conventions=False).conventions is None
+
+    texts = ["قال أبو محمد، وهذا كتاب.", "ثم دخلت سنة ست وعشرين.", "محمد بن علي"]
+    images = [png_bytes(render_line(t, size=44)) for t in texts]
+    before, after = plain.recognize(images), adapted.recognize(images)
+    assert [a.text for a in after] == [rules.apply_text(b.text) for b in before]
+    assert after[0].text.endswith(" .") and " ،" in after[0].text and after[2].text == before[2].text
+    for a, b in zip(after, before):
+        assert "".join(c.char for c in a.characters) == a.text and a.confidence == b.confidence
+    space = after[0].characters[-2]
+    assert space.char == " " and space.confidence == pytest.approx(0.95 * after[0].characters[-1].confidence,
+                                                                   abs=2e-4)
+    lines = [adapted.prepare(image) for image in images]
+    assert [r.text for r in adapted.recognize_lines(lines)] == [a.text for a in after]
+
+    for n, image in enumerate(images):
+        (tmp_path / f"{n}.png").write_bytes(image)
+    samples = [LineSample(tmp_path / f"{n}.png", text.replace(".", " .").replace("،", " ،"), "book")
+               for n, text in enumerate(texts)]
+    assert adapted.evaluate(samples).cer < plain.evaluate(samples).cer

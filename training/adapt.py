@@ -14,11 +14,14 @@ serving process never imports TensorFlow) and what ``bench.adaptation`` measures
    for ``NAME-int8.onnx`` the float model's), validating on the held-out slice, for a step budget that
    grows with the book's lines (``training_plan``; cosine learning rate, smoothed held-out CER, no early
    stop before half the budget: ``training.schedule``);
-4. the best check is exported (``training.export``; ``--int8`` too when the base model is int8) with a
-   confidence calibration (``calibrate_adapted``);
-5. held-out CER before (base) and after (candidate), and the general reference set's CER for the
-   candidate and the global model (``--reference``, or lines rendered from the corpus in a face of their
-   own), go to ``result.json`` with the verdict of ``recognition.adaptation_gate``.
+4. the best check is exported (``training.export``; ``--int8`` too when the base model is int8) with the
+   book's spacing around punctuation learned from its corrected lines (``learn_book_conventions``,
+   ``recognition.conventions``) and a confidence calibration (``calibrate_adapted``);
+5. held-out CER before (base) and after (candidate, with its book's conventions, as it will serve), and
+   the general reference set's CER for the candidate (without them: that set is transcribed by other
+   conventions, and what it checks is that general print is still read) and the global model
+   (``--reference``, or lines rendered from the corpus in a face of their own), go to ``result.json``
+   with the verdict of ``recognition.adaptation_gate``.
 
 Progress while it trains is the run's ``state.json`` (one entry per epoch); the log is this command's
 output.
@@ -77,11 +80,12 @@ def line_count(folders: list[str]) -> int:
     return sum(1 for _ in iter_samples(folders, SkipReport()))
 
 
-def model_cer(model: Path, folders: list[str]) -> tuple[float, list[dict]]:
-    """CER of ``model`` on the line folders, and each line's reading."""
+def model_cer(model: Path, folders: list[str], apply_conventions: bool = True) -> tuple[float, list[dict]]:
+    """CER of ``model`` on the line folders, and each line's reading (with the model's book conventions
+    unless ``apply_conventions`` is False)."""
     from recognition.recognizer import Recognizer
 
-    evaluation = Recognizer(model).evaluate(iter_samples(folders, SkipReport()))
+    evaluation = Recognizer(model, apply_conventions=apply_conventions).evaluate(iter_samples(folders, SkipReport()))
     readings = [{"name": Path(s.image_path).stem, "text": ref, "reading": hyp}
                 for s, ref, hyp in zip(evaluation.samples, evaluation.references, evaluation.hypotheses)]
     return evaluation.cer, readings
@@ -150,23 +154,54 @@ def adapt(args) -> dict:
 
     model = out / f"{args.name}.onnx"
     export_run(run, model, args.name, args.version, parity_lines_from([str(arrays)], 8))
+    conventions = learn_book_conventions(model, args) if args.conventions else {"rules": [], "candidates": []}
     calibration = calibrate_adapted(model, base, args.heldout, args.calibrate_min_lines)
     if args.int8:
         int8 = model.with_name(f"{model.stem}-int8.onnx")
         quantize_int8(model, int8, parity_lines_from([str(arrays)], 8))
         model = int8
     after_cer, after_readings = model_cer(model, args.heldout)
-    reference_cer, _ = model_cer(model, reference)
+    # The book's held-out lines are read as the model will serve them, with its book's conventions. The
+    # general reference set is transcribed by other conventions: read without them, it measures whether
+    # the model still reads general print (forgetting), not whether its book spaces "." as the corpus does.
+    reference_cer, _ = model_cer(model, reference, apply_conventions=False)
+    reference_cer_with_conventions = (model_cer(model, reference)[0] if conventions["rules"] else reference_cer)
     verdict = judge_adaptation(base_cer, after_cer, reference_cer, global_reference_cer, args.max_forgetting)
     changed = [{"name": b["name"], "text": b["text"], "before": b["reading"], "after": a["reading"]}
                for b, a in zip(base_readings, after_readings) if b["reading"] != a["reading"]]
     result.update(after_cer=after_cer, reference_cer=reference_cer, accepted=verdict.accepted,
                   reason=verdict.reason, model=str(model), epochs=state["epoch"], best_epoch=state["best_epoch"],
                   steps=state["step"], plan=plan, calibration=calibration,
+                  conventions={**conventions, "reference_cer_with_them": reference_cer_with_conventions},
                   history=state["history"], heldout_changed=changed, replay=replay,
                   minutes=(time.monotonic() - started) / 60)
     log.info("%s", verdict.reason)
     return _finish(out, result, cpu_started)
+
+
+def learn_book_conventions(model: Path, args) -> dict:
+    """Store the book's spacing around punctuation in the adapted model (``recognition.conventions``).
+
+    Learned from the corrected lines trained on, never from the held-out slice: the gate judges the
+    adapted model with its conventions applied, as it will serve, and that judgement stays fair. A rule
+    where those lines are consistent is kept if it corrects the model's own readings of them. Written
+    before the calibration (fitted on what the model serves) and the int8 twin (which inherits it).
+    """
+    from recognition.conventions import METADATA_KEY, keep_helpful, learn_conventions, punctuation_marks
+    from recognition.recognizer import Recognizer
+
+    from .calibrate import write_model_property
+
+    _, readings = model_cer(model, args.train)
+    references = [r["text"] for r in readings]
+    marks = punctuation_marks(Recognizer(model).info.alphabet.characters)
+    candidates = learn_conventions(references, marks, args.conventions_min_count, args.conventions_min_share,
+                                   learned_from=f"{len(references)} corrected lines of the book")
+    kept, report = keep_helpful(candidates, references, [r["reading"] for r in readings], args.conventions_min_gain)
+    if kept:
+        write_model_property(model, METADATA_KEY, kept.to_json())
+    log.info("transcription conventions: %s", "; ".join(r.describe() for r in kept.rules) or "none")
+    return {"rules": [r.describe() for r in kept.rules], "candidates": report}
 
 
 def calibrate_adapted(model: Path, base: Path, heldout: list[str], min_lines: int) -> str:
@@ -276,6 +311,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--calibrate-min-lines", type=int, default=200,
                         help="refit the confidence calibration on the held-out slice from this many lines "
                              "(fewer: carry the base model's over; 0: always carry over)")
+    parser.add_argument("--no-conventions", dest="conventions", action="store_false",
+                        help="do not learn the book's spacing around punctuation (recognition.conventions)")
+    parser.add_argument("--conventions-min-share", type=float, default=0.9,
+                        help="how consistent the corrected lines must be for a spacing rule")
+    parser.add_argument("--conventions-min-count", type=int, default=10,
+                        help="occurrences of a mark (on one side) a spacing rule needs")
+    parser.add_argument("--conventions-min-gain", type=int, default=1,
+                        help="errors a spacing rule must remove from the adapted model's readings of the corrected "
+                             "lines it was learned from, to be kept")
     parser.add_argument("--max-forgetting", type=float, default=DEFAULT_MAX_FORGETTING)
     return parser
 

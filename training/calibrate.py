@@ -104,19 +104,24 @@ def fit(results: Sequence[LineResult], outcomes: Sequence[Outcome], fitted_on: s
 
 def write_calibration(model_path: Path, calibration: ConfidenceCalibration) -> None:
     """Put the calibration into the ONNX metadata (and the .json twin), each replaced atomically."""
+    write_model_property(model_path, METADATA_KEY, calibration.to_json())
+
+
+def write_model_property(model_path: Path, key: str, value: str) -> None:
+    """Set one ``metadata_props`` entry of an ONNX model (and of its .json twin), each replaced atomically."""
     import onnx
 
     model = onnx.load(str(model_path))
-    props = [p for p in model.metadata_props if p.key != METADATA_KEY]
+    props = [p for p in model.metadata_props if p.key != key]
     del model.metadata_props[:]
     model.metadata_props.extend(props)
-    model.metadata_props.add(key=METADATA_KEY, value=calibration.to_json())
+    model.metadata_props.add(key=key, value=value)
     _replace_atomically(model_path, model.SerializeToString())
     twin = model_path.with_suffix(".json")
     if twin.exists():
         info = json.loads(twin.read_text(encoding="utf-8"))
         if info.get("name") == model_path.stem:  # the float model's twin, not its int8 sibling's
-            info.setdefault("extra", {})[METADATA_KEY] = calibration.to_json()
+            info.setdefault("extra", {})[key] = value
             _replace_atomically(twin, (json.dumps(info, ensure_ascii=False, indent=1) + "\n").encode("utf-8"))
 
 
@@ -181,7 +186,8 @@ def calibrate(model: Path, samples: Sequence[LineSample], threads: int = 1) -> t
     info = recognizer.info
 
     def decode(calibration):
-        return [decode_line(p, info.alphabet, info.mirror, calibration) for p in probs]
+        # The model's own conventions too: what is calibrated is what it serves.
+        return [decode_line(p, info.alphabet, info.mirror, calibration, info.conventions) for p in probs]
 
     raw = decode(None)
     outcomes = [outcome(s.text, r) for s, r in zip(kept, raw)]
