@@ -75,7 +75,7 @@ class ConfidenceCalibration:
                 raise CalibrationError(f"unknown calibration version {data.get('version')!r}")
             return cls(MonotoneMap.from_dict(data["character"]), MonotoneMap.from_dict(data["line"]),
                        data.get("fitted_on", ""))
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:  # AttributeError: JSON that is no object
             raise CalibrationError(f"unreadable {METADATA_KEY}: {exc}") from exc
 
     @classmethod

@@ -38,6 +38,9 @@ def test_a_map_is_monotone_clamped_and_survives_json():
         MonotoneMap((0.2, 0.5), (0.6, 0.3))
     with pytest.raises(CalibrationError):
         ConfidenceCalibration.from_json('{"version": 7}')
+    for crafted in ("[]", '"text"', "7"):  # a model file's metadata is input: a clear error, never a traceback
+        with pytest.raises(CalibrationError):
+            ConfidenceCalibration.from_json(crafted)
 
 
 def simulated(rng, n, truth):
