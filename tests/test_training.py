@@ -248,3 +248,59 @@ def test_exporting_the_last_checkpoint_reports_the_last_epochs_figures(tiny_run,
     assert info.validation_cer == history[-1]["val_cer"]
     assert info.extra["exported_epoch"] == str(history[-1]["epoch"])
     assert info.extra["exported_checkpoint"] == "last.keras"
+
+
+def _keras_trainable(path):
+    from training.checkpoint import load_model
+    from training.model import logits_model
+
+    return [v.numpy() for v in logits_model(load_model(path)).trainable_variables]
+
+
+def _npz(path):
+    with np.load(path) as data:
+        return [data[f"arr_{i}"] for i in range(len(data.files))]
+
+
+@pytest.fixture(scope="module")
+def ema_run(tiny_model, tiny_arrays, tmp_path_factory):
+    run = tmp_path_factory.mktemp("ema")
+    train.main(["--data", str(tiny_arrays), "--out", str(run), "--init-from", str(tiny_model.with_suffix(".keras")),
+                "--epochs", "1", "--steps-per-epoch", "4", "--batch-size", "4", "--lr", "3e-3", "--ema", "0.9",
+                "--min-char-count", "1", "--max-val-lines", "6", "--no-augment"])
+    return run
+
+
+def test_an_ema_run_validates_and_saves_the_average_and_keeps_the_trained_weights(ema_run, tiny_arrays):
+    from training.checkpoint import load_model
+    from recognition.alphabet import Alphabet
+    from training.shards import read_split
+
+    state = json.loads((ema_run / "state.json").read_text(encoding="utf-8"))
+    assert state["ema_momentum"] == 0.9
+    saved, trained = _keras_trainable(ema_run / "last.keras"), _npz(ema_run / train.TRAINED_WEIGHTS)
+    assert len(saved) == len(trained)
+    assert any(not np.allclose(a, b) for a, b in zip(saved, trained))  # four steps apart: an average, not a copy
+    # The CER in the history is the saved (averaged) model's, not the trained weights'.
+    alphabet = Alphabet(state["alphabet"])
+    val = train.LinePool(read_split(tiny_arrays, "val")[:: max(1, len(read_split(tiny_arrays, "val")) // 6)][:6],
+                         alphabet, "val")
+    counter = train.evaluate_pool(train.Trainer(load_model(ema_run / "last.keras"), 1e-3), val, alphabet)
+    assert round(counter.cer, 5) == state["history"][-1]["val_cer"]
+
+
+def test_a_resumed_ema_run_trains_on_from_the_trained_weights_not_the_average(ema_run, tiny_arrays, tmp_path):
+    import shutil
+
+    run = tmp_path / "resumed"
+    shutil.copytree(ema_run, run)
+    trained_before = _npz(run / train.TRAINED_WEIGHTS)
+    # A learning rate of zero leaves the trained weights where they were: had the resumed run started from
+    # last.keras (the average), its trained weights would now be the old average.
+    train.main(["--data", str(tiny_arrays), "--out", str(run), "--epochs", "2", "--steps-per-epoch", "2",
+                "--batch-size", "4", "--lr", "0", "--lr-schedule", "cosine", "--min-char-count", "1",
+                "--max-val-lines", "6", "--no-augment"])
+    state = json.loads((run / "state.json").read_text(encoding="utf-8"))
+    assert [h["epoch"] for h in state["history"]] == [1, 2] and state["ema_momentum"] == 0.9
+    for before, after in zip(trained_before, _npz(run / train.TRAINED_WEIGHTS)):
+        np.testing.assert_array_equal(before, after)

@@ -157,6 +157,9 @@ def _training(info: ModelInfo, state: dict | None, history: list[dict], synth_re
             lines.append(f"- the model is the best epoch's ({info.extra['exported_epoch']}), chosen on the validation "
                          "book: its figure on that book is optimistic by that choice")
         lines.append("- learning rate by epoch: " + ", ".join(f"{lr:.2g} from {epoch}" for epoch, lr in learning_rates))
+        if (state or {}).get("ema_momentum"):
+            lines.append(f"- the weights saved and validated are a moving average of the trained ones (momentum "
+                         f"{state['ema_momentum']} per step, about the last {1 / (1 - state['ema_momentum']):.0f} steps)")
         lines.append(f"- {history[-1]['seconds'] / 60:.0f} minutes of training (the run's own clock)")
     elif info.extra.get("training_seconds"):
         lines.append(f"- {float(info.extra['training_seconds']) / 60:.0f} minutes of training")
