@@ -248,3 +248,21 @@ def test_exporting_the_last_checkpoint_reports_the_last_epochs_figures(tiny_run,
     assert info.validation_cer == history[-1]["val_cer"]
     assert info.extra["exported_epoch"] == str(history[-1]["epoch"])
     assert info.extra["exported_checkpoint"] == "last.keras"
+
+
+def test_sessions_end_at_epoch_boundaries_without_changing_the_run(tiny_arrays, tmp_path):
+    """Two sessions of one epoch each give the steps and learning rates of one uninterrupted run."""
+    common = ["--data", str(tiny_arrays), "--preset", "tiny", "--epochs", "2", "--steps-per-epoch", "3",
+              "--batch-size", "8", "--no-augment", "--min-char-count", "1", "--lr-schedule", "cosine",
+              "--patience", "2"]
+    train.main([*common, "--out", str(tmp_path / "whole")])
+    split = tmp_path / "split"
+    train.main([*common, "--out", str(split), "--session-minutes", "0"])
+    first = json.loads((split / "state.json").read_text(encoding="utf-8"))
+    assert first["epoch"] == 1 and first["stop_reason"].startswith("session of 0 minutes over")
+    train.main([*common, "--out", str(split), "--session-minutes", "0"])
+    whole = json.loads((tmp_path / "whole" / "state.json").read_text(encoding="utf-8"))
+    resumed = json.loads((split / "state.json").read_text(encoding="utf-8"))
+    assert resumed["stop_reason"] == "epochs done"
+    assert [(h["epoch"], h["step"]) for h in resumed["history"]] == [(1, 3), (2, 6)]
+    assert [h["lr"] for h in resumed["history"]] == pytest.approx([h["lr"] for h in whole["history"]])
