@@ -101,8 +101,8 @@ def test_a_second_invocation_redoes_nothing_finished(series, capsys):
     rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines() if line.startswith("book_")}
     for book in RUN:
         cer = fold_record(series, book)["held_out"]["cer"]
-        assert " done " in rows[book] and " 2/2 " in rows[book] and f"{100 * cer:.2f}%" in rows[book]
-    assert " not started " in rows["book_noto"] and " 0/2 " in rows["book_noto"]
+        assert " 6/6, done " in rows[book] and " 2/2 " in rows[book] and f"{100 * cer:.2f}%" in rows[book]
+    assert " 0/6, not started " in rows["book_noto"] and " 0/2 " in rows["book_noto"]
 
 
 @pytest.mark.slow

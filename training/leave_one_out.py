@@ -120,7 +120,8 @@ def select_books(wanted: list[str] | None, books: list[str]) -> list[str]:
         if len(matches) != 1:
             raise UsageError(f"--books {name}: {'no' if not matches else 'more than one'} book matches "
                              f"({', '.join(matches or books)})")
-        chosen.append(matches[0])
+        if matches[0] not in chosen:
+            chosen.append(matches[0])
     return chosen
 
 
@@ -174,8 +175,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="TensorFlow threads, preprocessing and rendering workers, onnxruntime threads "
                              "(default 0: all cores); not part of the recipe")
     parser.add_argument("--force", action="store_true",
-                        help="go on although folds were started with another recipe (the summary then says the "
-                             "recipes were mixed)")
+                        help="go on although folds were started with another recipe: the steps still to do use "
+                             "the one given, finished steps stay as they are, and the summary says the recipes "
+                             "were mixed")
     parser.add_argument("--status", action="store_true", help="print each fold's progress and exit")
     parser.add_argument("--summary", action="store_true", help="summarise the finished folds and exit")
     return parser
@@ -240,7 +242,7 @@ def run(args: argparse.Namespace, train_args: list[str]) -> int:
         print(status_table(folds, recipe))
         if args.summary:
             summary = summarise(args.out, folds)
-            print(format_summary(summary, args.out) if summary else "no fold is finished yet")
+            print("\n" + format_summary(summary, args.out) if summary else "no fold is finished yet")
         return 0
 
     args.lines_dir = args.lines_dir or (Path(recorded["lines_dir"]) if recorded else None)
@@ -272,7 +274,7 @@ def run(args: argparse.Namespace, train_args: list[str]) -> int:
     print(status_table(list(folds.values()), recipe))
     summary = summarise(args.out, list(folds.values()))
     if summary:
-        print(format_summary(summary, args.out))
+        print("\n" + format_summary(summary, args.out))
     if not finished:
         print("the session ended with work left: run the same command again to go on")
         return UNFINISHED

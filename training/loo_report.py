@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .loo_fold import Fold
+from .loo_fold import Fold, steps_for
 from .loo_recipe import Recipe, parse_train_args
 
 
@@ -35,14 +35,16 @@ def _epochs(fold: Fold, recipe: Recipe) -> str:
 
 def status_table(folds: list[Fold], recipe: Recipe) -> str:
     rows = []
+    steps = steps_for(recipe)
     for fold in folds:
-        step = fold.next_step(recipe)
+        step, done = fold.next_step(recipe), sum(fold.done(s) for s in steps)
+        progress = ("done" if step is None else f"next: {step}" if fold.started else "not started")
         held_out = fold.held_out()
-        rows.append([fold.book, str(recipe.books.get(fold.book, "?")),
-                     "done" if step is None else (step if fold.started else "not started"),
+        rows.append([fold.book, str(recipe.books.get(fold.book, "?")), f"{done}/{len(steps)}, {progress}",
                      _epochs(fold, recipe), f"{fold.minutes():.1f}", _pct(held_out and held_out["cer"]),
                      "; ".join(fold.machines())])
-    return format_table(["held-out book", "lines", "next step", "epochs", "minutes", "held-out CER", "machine"], rows)
+    return format_table(["held-out book", "lines", "steps done", "epochs", "minutes", "held-out CER", "machine"],
+                        rows)
 
 
 def summarise(out: Path, folds: list[Fold]) -> dict | None:
