@@ -22,8 +22,8 @@ LINES_DIR or the synthetic-line options) it uses the recorded ones. A fold start
 arguments than the ones given is refused unless --force. --minutes-per-session M ends the session
 cleanly: a step starts only while time is left, training stops at the epoch boundary that fits
 (an epoch is never cut, so the sessions do not change the run), and every session does at least one
-step or epoch. --minutes-per-session 0 does exactly one. Data steps are not cut: a session may run
-over by one of them (minutes).
+step or epoch. --minutes-per-session 0 does exactly one. Data steps are not cut, and the length of a
+fresh run's first epoch is not known before it ends: a session may run over by one of them.
 
 --status prints each fold's progress (steps, epochs, minutes, held-out CER, machines) and changes
 nothing. After each session, and with --summary, the finished folds are summarised: a table,

@@ -23,7 +23,7 @@ from .text_overlap import RUN_WORDS, lines_sharing_runs
 log = logging.getLogger("training.leave_one_out")
 
 # Share of the held-out book's lines (of RUN_WORDS words or more) allowed to share a run of RUN_WORDS
-# words with the synthetic lines' corpus. Different books share at most 0.6% (text_overlap); a corpus
+# words with the synthetic lines' corpus. Different books share at most 0.7% (text_overlap); a corpus
 # holding the book's own text shares with nearly all of them.
 MAX_SHARED_LINES = 0.05
 

@@ -2,10 +2,10 @@
 
 Synthetic lines are runs of 2-12 consecutive corpus words (``training.synth``), so a book whose
 text is in the corpus reaches a model through them even when its images never do. Different books
-share few long runs: of the five openiti-gs books, at most 0.6% of a book's lines of six words or
+share few long runs: of the five openiti-gs books, at most 0.7% of a book's lines of six words or
 more share a run of six words with the other four books' text and the shipped corpus, and none a run
-of eight (measured 2026-11, IbnJawzi the most: 6 of 938 lines); a book's own text shares one with
-every such line.
+of eight (measured 2026-11, IbnJawzi the most: 6 of its 845 such lines); a book's own text shares
+one with every such line.
 """
 
 from __future__ import annotations
