@@ -272,8 +272,8 @@ def ema_run(tiny_model, tiny_arrays, tmp_path_factory):
 
 
 def test_an_ema_run_validates_and_saves_the_average_and_keeps_the_trained_weights(ema_run, tiny_arrays):
-    from training.checkpoint import load_model
     from recognition.alphabet import Alphabet
+    from training.checkpoint import load_model
     from training.shards import read_split
 
     state = json.loads((ema_run / "state.json").read_text(encoding="utf-8"))
@@ -304,3 +304,21 @@ def test_a_resumed_ema_run_trains_on_from_the_trained_weights_not_the_average(em
     assert [h["epoch"] for h in state["history"]] == [1, 2] and state["ema_momentum"] == 0.9
     for before, after in zip(trained_before, _npz(run / train.TRAINED_WEIGHTS)):
         np.testing.assert_array_equal(before, after)
+
+
+def test_sessions_end_at_epoch_boundaries_without_changing_the_run(tiny_arrays, tmp_path):
+    """Two sessions of one epoch each give the steps and learning rates of one uninterrupted run."""
+    common = ["--data", str(tiny_arrays), "--preset", "tiny", "--epochs", "2", "--steps-per-epoch", "3",
+              "--batch-size", "8", "--no-augment", "--min-char-count", "1", "--lr-schedule", "cosine",
+              "--patience", "2"]
+    train.main([*common, "--out", str(tmp_path / "whole")])
+    split = tmp_path / "split"
+    train.main([*common, "--out", str(split), "--session-minutes", "0"])
+    first = json.loads((split / "state.json").read_text(encoding="utf-8"))
+    assert first["epoch"] == 1 and first["stop_reason"].startswith("session of 0 minutes over")
+    train.main([*common, "--out", str(split), "--session-minutes", "0"])
+    whole = json.loads((tmp_path / "whole" / "state.json").read_text(encoding="utf-8"))
+    resumed = json.loads((split / "state.json").read_text(encoding="utf-8"))
+    assert resumed["stop_reason"] == "epochs done"
+    assert [(h["epoch"], h["step"]) for h in resumed["history"]] == [(1, 3), (2, 6)]
+    assert [h["lr"] for h in resumed["history"]] == pytest.approx([h["lr"] for h in whole["history"]])

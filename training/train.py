@@ -6,8 +6,9 @@
 Each epoch ends with the CER on the held-out book (the ``val`` split of the
 ``--data`` folders). The best model by that CER is kept as ``best.keras``;
 ``last.keras`` + ``state.json`` let an interrupted run resume where it stopped
-(run the same command again). Logs: ``history.csv``, TensorBoard files under
-``tensorboard/`` and ``curves.png``.
+(run the same command again); ``--session-minutes`` ends an invocation at an
+epoch boundary without changing the run (its epochs and learning rates).
+Logs: ``history.csv``, TensorBoard files under ``tensorboard/`` and ``curves.png``.
 """
 
 from __future__ import annotations
@@ -241,7 +242,8 @@ def machine_description() -> str:
     return f"{platform.machine()}, {os.cpu_count()} CPU cores, {platform.system()} ({platform.python_version()})"
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line, apart so that others (``training.leave_one_out``) read train arguments as train does."""
     parser = argparse.ArgumentParser(prog="python -m training.train", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", nargs="+", required=True, help="preprocessed real data folders (train + val splits)")
@@ -267,6 +269,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--val-smoothing", type=float, default=0.0,
                         help="judge the moving average of the val CER with this weight on the past (0 = raw CER)")
     parser.add_argument("--max-minutes", type=float, help="stop cleanly (checkpoint saved) after this long")
+    parser.add_argument("--session-minutes", type=float,
+                        help="end this invocation at an epoch boundary within this long: one epoch always runs, "
+                             "a further one only when the last one's duration says it ends in time; run the same "
+                             "command again to continue. Unlike --max-minutes it is no budget of the run: the "
+                             "epochs and the learning rate do not depend on where sessions end")
     parser.add_argument("--max-val-lines", type=int, default=0, help="validate on at most this many lines (0 = all)")
     parser.add_argument("--min-char-count", type=int, default=DEFAULT_MIN_CHAR_COUNT,
                         help="characters rarer than this in the training texts are left out (with their lines)")
@@ -276,7 +283,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-augment", action="store_true")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--threads", type=int, default=0, help="TensorFlow threads (0 = all cores)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     return train(args)
 
@@ -288,8 +299,12 @@ def train(args) -> int:
     from tqdm import tqdm
 
     if args.threads:
-        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
-        tf.config.threading.set_inter_op_parallelism_threads(1)
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+            tf.config.threading.set_inter_op_parallelism_threads(1)
+        except RuntimeError:  # TensorFlow already ran in this process (a second run in it): its threads stay
+            log.warning("TensorFlow already started in this process with %d threads; --threads %d not applied",
+                        tf.config.threading.get_intra_op_parallelism_threads(), args.threads)
     keras.utils.set_random_seed(args.seed)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -369,6 +384,7 @@ def train(args) -> int:
     budget = args.max_minutes * 60 if args.max_minutes else None
     seconds_before = state["seconds"]
     stop_reason = "epochs done"
+    last_epoch_seconds = None  # wall time of this invocation's last epoch, validation and saving included
 
     while state["epoch"] < args.epochs:
         if args.max_steps and state["step"] >= args.max_steps:
@@ -377,6 +393,13 @@ def train(args) -> int:
         if budget and time.monotonic() - started > budget:  # no sliver of an epoch at the end
             stop_reason = f"time budget of {args.max_minutes} minutes used"
             break
+        if (args.session_minutes is not None and last_epoch_seconds is not None
+                and time.monotonic() - started + last_epoch_seconds > args.session_minutes * 60):
+            # Whole epochs only: a cut epoch would make the run's steps depend on where sessions end.
+            stop_reason = (f"session of {args.session_minutes:g} minutes over (another epoch of "
+                           f"~{last_epoch_seconds / 60:.1f} min would not end in it); run again to continue")
+            break
+        epoch_began = time.monotonic()
         epoch = state["epoch"] + 1
         rng = np.random.default_rng([args.seed, epoch])
         dataset = batch_dataset(tf, real, synth, ratio, args.batch_size, rng, not args.no_augment, config.height)
@@ -428,6 +451,7 @@ def train(args) -> int:
             log.info("epoch %d (step %d): loss %.3f, val CER %.4f (smoothed %.4f), WER %.4f%s", epoch, state["step"],
                      train_loss, counter.cer, stopping.smoothed, counter.wer, " (best)" if improved else "")
             _save(out, model, trainer, state, args, alphabet, config, trained)
+        last_epoch_seconds = time.monotonic() - epoch_began
         if stopping.should_stop(state["step"]):
             stop_reason = f"early stop: no improvement for {args.patience} epochs"
             break

@@ -1,0 +1,193 @@
+"""Leave-one-book-out on three rendered books with the tiny model: folds, sessions, summary, refusals."""
+
+import json
+import os
+from types import SimpleNamespace
+
+import pytest
+
+from recognition.line_data import SkipReport, iter_samples
+from recognition.text import normalize_text
+from tests.conftest import CORPUS_LINES, write_line_folder
+from training import leave_one_out, model_card
+from training.loo_recipe import RecipeError, check_init_from, parse_train_args
+from training.shards import read_split
+from training.text_overlap import lines_sharing_runs, word_runs
+
+RECIPE = ["--preset", "tiny", "--epochs", "2", "--steps-per-epoch", "3", "--batch-size", "4", "--lr", "3e-3",
+          "--no-augment", "--min-char-count", "1", "--lr-schedule", "cosine", "--patience", "2"]
+BOOKS = ("book_amiri", "book_naskh", "book_noto")
+RUN = ("book_amiri", "book_naskh")  # the folds run: two of three, so the summary is of some folds
+
+
+@pytest.fixture(scope="module")
+def books(tmp_path_factory):
+    """Three books of six-word lines cut from different parts of the shipped corpus, in three typefaces."""
+    words = " ".join(CORPUS_LINES).split()
+    root = tmp_path_factory.mktemp("loo-books") / "books"
+    for book, start, count, face in zip(BOOKS, (0, 100, 200), (10, 8, 8),
+                                        ("Amiri-Regular", "Scheherazade-Regular", "NotoNaskhArabic-Regular")):
+        write_line_folder(root / book, [" ".join(words[start + 6 * i: start + 6 * (i + 1)]) for i in range(count)], face)
+    return root
+
+
+@pytest.fixture(scope="module")
+def series(books, tmp_path_factory):
+    """book_naskh's fold taken one step per session up to its first epoch of two, then it and book_amiri's to
+    their end; book_noto's fold is never started."""
+    out = tmp_path_factory.mktemp("loo") / "series"
+    command = [str(books), "--out", str(out), "--synth-lines", "40", "--corpus", "--threads", "1"]
+    sessions = [leave_one_out.main([*command, "--books", "naskh", "--minutes-per-session", "0", "--", *RECIPE])
+                for _ in range(4)]  # real lines, synthetic lines, their arrays, one epoch
+    interrupted = json.loads((out / "book_naskh" / "run" / "state.json").read_text(encoding="utf-8"))
+    final = leave_one_out.main([*command, "--books", *RUN, "--", *RECIPE])
+    return SimpleNamespace(books=books, out=out, sessions=sessions, interrupted=interrupted, final=final)
+
+
+def fold_record(series, book):
+    return json.loads((series.out / book / "fold.json").read_text(encoding="utf-8"))
+
+
+def texts_of(folder):
+    return [normalize_text(s.text) for s in iter_samples([str(folder)], SkipReport())]
+
+
+@pytest.mark.slow
+def test_each_fold_keeps_its_book_out_of_training_and_out_of_its_synthetic_text(series):
+    for book in RUN:
+        fold = series.out / book
+        held_out = set(texts_of(series.books / book))
+        assert {line.text for line in read_split(fold / "real", "val")} == held_out
+        trained_on = {line.text for line in read_split(fold / "real", "train")}
+        assert trained_on and not trained_on & held_out
+        assert trained_on == {t for other in BOOKS if other != book for t in texts_of(series.books / other)}
+        synthetic = texts_of(fold / "synth-lines")
+        assert len(synthetic) == 40
+        runs = {r for text in synthetic for r in word_runs(text.split(), 4)}
+        held_out_runs = {r for text in held_out for r in word_runs(text.split(), 4)}
+        other_runs = {r for other in BOOKS if other != book for text in texts_of(series.books / other)
+                      for r in word_runs(text.split(), 4)}
+        assert not runs & held_out_runs, book
+        assert runs & other_runs, book  # the same check finds the books the lines were drawn from
+        state = json.loads((fold / "run" / "state.json").read_text(encoding="utf-8"))
+        assert state["args"]["data"] == [str(fold / "real")] and state["args"]["synth"] == [str(fold / "synth")]
+
+
+@pytest.mark.slow
+def test_sessions_end_cleanly_and_the_next_one_continues_the_interrupted_training(series):
+    assert series.sessions == [3, 3, 3, 3] and series.final == 0
+    assert series.interrupted["epoch"] == 1  # the fourth session ran one epoch of two
+    record = fold_record(series, "book_naskh")
+    assert [s["epochs"] for s in record["steps"]["train"]["sessions"]] == [[0, 1], [1, 2]]
+    for step in ("real", "synth", "synth-arrays", "export", "evaluate"):
+        assert len(record["steps"][step]["sessions"]) == 1, step  # none done twice
+    resumed = json.loads((series.out / "book_naskh" / "run" / "state.json").read_text(encoding="utf-8"))
+    uninterrupted = json.loads((series.out / "book_amiri" / "run" / "state.json").read_text(encoding="utf-8"))
+    assert [(h["epoch"], h["step"]) for h in resumed["history"]] == [(1, 3), (2, 6)]
+    assert [h["lr"] for h in resumed["history"]] == pytest.approx([h["lr"] for h in uninterrupted["history"]])
+    assert all(s["machine"] for s in record["steps"]["train"]["sessions"])
+
+
+@pytest.mark.slow
+def test_a_second_invocation_redoes_nothing_finished(series, capsys):
+    records = {book: (series.out / book / "fold.json").read_text(encoding="utf-8") for book in RUN}
+    evaluated = {book: os.stat(series.out / book / "evaluation" / "evaluation.json").st_mtime_ns for book in RUN}
+    assert leave_one_out.main([str(series.books), "--out", str(series.out), "--books", *RUN]) == 0  # recorded recipe
+    assert records == {book: (series.out / book / "fold.json").read_text(encoding="utf-8") for book in RUN}
+    assert evaluated == {book: os.stat(series.out / book / "evaluation" / "evaluation.json").st_mtime_ns
+                         for book in RUN}
+    capsys.readouterr()
+    assert leave_one_out.main(["--out", str(series.out), "--status"]) == 0
+    rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines() if line.startswith("book_")}
+    for book in RUN:
+        cer = fold_record(series, book)["held_out"]["cer"]
+        assert " 6/6, done " in rows[book] and " 2/2 " in rows[book] and f"{100 * cer:.2f}%" in rows[book]
+    assert " 0/6, not started " in rows["book_noto"] and " 0/2 " in rows["book_noto"]
+
+
+@pytest.mark.slow
+def test_the_summary_gives_each_held_out_cer_their_mean_and_the_model_card_arguments(series, tmp_path):
+    summary = json.loads((series.out / "summary.json").read_text(encoding="utf-8"))
+    assert (summary["folds_finished"], summary["folds"]) == (2, 3) and not summary["mixed_recipes"]
+    cers = {}
+    for row in summary["per_fold"]:
+        evaluation = json.loads((series.out / row["book"] / "evaluation" / "evaluation.json").read_text(encoding="utf-8"))
+        assert row["cer"] == evaluation["results"][f"books/{row['book']}"]["cer"]
+        cers[row["book"]] = row["cer"]
+    assert sorted(cers) == list(RUN)
+    assert summary["mean_cer"] == pytest.approx(sum(cers.values()) / 2, abs=1e-5)
+    assert (series.out / "loo-cer.png").stat().st_size > 1000
+    card = tmp_path / "MODEL_CARD.md"
+    model = series.out / "book_amiri" / "model" / "loo-book_amiri.onnx"
+    assert model_card.main([str(model), "--out", str(card), *summary["model_card_arguments"]]) == 0
+    text = card.read_text(encoding="utf-8")
+    assert f"| mean of 2 | | | {100 * summary['mean_cer']:.2f}% |" in text
+    assert all(f"| {book} | `loo-{book}.onnx` |" in text for book in RUN)
+
+
+@pytest.mark.slow
+def test_other_train_arguments_than_the_folds_had_are_refused(series, capsys):
+    recorded = (series.out / "loo.json").read_text(encoding="utf-8")
+    other = [a if a != "3e-3" else "1e-3" for a in RECIPE]
+    with pytest.raises(SystemExit) as refused:
+        leave_one_out.main([str(series.books), "--out", str(series.out), "--", *other])
+    assert refused.value.code == 2
+    assert "was run with another recipe" in capsys.readouterr().err
+    assert (series.out / "loo.json").read_text(encoding="utf-8") == recorded
+
+
+def test_a_corpus_holding_the_held_out_books_text_is_refused_before_any_work(books, tmp_path, capsys):
+    out = tmp_path / "loo"
+    with pytest.raises(SystemExit) as refused:  # the books were cut from the shipped corpus
+        leave_one_out.main([str(books), "--out", str(out), "--corpus", leave_one_out.DEFAULT_CORPUS, "--", *RECIPE])
+    assert refused.value.code == 2
+    assert "share a run of 6 words" in capsys.readouterr().err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("arguments, reason", [
+    (["--epochs", "4", "--patience", "4"], "--lr-schedule cosine"),
+    (["--epochs", "10", "--lr-schedule", "cosine"], "--patience 6 is below"),  # train's default patience: 6
+    (["--epochs", "8", "--lr-schedule", "cosine", "--patience", "8", "--max-minutes", "60"], "--max-minutes"),
+    (["--epochs", "4", "--lr-schedule", "cosine", "--patience", "4", "--thr", "2"], "--threads"),
+    (["--epochs", "4", "--lr-schedule", "cosine", "--patience", "4", "--out", "x"], "--out"),
+])
+def test_recipes_that_would_let_the_held_out_book_steer_its_fold_are_refused(arguments, reason):
+    with pytest.raises(RecipeError, match=reason.replace("-", r"\-")):
+        parse_train_args(arguments)
+
+
+def test_a_starting_model_that_saw_the_held_out_book_or_does_not_say_is_refused(tmp_path):
+    model = tmp_path / "base.keras"
+    data = {"real": [{"train": {"gs/book_a/lines": 10}, "val": {"gs/book_b/lines": 5}}]}
+    args = parse_train_args(["--epochs", "2", "--lr-schedule", "cosine", "--patience", "2", "--init-from", str(model)])
+    with pytest.raises(RecipeError, match="does not say|nothing beside it"):
+        check_init_from(args, "book_c")
+    model.with_suffix(".json").write_text(json.dumps({"training_data": json.dumps(data)}), encoding="utf-8")
+    check_init_from(args, "book_c")
+    for seen in ("book_a", "book_b"):  # trained on, or its epochs chosen on
+        with pytest.raises(RecipeError, match="trained or validated on"):
+            check_init_from(args, seen)
+
+
+def test_books_are_the_folders_of_lines_and_a_series_needs_two(books, tmp_path, capsys):
+    found, lines = leave_one_out.discover_books(books)
+    assert list(found) == list(BOOKS) and lines == {"book_amiri": 10, "book_naskh": 8, "book_noto": 8}
+    assert leave_one_out.select_books(["naskh", "book_amiri"], list(found)) == ["book_naskh", "book_amiri"]
+    for wanted in (["book_"], ["nothing"]):
+        with pytest.raises(leave_one_out.UsageError, match="matches"):
+            leave_one_out.select_books(wanted, list(found))
+    (tmp_path / "empty").mkdir()
+    write_line_folder(tmp_path / "one" / "book_x", ["قال أبو محمد"], "Amiri-Regular")
+    for folder, reason in (("empty", "no lines"), ("one", "holds one book")):
+        with pytest.raises(SystemExit):
+            leave_one_out.main([str(tmp_path / folder), "--out", str(tmp_path / "out"), "--", *RECIPE])
+        assert reason in capsys.readouterr().err
+
+
+def test_shared_runs_count_lines_of_a_book_whose_text_is_in_a_corpus():
+    book = ["a b c d e f g", "h i j k l m", "n o p"]  # the last line is too short to tell
+    assert lines_sharing_runs(book, "x y a b c d e f z".split()) == (1, 2)
+    assert lines_sharing_runs(book, "x y a b c d e z h i j k l m".split()) == (1, 2)
+    assert lines_sharing_runs(book, "b c d e f g h i j k l m".split()) == (2, 2)
+    assert lines_sharing_runs(book, []) == (0, 2)
