@@ -322,3 +322,10 @@ def test_sessions_end_at_epoch_boundaries_without_changing_the_run(tiny_arrays, 
     assert resumed["stop_reason"] == "epochs done"
     assert [(h["epoch"], h["step"]) for h in resumed["history"]] == [(1, 3), (2, 6)]
     assert [h["lr"] for h in resumed["history"]] == pytest.approx([h["lr"] for h in whole["history"]])
+
+
+@pytest.mark.parametrize("momentum", ["1", "1.5", "-0.1"])
+def test_ema_momentum_outside_zero_to_one_is_refused_before_training(momentum, capsys):
+    with pytest.raises(SystemExit):
+        train.main(["--data", "nowhere", "--out", "nowhere", "--ema", momentum])
+    assert "--ema wants a momentum in [0, 1)" in capsys.readouterr().err
