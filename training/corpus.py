@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
@@ -11,12 +12,25 @@ import numpy as np
 from recognition.text import normalize_text
 
 
+def corpus_name(file: Path, root: Path) -> str:
+    """The name an exclusion is matched against: from the given folder's own name down
+    (``openiti-gs/book_IbnQutayba.Adab/7_final/000001.gt.txt``); for a file given itself, its folder's
+    name and its own. Not the absolute path: a checkout or temporary folder whose path happens to hold
+    the excluded name would otherwise drop every file of the corpus."""
+    given = Path(os.path.abspath(root))  # "." and ".." named, links not followed
+    if not root.is_dir():
+        return f"{given.parent.name}/{given.name}"
+    return f"{given.name}/{file.relative_to(root).as_posix()}"
+
+
 def iter_text_files(paths: Iterable[str], exclude: Iterable[str] = ()) -> list[Path]:
+    """The text files (``*.txt``, so also ``*.gt.txt``) of the files and folders given, without those
+    whose :func:`corpus_name` holds one of ``exclude``."""
     exclude = list(exclude)
     files: list[Path] = []
     for p in map(Path, paths):
         candidates = sorted(p.rglob("*.txt")) if p.is_dir() else [p]
-        files.extend(f for f in candidates if not any(x in str(f) for x in exclude))
+        files.extend(f for f in candidates if not any(x in corpus_name(f, p) for x in exclude))
     return files
 
 

@@ -16,6 +16,9 @@ The recipe must be fixed before the run, or the held-out book would steer its ow
 --lr-schedule cosine and --patience of at least the epochs are required, --max-minutes is refused,
 and an --init-from model that saw the held-out book (or does not say) is refused.
 
+The series is recorded in OUT/loo.json (LINES_DIR and the corpus as absolute paths, so that the
+command may be run again from any folder).
+
 Run the same command again and it goes on where it stopped: finished steps are skipped and an
 unfinished training run continues from its checkpoint. Without arguments after -- (and without
 LINES_DIR or the synthetic-line options) it uses the recorded ones. A fold started with other
@@ -46,7 +49,7 @@ from pathlib import Path
 
 from recognition.line_data import SkipReport, iter_samples
 
-from .loo_fold import Fold, steps_for
+from .loo_fold import Fold, steps_for, write_json
 from .loo_recipe import Recipe, RecipeError, check_init_from, corpus_fingerprint, parse_train_args
 from .loo_report import format_summary, status_table, summarise
 from .loo_steps import DATA_STEPS, FoldError, Series, check_corpus, describe, training
@@ -175,9 +178,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="TensorFlow threads, preprocessing and rendering workers, onnxruntime threads "
                              "(default 0: all cores); not part of the recipe")
     parser.add_argument("--force", action="store_true",
-                        help="go on although folds were started with another recipe: the steps still to do use "
-                             "the one given, finished steps stay as they are, and the summary says the recipes "
-                             "were mixed")
+                        help="go on although folds were started with another recipe: their steps still to do use "
+                             "the one given, and later runs take it as the recorded one; finished steps stay as "
+                             "they are (synthetic lines already rendered are not rendered again), and a training "
+                             "run already started goes on from its checkpoint with its own model, alphabet, "
+                             "EMA and early-stopping state (the other train arguments, e.g. --lr or --epochs, "
+                             "apply from its next epoch); the summary says the recipes were mixed")
     parser.add_argument("--status", action="store_true", help="print each fold's progress and exit")
     parser.add_argument("--summary", action="store_true", help="summarise the finished folds and exit")
     return parser
@@ -195,7 +201,7 @@ def resolve_recipe(args: argparse.Namespace, train_args: list[str], recorded: di
     if not train_args:
         raise UsageError("give the training arguments after --, e.g. -- --epochs 20 --lr 1e-3 --lr-schedule cosine "
                          "--patience 20 (python -m training.train --help)")
-    corpus = [str(Path(c)) for c in pick("corpus", args.corpus)]
+    corpus = [str(Path(c).resolve()) for c in pick("corpus", args.corpus)]
     missing = [c for c in corpus if not Path(c).exists()]
     if missing:
         raise UsageError(f"--corpus: no such file or folder: {', '.join(missing)}")
@@ -204,19 +210,23 @@ def resolve_recipe(args: argparse.Namespace, train_args: list[str], recorded: di
                   corpus_sha256=corpus_fingerprint(corpus), books=books)
 
 
-def check_same_recipe(recipe: Recipe, folds: list[Fold], force: bool) -> None:
+def check_same_recipe(recipe: Recipe, folds: list[Fold], force: bool) -> list[Fold]:
+    """The started folds whose current recipe is another one (refused without ``force``)."""
+    other = []
     for fold in folds:
-        for used in fold.recipes():
-            differences = recipe.differences(used)
-            if differences and not force:
-                raise UsageError(
-                    f"the fold holding out {fold.book} was run with another recipe:\n  " + "\n  ".join(differences)
-                    + "\nA mean over folds trained differently is no one recipe's figure. Give the recorded "
-                      "arguments (or none after --: the recorded ones are used), or --force to go on with these "
-                      "(the summary will say that the recipes were mixed).")
-            if differences:
-                log.warning("--force: the fold holding out %s was run with another recipe (%s)", fold.book,
-                            "; ".join(differences))
+        current = fold.current_recipe()
+        differences = recipe.differences(current) if current else []
+        if differences and not force:
+            raise UsageError(
+                f"the fold holding out {fold.book} was run with another recipe:\n  " + "\n  ".join(differences)
+                + "\nA mean over folds trained differently is no one recipe's figure. Give the recorded "
+                  "arguments (or none after --: the recorded ones are used), or --force to go on with these "
+                  "(the summary will say that the recipes were mixed).")
+        if differences:
+            log.warning("--force: the fold holding out %s was run with another recipe (%s); its steps still to do "
+                        "use the one given", fold.book, "; ".join(differences))
+            other.append(fold)
+    return other
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -248,20 +258,21 @@ def run(args: argparse.Namespace, train_args: list[str]) -> int:
     args.lines_dir = args.lines_dir or (Path(recorded["lines_dir"]) if recorded else None)
     if args.lines_dir is None:
         raise UsageError("give LINES_DIR, the folder of books")
+    args.lines_dir = args.lines_dir.resolve()
     books, line_counts = discover_books(args.lines_dir)
     selected = select_books(args.books, list(books))
     recipe = resolve_recipe(args, train_args, recorded, line_counts)
     train = parse_train_args(recipe.train_args)
     folds = {book: Fold(book, args.out / book) for book in books}
-    check_same_recipe(recipe, list(folds.values()), args.force)
+    replaced = check_same_recipe(recipe, list(folds.values()), args.force)
     series = Series(args.lines_dir, books, recipe, train, args.threads)
-    for book in selected:  # refused now, not after hours of other folds
+    for book in selected:  # refused now, not after hours of other folds; once per session
         check_init_from(train, book)
         if recipe.synth_lines and not folds[book].done("synth"):
             check_corpus(book, series)
-    args.out.mkdir(parents=True, exist_ok=True)
-    record_path.write_text(json.dumps({"lines_dir": str(args.lines_dir), "recipe": recipe.to_dict()},
-                                      ensure_ascii=False, indent=1), encoding="utf-8")
+    for fold in replaced:  # the series goes on with this recipe: later plain runs compare with it
+        fold.replace_recipe(recipe)
+    write_json(record_path, {"lines_dir": str(args.lines_dir), "recipe": recipe.to_dict()})
     log.info("%d books; folds to work on: %s; recipe: %d synthetic lines (seed %d), train %s", len(books),
              ", ".join(selected), recipe.synth_lines, recipe.synth_seed, " ".join(recipe.train_args))
 

@@ -3,13 +3,16 @@
 ``OUT/BOOK/`` holds everything of the fold that holds BOOK out:
 
     real/           the real lines as arrays, BOOK as ``val``, the other books as ``train``
-    synth-lines/    its synthetic lines (PNG + .gt.txt), drawn from text without BOOK's
-    synth/          those lines as arrays
+    synth/          its synthetic lines (PNG + .gt.txt), drawn from text without BOOK's
+    synth-arrays/   those lines as arrays
     run/            the training run (``training.train``: last.keras, state.json, history.csv, ...)
     model/          the exported ``loo-BOOK.onnx`` (the last epoch's model)
     evaluation/     ``training.evaluate`` of that model on every book
     fold.json       this record: each step, when and on which machine it ran, for how long, under which
-                    recipe; the held-out figure once evaluated
+                    recipe; the recipe its steps still to do use (``current_recipe``: the last one run,
+                    or the one ``--force`` put in its place); the held-out figure once evaluated
+
+(Each folder is named after the step that makes it.)
 
 A step counts as done only once its record says so, written after it finished: a step cut short
 (a killed process) is done again; training resumes from its own last checkpoint.
@@ -18,29 +21,28 @@ A step counts as done only once its record says so, written after it finished: a
 from __future__ import annotations
 
 import json
-import os
-import platform
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 from .loo_recipe import Recipe
+from .train import machine_description
 
 STEPS = ("real", "synth", "synth-arrays", "train", "export", "evaluate")
 RECORD = "fold.json"
 
 
-def machine_description() -> str:
-    """The CPU model and cores (where the minutes were spent), the system and Python."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, {platform.system()}, Python {platform.python_version()}"
+def write_json(path: Path, data) -> None:
+    """Write beside and then replace: a process killed while writing leaves the old file whole, never
+    half of the new one (the records are what the next session goes on from)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, ensure_ascii=False, indent=1), encoding="utf-8")
+    tmp.replace(path)
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def steps_for(recipe: Recipe) -> tuple[str, ...]:
@@ -65,11 +67,11 @@ class Fold:
 
     @property
     def synth_lines(self) -> Path:
-        return self.folder / "synth-lines"
+        return self.folder / "synth"
 
     @property
     def synth_arrays(self) -> Path:
-        return self.folder / "synth"
+        return self.folder / "synth-arrays"
 
     @property
     def run(self) -> Path:
@@ -85,10 +87,7 @@ class Fold:
 
     # -- the record -----------------------------------------------------------------
     def save(self) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        tmp = self.folder / (RECORD + ".tmp")
-        tmp.write_text(json.dumps(self.record, ensure_ascii=False, indent=1), encoding="utf-8")
-        tmp.replace(self.folder / RECORD)
+        write_json(self.folder / RECORD, self.record)
 
     @property
     def started(self) -> bool:
@@ -97,19 +96,49 @@ class Fold:
     def done(self, step: str) -> bool:
         return bool(self.record["steps"].get(step, {}).get("done"))
 
-    def recipes(self) -> list[Recipe]:
-        return [Recipe.from_dict(r) for r in self.record["recipes"]]
+    def _recipe_index(self, recipe: Recipe) -> int:
+        """The recipe's place in the record, added if new; the same recipe with its corpus elsewhere
+        (another checkout or machine) is the one already there."""
+        keys = [Recipe.from_dict(r).key() for r in self.record["recipes"]]
+        if recipe.key() not in keys:
+            self.record["recipes"].append(recipe.to_dict())
+            return len(keys)
+        return keys.index(recipe.key())
+
+    def current_recipe(self) -> Recipe | None:
+        """The recipe the fold's steps still to do use: its last session's, or the one --force put in its
+        place (None before the first step)."""
+        if not self.record["recipes"]:
+            return None
+        return Recipe.from_dict(self.record["recipes"][self.record.get("current_recipe", -1)])
+
+    def used_recipes(self) -> list[Recipe]:
+        """The recipes its recorded steps ran under."""
+        used = sorted({s["recipe"] for entry in self.record["steps"].values() for s in entry["sessions"]})
+        return [Recipe.from_dict(self.record["recipes"][i]) for i in used]
+
+    def replace_recipe(self, recipe: Recipe) -> None:
+        """--force: the steps still to do use ``recipe``; what was done stays recorded under its own."""
+        index = self._recipe_index(recipe)
+        self.record["current_recipe"] = index
+        self.record.setdefault("recipe_replaced", []).append({"when": now(), "by": index})
+        self.save()
 
     def note(self, step: str, seconds: float, recipe: Recipe, done: bool = True, **facts) -> None:
         """Record one run of ``step`` (a training session, or a whole data step) and save the record."""
-        if recipe.to_dict() not in self.record["recipes"]:
-            self.record["recipes"].append(recipe.to_dict())
+        index = self._recipe_index(recipe)
+        self.record["current_recipe"] = index
         entry = self.record["steps"].setdefault(step, {"sessions": []})
-        entry["sessions"].append({"finished": datetime.now(UTC).isoformat(timespec="seconds"),
-                                  "minutes": round(seconds / 60, 2), "machine": machine_description(),
-                                  "recipe": self.record["recipes"].index(recipe.to_dict()), **facts})
+        entry["sessions"].append({"finished": now(), "minutes": round(seconds / 60, 2),
+                                  "machine": machine_description(), "recipe": index, **facts})
         entry["done"] = done
         self.save()
+
+    def undo(self, step: str) -> None:
+        """Count ``step`` as not done (its output was found wrong later): the next session does it again."""
+        if step in self.record["steps"]:
+            self.record["steps"][step]["done"] = False
+            self.save()
 
     def held_out(self) -> dict | None:
         """The fold's figure: its model's CER on the held-out book (None until evaluated)."""

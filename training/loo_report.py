@@ -7,15 +7,11 @@ the ``training.model_card --leave-one-out`` arguments that put them into a model
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from .loo_fold import Fold, steps_for
+from .formatting import percent
+from .loo_fold import Fold, steps_for, write_json
 from .loo_recipe import Recipe, parse_train_args
-
-
-def _pct(x: float | None) -> str:
-    return "" if x is None else f"{100 * x:.2f}%"
 
 
 def format_table(header: list[str], rows: list[list[str]]) -> str:
@@ -41,7 +37,7 @@ def status_table(folds: list[Fold], recipe: Recipe) -> str:
         progress = ("done" if step is None else f"next: {step}" if fold.started else "not started")
         held_out = fold.held_out()
         rows.append([fold.book, str(recipe.books.get(fold.book, "?")), f"{done}/{len(steps)}, {progress}",
-                     _epochs(fold, recipe), f"{fold.minutes():.1f}", _pct(held_out and held_out["cer"]),
+                     _epochs(fold, recipe), f"{fold.minutes():.1f}", percent(held_out["cer"]) if held_out else "",
                      "; ".join(fold.machines())])
     return format_table(["held-out book", "lines", "steps done", "epochs", "minutes", "held-out CER", "machine"],
                         rows)
@@ -53,13 +49,15 @@ def summarise(out: Path, folds: list[Fold]) -> dict | None:
     if not finished:
         return None
     rows = []
+    recipes = set()
     for fold in finished:
         state = fold.training_state() or {}
+        used = fold.used_recipes()
+        recipes |= {r.key() for r in used}
         rows.append({"book": fold.book, **fold.held_out(), "epochs": state.get("epoch"), "steps": state.get("step"),
                      "training_minutes": round(fold.training_minutes(), 1), "minutes": round(fold.minutes(), 1),
                      "machines": fold.machines(), "evaluation": str(fold.evaluation),
-                     "recipes": fold.record["recipes"]})
-    recipes = {json.dumps(r, sort_keys=True) for row in rows for r in row["recipes"]}
+                     "corpus_check": corpus_check(fold), "recipes": [r.to_dict() for r in used]})
     summary = {
         "folds_finished": len(finished), "folds": len(folds),
         "mean_cer": round(sum(r["cer"] for r in rows) / len(rows), 5),
@@ -67,19 +65,29 @@ def summarise(out: Path, folds: list[Fold]) -> dict | None:
         "model_card_arguments": ["--leave-one-out", *(f"{r['book']}={r['evaluation']}" for r in rows)],
         "per_fold": rows,
     }
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "summary.json").write_text(json.dumps(summary, ensure_ascii=False, indent=1), encoding="utf-8")
+    write_json(out / "summary.json", summary)
     plot(rows, summary["mean_cer"], len(folds), out / "loo-cer.png")
     return summary
 
 
+def corpus_check(fold: Fold) -> list[int] | None:
+    """[held-out lines sharing a run of words with its synthetic lines' corpus, lines long enough to
+    tell] as its synth step recorded them; None for a fold without synthetic lines."""
+    sessions = fold.record["steps"].get("synth", {}).get("sessions", [])
+    return sessions[-1].get("held_out_lines_sharing_a_run") if sessions else None
+
+
 def format_summary(summary: dict, out: Path) -> str:
-    rows = [[r["book"], str(r["lines"]), _pct(r["cer"]), _pct(r["wer"]), _pct(r["trained_books_cer"]),
+    rows = [[r["book"], str(r["lines"]), percent(r["cer"]), percent(r["wer"]), percent(r["trained_books_cer"]),
              str(r["epochs"]), f"{r['training_minutes']:.0f}"] for r in summary["per_fold"]]
     table = format_table(["held-out book", "lines", "CER", "WER", "CER on its training books", "epochs",
                           "training minutes"], rows)
-    lines = [table, "", f"mean held-out CER {_pct(summary['mean_cer'])} over {summary['folds_finished']} of "
+    lines = [table, "", f"mean held-out CER {percent(summary['mean_cer'])} over {summary['folds_finished']} of "
                         f"{summary['folds']} folds"]
+    unchecked = [r["book"] for r in summary["per_fold"] if r["corpus_check"] and not r["corpus_check"][1]]
+    if unchecked:
+        lines.append(f"WARNING: not checked whether the synthetic lines' corpus held the text of {', '.join(unchecked)} "
+                     "(no line of the book is long enough to tell): make sure it did not")
     if summary["mixed_recipes"]:
         lines.append("WARNING: the folds were not all trained by one recipe (--force was used): see each fold's "
                      "recipes in summary.json; the mean is of different measurements")

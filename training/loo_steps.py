@@ -10,21 +10,21 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from recognition.line_data import SkipReport, iter_samples
 from recognition.text import normalize_text
 
 from .loo_fold import Fold
-from .loo_recipe import Recipe, check_init_from, model_height
-from .text_overlap import RUN_WORDS, lines_sharing_runs
+from .loo_recipe import Recipe, model_height
+from .text_overlap import DIFFERENT_BOOKS_SHARE, RUN_WORDS, lines_sharing_runs
 
 log = logging.getLogger("training.leave_one_out")
 
 # Share of the held-out book's lines (of RUN_WORDS words or more) allowed to share a run of RUN_WORDS
-# words with the synthetic lines' corpus. Different books share at most 0.7% (text_overlap); a corpus
-# holding the book's own text shares with nearly all of them.
+# words with the synthetic lines' corpus. Different books share at most DIFFERENT_BOOKS_SHARE (0.7%,
+# text_overlap); a corpus holding the book's own text shares with nearly all of them.
 MAX_SHARED_LINES = 0.05
 
 
@@ -40,6 +40,7 @@ class Series:
     recipe: Recipe
     train: argparse.Namespace     # the recipe's training arguments as training.train reads them
     threads: int                  # 0: as many as the machine has
+    corpus_checks: dict[str, list[int]] = field(default_factory=dict)  # book -> check_corpus's answer
 
     @property
     def workers(self) -> str:
@@ -75,7 +76,9 @@ def synth_corpus(book: str, series: Series) -> list[str]:
 
 def check_corpus(book: str, series: Series) -> list[int]:
     """[held-out lines sharing a run of words with the fold's corpus, lines long enough to tell]; refused
-    when the share says the held-out book's text is in the corpus."""
+    when the share says the held-out book's text is in the corpus. Done once per session and book."""
+    if book in series.corpus_checks:
+        return series.corpus_checks[book]
     from .corpus import TextCorpus
 
     corpus = synth_corpus(book, series)
@@ -85,8 +88,14 @@ def check_corpus(book: str, series: Series) -> list[int]:
     if long_lines and shared / long_lines > MAX_SHARED_LINES:
         raise FoldError(f"{shared} of {book}'s {long_lines} lines of {RUN_WORDS}+ words share a run of {RUN_WORDS} "
                         f"words with the synthetic lines' corpus ({', '.join(corpus)}): its text is in there "
-                        "(different books share at most 1%); take it out of --corpus")
-    return [shared, long_lines]
+                        f"(the limit is {MAX_SHARED_LINES:.0%}; different books were measured to share at most "
+                        f"{DIFFERENT_BOOKS_SHARE:.1%}); take it out of --corpus")
+    if not long_lines:
+        log.warning("NOT CHECKED: none of %s's lines has %d words, so whether its text is in the synthetic lines' "
+                    "corpus (%s) cannot be told; make sure it is not, or the fold's figure is optimistic",
+                    book, RUN_WORDS, ", ".join(corpus))
+    series.corpus_checks[book] = [shared, long_lines]
+    return series.corpus_checks[book]
 
 
 def synthetic_lines(fold: Fold, series: Series) -> dict:
@@ -105,7 +114,13 @@ def synthetic_arrays(fold: Fold, series: Series) -> dict:
 
     preprocess.main([str(fold.synth_lines), "--out", str(fold.synth_arrays),
                      "--height", str(model_height(series.train)), "--workers", series.workers])
-    return {"lines": read_manifest(fold.synth_arrays)["splits"]["train"]["lines"]}
+    lines = sum(split["lines"] for split in read_manifest(fold.synth_arrays)["splits"].values())
+    if lines != series.recipe.synth_lines:
+        fold.undo("synth")
+        raise FoldError(f"the fold holding out {fold.book} has {lines} synthetic lines, its recipe {series.recipe.synth_lines}"
+                        f" (lines left from an earlier run, or lines skipped: see the report above): delete "
+                        f"{fold.synth_lines} and run again, the synth step renders them anew")
+    return {"lines": lines}
 
 
 def training(fold: Fold, series: Series, minutes_left: float | None) -> dict:
@@ -113,7 +128,6 @@ def training(fold: Fold, series: Series, minutes_left: float | None) -> dict:
     session allows. The facts say whether the run is finished."""
     from . import train
 
-    check_init_from(series.train, fold.book)
     before = fold.epochs_done()
     argv = ["--data", str(fold.real), "--out", str(fold.run)]
     if series.recipe.synth_lines:

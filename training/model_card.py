@@ -30,9 +30,7 @@ from pathlib import Path
 from recognition.calibration import METADATA_KEY
 from recognition.metadata import ModelInfo
 
-
-def _pct(x) -> str:
-    return "n/a" if x is None else f"{100 * x:.2f}%"
+from .formatting import percent
 
 
 def _unsteered(state: dict | None) -> bool:
@@ -145,10 +143,10 @@ def _training(info: ModelInfo, state: dict | None, history: list[dict], synth_re
                 learning_rates.append((row["epoch"], row["lr"]))
         lines.append(f"- {len(history)} epochs, {int(history[-1]['step'])} steps"
                      + (f" of batch {state['args']['batch_size']}" if state and state.get("args") else "")
-                     + f"; best validation CER {_pct(best['val_cer'])} at epoch {best['epoch']}")
+                     + f"; best validation CER {percent(best['val_cer'])} at epoch {best['epoch']}")
         if info.extra.get("exported_checkpoint") == "last.keras":
             last = history[-1]
-            lines.append(f"- the model is the **last** epoch's ({last['epoch']}, validation CER {_pct(last['val_cer'])}): "
+            lines.append(f"- the model is the **last** epoch's ({last['epoch']}, validation CER {percent(last['val_cer'])}): "
                          + ("the epochs and a cosine learning rate were fixed before the run, so the held-out book "
                             "did not choose it" if _unsteered(state) else
                             "but the held-out book may have steered the run (its learning-rate halvings or early "
@@ -169,7 +167,7 @@ def _training(info: ModelInfo, state: dict | None, history: list[dict], synth_re
     if info.extra.get("exported"):
         lines.append(f"- exported {info.extra['exported']}")
     if info.validation_cer is not None:
-        lines.append(f"- validation CER recorded in the model: {_pct(info.validation_cer)}")
+        lines.append(f"- validation CER recorded in the model: {percent(info.validation_cer)}")
     if curves:
         lines += ["", f"![training curves]({curves})"]
     return lines
@@ -187,8 +185,8 @@ def _accuracy(evaluation: dict, train: dict, val: dict) -> list[str]:
              "| book | lines | CER | WER | CER without harakat/tatweel | seen in training |",
              "|---|---:|---:|---:|---:|---|"]
     for source, row in evaluation["results"].items():
-        lines.append(f"| {_book(source)} | {row['lines']} | {_pct(row['cer'])} | {_pct(row['wer'])} | "
-                     f"{_pct(row['cer_no_harakat_tatweel'])} | {seen(source)} |")
+        lines.append(f"| {_book(source)} | {row['lines']} | {percent(row['cer'])} | {percent(row['wer'])} | "
+                     f"{percent(row['cer_no_harakat_tatweel'])} | {seen(source)} |")
     confusions = evaluation["results"].get("all", {}).get("confusions", [])[:12]
     if confusions:
         lines += ["", "Most frequent confusions (reference -> recognised): " + ", ".join(
@@ -200,7 +198,7 @@ def _accuracy(evaluation: dict, train: dict, val: dict) -> list[str]:
                   "| book | character ECE | line ECE | errors in lowest 10% | best possible |",
                   "|---|---:|---:|---:|---:|"]
         for source, m in confidence.items():
-            lines.append(f"| {_book(source)} | {_pct(m['character_ece'])} | {_pct(m['line_ece'])} | "
+            lines.append(f"| {_book(source)} | {percent(m['character_ece'])} | {percent(m['line_ece'])} | "
                          f"{100 * m['error_share_lowest_10pct']:.1f}% | {100 * m['error_share_best_possible']:.1f}% |")
     return lines + [""]
 
@@ -215,8 +213,8 @@ def _leave_one_out(results: dict[str, dict]) -> list[str]:
         row = evaluation["results"][sources[0]]
         cers.append(row["cer"])
         lines.append(f"| {_book(sources[0])} | `{Path(evaluation['model']).name}` | {row['lines']} | "
-                     f"{_pct(row['cer'])} | {_pct(row['wer'])} |")
-    lines.append(f"| mean of {len(cers)} | | | {_pct(sum(cers) / len(cers))} | |")
+                     f"{percent(row['cer'])} | {percent(row['wer'])} |")
+    lines.append(f"| mean of {len(cers)} | | | {percent(sum(cers) / len(cers))} | |")
     return lines + [""]
 
 
@@ -227,8 +225,8 @@ def _calibration(report: dict, out_dir: Path, report_path: Path) -> list[str]:
     for half, label in (("fit", "fit (first half)"), ("check", "check (second half, unseen by the fit)"),
                         ("all", "whole book")):
         raw, cal = report[half]["raw"], report[half]["calibrated"]
-        lines.append(f"| {label} | {report[half]['lines']} | {_pct(raw['character_ece'])} -> "
-                     f"{_pct(cal['character_ece'])} | {_pct(raw['line_ece'])} -> {_pct(cal['line_ece'])} | "
+        lines.append(f"| {label} | {report[half]['lines']} | {percent(raw['character_ece'])} -> "
+                     f"{percent(cal['character_ece'])} | {percent(raw['line_ece'])} -> {percent(cal['line_ece'])} | "
                      f"{100 * cal['error_share_lowest_10pct']:.1f}% ({100 * cal['error_share_best_possible']:.1f}%) |")
     diagram = report_path.with_name(report_path.name.replace("-calibration.json", "-reliability.png"))
     if diagram.exists():
@@ -244,7 +242,7 @@ def _speed(bench: dict) -> list[str]:
              "|---|---:|---:|---:|---:|---:|---:|"]
     for row in bench["rows"]:
         lines.append(f"| {row['label']} | {row['batch']} | {row['threads']} | {row['median_ms']:.2f} | "
-                     f"{row['p90_ms']:.2f} | {_pct(row['cer'])} | {row.get('speedup_vs_tesseract') or 'n/a'} |")
+                     f"{row['p90_ms']:.2f} | {percent(row['cer'])} | {row.get('speedup_vs_tesseract') or 'n/a'} |")
     return lines + [""]
 
 
@@ -255,7 +253,7 @@ def _summary(evaluations: list[dict], val: dict, bench: dict | None, leave_one_o
         for source, row in evaluation["results"].items():
             if source in val:
                 lines.append(f"- `{Path(evaluation['model']).name}` on the held-out {_book(source)}: "
-                             f"CER {_pct(row['cer'])}, WER {_pct(row['wer'])} ({row['lines']} lines)")
+                             f"CER {percent(row['cer'])}, WER {percent(row['wer'])} ({row['lines']} lines)")
                 confidence = evaluation.get("confidence", {}).get(source)
                 if confidence:
                     lines.append(f"  - its lowest-confidence 10% of lines hold "
@@ -265,12 +263,12 @@ def _summary(evaluations: list[dict], val: dict, bench: dict | None, leave_one_o
         cers = [row["cer"] for e in leave_one_out.values() for s, row in e["results"].items()
                 if s != "all" and any(book in s for book in leave_one_out)]
         if cers:
-            lines.append(f"- leave-one-book-out: mean CER {_pct(sum(cers) / len(cers))} over {len(cers)} books")
+            lines.append(f"- leave-one-book-out: mean CER {percent(sum(cers) / len(cers))} over {len(cers)} books")
     if bench:
         for row in bench["rows"]:
             if row["batch"] == 1 and row["threads"] == 1:
                 lines.append(f"- {row['label']}: {row['median_ms']:.1f} ms per line (median, batch 1, one thread), "
-                             f"CER {_pct(row['cer'])} on the benchmark lines")
+                             f"CER {percent(row['cer'])} on the benchmark lines")
     return (["## Summary (measured; details below)", "", *lines, ""]) if lines else []
 
 

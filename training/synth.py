@@ -279,8 +279,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="text files or folders (*.txt, *.gt.txt) to draw words from "
                              "(default: %(default)s)")
     parser.add_argument("--exclude-corpus", nargs="*", default=[],
-                        help="skip corpus files whose path contains one of these strings "
-                             "(keep a held-out book's text out of training)")
+                        help="skip corpus files whose path from the --corpus folder's own name down contains "
+                             "one of these strings (keep a held-out book's text out of training)")
     parser.add_argument("--seed", type=int, default=1234)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--fonts", nargs="*", help="font face names (default: all installed book faces)")

@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 
 RUN_WORDS = 6
+# The most that different books were measured to share (above): a share of a book's lines.
+DIFFERENT_BOOKS_SHARE = 0.007
 
 
 def word_runs(words: list[str], length: int = RUN_WORDS) -> Iterator[tuple[str, ...]]:
