@@ -243,8 +243,21 @@ def plot_curves(history: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
+def cpu_model() -> str | None:
+    """The processor's name where Linux tells it: runs on machines of one size may still differ in speed."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return None
+
+
 def machine_description() -> str:
-    return f"{platform.machine()}, {os.cpu_count()} CPU cores, {platform.system()} ({platform.python_version()})"
+    cpu = cpu_model()
+    return (f"{platform.machine()}{f' ({cpu})' if cpu else ''}, {os.cpu_count()} CPU cores, "
+            f"{platform.system()} ({platform.python_version()})")
 
 
 def build_parser() -> argparse.ArgumentParser:
