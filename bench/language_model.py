@@ -19,8 +19,10 @@ Time: the model runs once per line (one onnxruntime thread, batch 1; its
 milliseconds per line are reported beside), then each decoder reads the
 test half's softmax outputs in turn, three rounds interleaved so that a burst
 of load hits them alike; a line's time is its best of the three (decoders keep
-their caches across lines, as in a server). Python is one thread. Prints a
-table, writes ``bench/results/language_model.json`` and a plot of CER
+their caches across lines, as in a server). Python is one thread. The
+confidences are checked on the test half too (calibration errors, and the share
+of the errors in the lowest-confidence 10% of lines: ``training.calibrate``),
+since their calibration was fitted on greedy readings. Prints a table, writes ``bench/results/language_model.json`` and a plot of CER
 against milliseconds per line (model + decoding).
 """
 
@@ -45,6 +47,7 @@ from recognition.evaluation import Evaluation
 from recognition.line_data import SkipReport, iter_samples, matches_source
 from recognition.recognizer import Recognizer
 from training import char_lm
+from training.calibrate import confidence_measures, outcome
 
 RESULTS = Path(__file__).parent / "results"
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
@@ -199,7 +202,10 @@ def main(argv: list[str] | None = None) -> int:
             results = read(recognizer, outputs, decoder)
             test_score, tune_score = score(test, results[half:]), score(tune, results[:half])
             whole = score(samples, results)
+            # Do the confidences (calibrated on greedy readings of the tune half) still mean what they say?
+            confidences = confidence_measures(results[half:], [outcome(s.text, r) for s, r in zip(test, results[half:])])
             rows.append({"model": name, "decoder": decoder_name, "test_cer": test_score["cer"],
+                         **{key: confidences[key] for key in ("character_ece", "line_ece", "error_share_lowest_10pct")},
                          "test_wer": test_score["wer"], "tune_cer": tune_score["cer"], "whole_cer": whole["cer"],
                          "whole_wer": whole["wer"], "decoding_ms": statistics.mean(times[decoder_name]),
                          "decoding_median_ms": statistics.median(times[decoder_name]),
@@ -209,13 +215,14 @@ def main(argv: list[str] | None = None) -> int:
         log(f"{name}: chose {chosen}")
 
     print(f"\n{'model':<24} {'decoder':<12} {'test CER':>9} {'test WER':>9} {'tune CER':>9} {'whole CER':>10}"
-          f" {'decode ms':>10} {'+ms vs greedy':>13} {'model ms':>9}")
+          f" {'decode ms':>10} {'+ms vs greedy':>13} {'model ms':>9} {'char ECE':>8} {'line ECE':>8} {'errs low10%':>11}")
     for row in rows:
         greedy = next(r for r in rows if r["model"] == row["model"] and r["decoder"] == "greedy")
         row["added_ms"] = row["decoding_ms"] - greedy["decoding_ms"]
         print(f"{row['model']:<24} {row['decoder']:<12} {100 * row['test_cer']:>8.2f}% {100 * row['test_wer']:>8.2f}%"
               f" {100 * row['tune_cer']:>8.2f}% {100 * row['whole_cer']:>9.2f}% {row['decoding_ms']:>10.2f}"
-              f" {row['added_ms']:>13.2f} {row['model_ms']:>9.2f}")
+              f" {row['added_ms']:>13.2f} {row['model_ms']:>9.2f} {row['character_ece']:>8.4f} {row['line_ece']:>8.4f}"
+              f" {100 * row['error_share_lowest_10pct']:>10.1f}%")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     result = {"book": args.book, "tune_lines": len(tune), "test_lines": len(test),
