@@ -49,10 +49,11 @@ def random_peaked(rng, frames: int, classes: int, p: float = 0.9) -> np.ndarray:
 
 
 @pytest.mark.parametrize("beam", [1, 8])
-def test_without_the_lm_a_peaked_distribution_reads_as_greedy_with_the_same_confidences(lm, beam):
+def test_with_lm_weight_0_a_peaked_distribution_reads_as_greedy_with_the_same_confidences(lm, beam):
     rng = np.random.default_rng(15)
-    for settings in (BeamSearchSettings(beam=beam), BeamSearchSettings(beam=beam, alpha=0.0)):
-        search = CTCBeamSearch(ALPHABET, lm if settings.alpha == 0.0 else None, settings)
+    for language_model in (lm, None):
+        search = CTCBeamSearch(ALPHABET, language_model, BeamSearchSettings(beam=beam, alpha=0.0, beta=0.0,
+                                                                            min_prob=1e-4))
         for _ in range(40):
             probs = random_peaked(rng, int(rng.integers(1, 60)), ALPHABET.num_classes)
             assert search.decode(probs) == greedy_decode(probs)
