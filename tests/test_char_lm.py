@@ -2,6 +2,7 @@
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -130,3 +131,13 @@ def test_an_object_array_is_not_unpickled(tiny, tmp_path):
 
 def test_specials_are_fixed(tiny):
     assert tiny.symbols[:5] == (BOS, EOS, UNK, DIGIT, LTR)
+
+
+def test_the_shipped_lm_never_read_the_held_out_book():
+    model = CharacterLanguageModel.load(Path(__file__).resolve().parent.parent / "models" / "arabic-char-lm.npz")
+    text = model.header["training_text"]
+    assert text["excluded"] == ["IbnQutayba"]
+    assert not any("IbnQutayba" in source for source in text["sources"])
+    assert sum(text["sources"].values()) == text["lines"] > 4000
+    assert model.order == 5 and model.header["pruning"]["min_count"] == 1
+    assert model.score("قال أبو محمد") > model.score("دمحم وبأ لاق")
