@@ -48,6 +48,25 @@ def test_all_good_exits_zero_and_the_default_model_is_the_checkouts(tmp_path):
     assert json.loads(result.stdout)["text"]
 
 
+def test_lines_and_pages_decode_with_a_language_model_when_asked(tmp_path):
+    paths = write_line_folder(tmp_path / "lines", ["قال أبو محمد", "ثم دخلت سنة"], "Amiri-Regular")
+    lm = ROOT / "models" / "arabic-char-lm.npz"
+    result = arabic_ocr("lines", *map(str, paths), "--lm", str(lm), "--lm-weight", "0.3", "--beam", "4")
+    assert result.returncode == 0, result.stderr
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["text"] for r in records] == ["قال أبو محمد", "ثم دخلت سنة"]
+    assert all("".join(c["char"] for c in r["characters"]) == r["text"] for r in records)
+    broken = tmp_path / "broken.npz"
+    broken.write_bytes(b"not a model")
+    for command in (["lines", str(paths[0])], ["pages", str(paths[0]), "--out", str(tmp_path / "out")]):
+        refused = arabic_ocr(*command, "--lm", str(broken))
+        assert refused.returncode == 2 and "not a language model file" in refused.stderr, refused.stderr
+    assert not (tmp_path / "out").exists()  # refused before any page
+    page = arabic_ocr("pages", str(paths[0]), "--out", str(tmp_path / "out"), "--lm", str(lm))
+    assert page.returncode == 0, page.stderr
+    assert (tmp_path / "out" / "000000.txt").read_text(encoding="utf-8").strip() == "قال أبو محمد"
+
+
 def test_usage_errors_exit_2_with_a_message(tmp_path):
     missing = arabic_ocr("lines", str(tmp_path / "nowhere"), "--model", str(SHIPPED_INT8))
     assert missing.returncode == 2 and "no such file or folder" in missing.stderr
