@@ -96,13 +96,9 @@ class CharacterLanguageModel:
         self.symbols: tuple[str, ...] = tuple(header["symbols"])
         self.index = {s: i for i, s in enumerate(self.symbols)}
         self.text_normalisation: str = header["text_normalisation"]
-        self._tables = tables
-        self._lookup = [{table.contexts[i].tobytes(): i for i in range(len(table.backoff))} for table in tables]
-        # For one symbol at a time (decoding): per order, context -> (backoff, {symbol: explicit probability}).
-        self._rows = [{context: (float(table.backoff[i]),
-                                 dict(zip(table.symbols[table.offsets[i]:table.offsets[i + 1]].tolist(),
-                                          table.probs[table.offsets[i]:table.offsets[i + 1]].tolist())))
-                       for context, i in lookup.items()} for table, lookup in zip(tables, self._lookup)]
+        # Per order, context -> (backoff, {symbol: explicit probability}): Python objects, because decoding
+        # asks for one symbol at a time.
+        self._rows = [_rows(table) for table in tables]
         unigram = tables[0]
         predicted = np.ones(len(self.symbols))
         predicted[self.index[BOS]] = 0.0  # the start symbol is a context, never a prediction
@@ -155,14 +151,13 @@ class CharacterLanguageModel:
             result = self._unigram
         else:
             lower = self.distribution(context[1:])
-            row = self._lookup[len(context)].get(context)
+            row = self._rows[len(context)].get(context)
             if row is None:
                 result = lower
             else:
-                table = self._tables[len(context)]
-                start, end = table.offsets[row], table.offsets[row + 1]
-                result = lower * float(table.backoff[row])
-                result[table.symbols[start:end]] += table.probs[start:end]
+                backoff, explicit = row
+                result = lower * backoff
+                result[list(explicit)] += list(explicit.values())
         result.flags.writeable = False  # shared through the cache
         if len(self._cache) >= self.CACHE_LIMIT:
             self._cache = {}
@@ -195,7 +190,15 @@ class CharacterLanguageModel:
         """One line for logs and reports."""
         text = self.header.get("training_text", {})
         return (f"{self.order}-gram character LM, {len(self.symbols)} symbols, "
-                f"{sum(len(t.probs) for t in self._tables)} n-grams, {text.get('lines', '?')} training lines")
+                f"{sum(len(explicit) for rows in self._rows for _, explicit in rows.values())} n-grams, "
+                f"{text.get('lines', '?')} training lines")
+
+
+def _rows(table: OrderTable) -> dict[bytes, tuple[float, dict[int, float]]]:
+    bounds = table.offsets.tolist()
+    symbols, probs, backoff = table.symbols.tolist(), table.probs.tolist(), table.backoff.tolist()
+    return {context.tobytes(): (backoff[i], dict(zip(symbols[bounds[i]:bounds[i + 1]], probs[bounds[i]:bounds[i + 1]])))
+            for i, context in enumerate(table.contexts)}
 
 
 def _check(header: dict, tables: list[OrderTable]) -> None:
@@ -209,6 +212,9 @@ def _check(header: dict, tables: list[OrderTable]) -> None:
     if not tables:
         raise LanguageModelError("a language model needs at least one order")
     for n, t in enumerate(tables, 1):
+        if t.contexts.dtype != np.uint8 or t.symbols.dtype != np.uint8 or t.offsets.dtype.kind not in "iu" \
+                or t.probs.dtype.kind != "f" or t.backoff.dtype.kind != "f":
+            raise LanguageModelError(f"order {n}: unexpected array types")
         rows = len(t.backoff)
         if t.contexts.shape != (rows, n - 1) or t.offsets.shape != (rows + 1,) or t.symbols.shape != t.probs.shape \
                 or (n == 1 and rows != 1):

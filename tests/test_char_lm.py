@@ -108,6 +108,7 @@ def test_a_crafted_or_corrupt_file_is_refused_with_a_clear_error(tiny, tmp_path)
         "symbol-beyond": (beyond, "symbol index beyond"),
         "too-few-specials": (header(lambda h: h.update(symbols=h["symbols"][1:])), "starting with <s>"),
         "no-convention": (header(lambda h: h.pop("text_normalisation")), "text normalisation"),
+        "float-contexts": (lambda a: a.update(o2_contexts=a["o2_contexts"].astype(np.float32)), "array types"),
     }
     for name, (change, reason) in cases.items():
         if change is None:
