@@ -77,6 +77,7 @@ def test_loaded_sessions_are_keyed_by_the_file_hash(model_file, tmp_path):
 @pytest.mark.django_db
 def test_the_language_model_is_off_unless_a_setting_names_one(settings, tmp_path, line_png):
     from recognition.beam_search import CTCBeamSearch
+    from recognition.char_lm import LanguageModelError
     from training import char_lm
 
     assert settings.OCR_LANGUAGE_MODEL == ""  # greedy decoding is the default
@@ -93,5 +94,9 @@ def test_the_language_model_is_off_unless_a_setting_names_one(settings, tmp_path
         with_lm = engine.recognizer_for(active)
         assert isinstance(with_lm.decoder, CTCBeamSearch) and with_lm.decoder.lm.source == str(lm_file)
         assert with_lm.recognize([line_png])[0].text  # reads
+        settings.OCR_LANGUAGE_MODEL = str(tmp_path / "missing.npz")
+        engine.forget_loaded_models()
+        with pytest.raises(LanguageModelError, match="missing.npz"):  # the model does not load: /readyz says so
+            engine.recognizer_for(active)
     finally:
         engine.forget_loaded_models()
