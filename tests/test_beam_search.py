@@ -1,5 +1,6 @@
 """CTC prefix beam search with a character language model (``recognition.beam_search``)."""
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,7 @@ from recognition.alphabet import Alphabet
 from recognition.beam_search import BeamSearchSettings, CTCBeamSearch, aligned_path, best_alignment
 from recognition.char_lm import CharacterLanguageModel, LanguageModelError, save
 from recognition.ctc import decode_line, decode_path, greedy_decode
+from recognition.metrics import edit_distance
 from tests.rendering import png_bytes, render_line
 from training import char_lm
 
@@ -137,3 +139,14 @@ def test_the_recogniser_reads_a_rendered_line_with_the_lm_and_greedy_by_default(
     assert greedy.recognize_one(image) == result  # read alike, reported alike (confidences included)
     with pytest.raises(LanguageModelError, match="no language model file"):
         Recognizer(SHIPPED_INT8, language_model=corpus_lm.with_name("missing.npz"))
+
+
+@pytest.mark.parametrize("text", ["وتوفي سنة 463 هـ ببغداد", "انظر الجزء 12 من الكتاب", "قال ابن الأثير (3) في كتابه",
+                                  "ولد سنة 1250 ومات سنة 1302"])
+def test_with_the_shipped_lm_numbers_keep_their_logical_order(text):
+    image = png_bytes(render_line(text, "Amiri-Regular", size=44))
+    greedy = Recognizer(SHIPPED_INT8, threads=1).recognize_one(image).text
+    with_lm = Recognizer(SHIPPED_INT8, threads=1, language_model=ROOT / "models" / "arabic-char-lm.npz")
+    read = with_lm.recognize_one(image).text
+    assert re.findall(r"\d+", read) == re.findall(r"\d+", text)  # folded digits: runs neither reversed nor changed
+    assert edit_distance(text, read) <= edit_distance(text, greedy)
