@@ -54,7 +54,7 @@ class BeamSearchSettings:
 
     beam: int = 8
     alpha: float = 0.2        # weight of the LM's log probability
-    beta: float = 1.5         # bonus per character, natural-log units (with or without an LM)
+    beta: float = 1.5         # bonus per character, natural-log units (without an LM, 0.5 read best)
     top_k: int = 4            # classes proposed per frame at most
     min_prob: float = 0.01    # a class below this in a frame is not proposed
     blank_skip: float = 0.99  # a frame whose blank reaches this proposes nothing

@@ -13,6 +13,8 @@ from pathlib import Path
 from .beam_search import BeamSearchSettings
 
 DEFAULTS = BeamSearchSettings()
+# Without an LM the bench found a smaller bonus best (bench/README.md, "Language model in beam search").
+BONUS_WITHOUT_LM = 0.5
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -22,8 +24,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                             "search weighing it")
     group.add_argument("--lm-weight", type=float, default=DEFAULTS.alpha, metavar="A",
                        help="weight of the LM's log probability (default %(default)s)")
-    group.add_argument("--lm-bonus", type=float, default=DEFAULTS.beta, metavar="B",
-                       help="log-score bonus per character (default %(default)s)")
+    group.add_argument("--lm-bonus", type=float, default=None, metavar="B",
+                       help=f"log-score bonus per character (default {DEFAULTS.beta} with --lm, "
+                            f"{BONUS_WITHOUT_LM} without)")
     group.add_argument("--beam", type=int, default=None, metavar="N",
                        help=f"beam width (default {DEFAULTS.beam} with --lm; alone: a beam search without LM)")
 
@@ -32,5 +35,6 @@ def recognizer_options(args: argparse.Namespace) -> dict:
     """``Recognizer`` keyword arguments for the parsed options (empty: greedy). Raises ``ValueError``."""
     if args.lm is None and args.beam is None:
         return {}
-    settings = BeamSearchSettings(beam=args.beam or DEFAULTS.beam, alpha=args.lm_weight, beta=args.lm_bonus)
+    bonus = args.lm_bonus if args.lm_bonus is not None else DEFAULTS.beta if args.lm else BONUS_WITHOUT_LM
+    settings = BeamSearchSettings(beam=args.beam or DEFAULTS.beam, alpha=args.lm_weight, beta=bonus)
     return {"language_model": args.lm, "beam_search": settings}

@@ -102,3 +102,15 @@ def test_the_installed_console_script_runs(tmp_path):
     result = arabic_ocr("lines", str(paths[0]), "--model", str(SHIPPED_INT8), executable=[str(script)])
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["text"]
+
+
+def test_decoding_options_default_to_what_the_bench_chose():
+    from recognition import cli_decoding
+
+    parse = cli.parser().parse_args
+    assert cli_decoding.recognizer_options(parse(["lines", "x.png"])) == {}  # greedy
+    with_lm = cli_decoding.recognizer_options(parse(["lines", "x.png", "--lm", "lm.npz"]))
+    assert with_lm["language_model"] == Path("lm.npz") and with_lm["beam_search"].beta == 1.5
+    beam_only = cli_decoding.recognizer_options(parse(["lines", "x.png", "--beam", "4"]))
+    assert beam_only["language_model"] is None
+    assert (beam_only["beam_search"].beam, beam_only["beam_search"].beta) == (4, cli_decoding.BONUS_WITHOUT_LM)
