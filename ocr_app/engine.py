@@ -40,11 +40,13 @@ def recognizer_for(version: ModelVersion) -> Recognizer:
                                     concurrency=settings.OCR_MODEL_CONCURRENCY,
                                     limits=LineLimits(max_width=settings.OCR_MAX_LINE_WIDTH,
                                                       min_height=settings.OCR_MIN_LINE_HEIGHT),
-                                    max_pixels=settings.OCR_MAX_PIXELS)
+                                    max_pixels=settings.OCR_MAX_PIXELS,
+                                    language_model=settings.OCR_LANGUAGE_MODEL or None)
             recognizer.warm_up()
             _recognizers[key] = recognizer
-            log.info("loaded model %s %s from %s in %.0f ms", version.name, version.version,
-                     version.path, 1000 * (time.perf_counter() - started))
+            log.info("loaded model %s %s from %s in %.0f ms%s", version.name, version.version,
+                     version.path, 1000 * (time.perf_counter() - started),
+                     f", decoding with {recognizer.decoder.lm.describe()}" if recognizer.decoder else "")
     return recognizer
 
 

@@ -162,6 +162,9 @@ OCR_MODEL_DIR = Path(os.environ.get("OCR_MODEL_DIR", BASE_DIR / "models"))
 # The int8 twin of the shipped model: the same CER on the held-out book, about twice as fast.
 OCR_DEFAULT_MODEL = Path(os.environ.get("OCR_DEFAULT_MODEL", OCR_MODEL_DIR / "arabic-crnn-v2-int8.onnx"))
 OCR_THREADS = env_int("OCR_THREADS", 1)                  # onnxruntime threads per worker
+# A character language model file (`python -m training.char_lm`, e.g. models/arabic-char-lm.npz): lines are then
+# decoded by a beam search that weighs it (recognition.beam_search). Off (greedy decoding) unless set.
+OCR_LANGUAGE_MODEL = os.environ.get("OCR_LANGUAGE_MODEL", "").strip()
 OCR_MAX_UPLOAD_BYTES = env_int("OCR_MAX_UPLOAD_BYTES", 10 * 1024 * 1024)
 OCR_MAX_PIXELS = env_int("OCR_MAX_PIXELS", 20_000_000)  # decompression-bomb guard
 OCR_MAX_LINE_WIDTH = env_int("OCR_MAX_LINE_WIDTH", 4000)  # model pixels, after scaling to the model height

@@ -1,6 +1,7 @@
 """``arabic-ocr``: recognise line images and pages from the command line, without Django.
 
     arabic-ocr lines scans/ line.png --model models/arabic-crnn-v2-int8.onnx
+    arabic-ocr lines scans/ --lm models/arabic-char-lm.npz   (beam search with a language model)
     arabic-ocr pages scans/ book.pdf --format alto --out results/    (``recognition.page_cli``)
 
 Prints one JSON object per image (``file``, ``text``, ``confidence``,
@@ -19,7 +20,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TextIO
 
-from . import page_cli
+from . import cli_decoding, page_cli
+from .char_lm import LanguageModelError
 from .image import IMAGE_SUFFIXES
 
 MODEL_ENV = "ARABIC_OCR_MODEL"
@@ -95,6 +97,7 @@ def parser() -> argparse.ArgumentParser:
                        help=f"an .onnx line model (default: ${MODEL_ENV}, else the shipped model of a checkout)")
     lines.add_argument("--batch", type=int, default=16, metavar="N", help="images read and recognised together")
     lines.add_argument("--threads", type=int, default=0, metavar="N", help="onnxruntime threads (0: its default)")
+    cli_decoding.add_arguments(lines)
     page_cli.add_parser(commands)
     return top
 
@@ -106,8 +109,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"arabic-ocr: no model file {model or ''} (give --model FILE or set {MODEL_ENV})".replace("  ", " "),
               file=sys.stderr)
         return 2
+    try:
+        decoding = cli_decoding.recognizer_options(args)
+    except ValueError as exc:
+        print(f"arabic-ocr: {exc}", file=sys.stderr)
+        return 2
     if args.command == "pages":
-        return page_cli.main(args, model)
+        return page_cli.main(args, model, decoding)
     if args.batch < 1:
         print("arabic-ocr: --batch must be at least 1", file=sys.stderr)
         return 2
@@ -118,7 +126,11 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as exc:
         print(f"arabic-ocr: {exc}", file=sys.stderr)
         return 2
-    recognizer = Recognizer(model, threads=args.threads or None, max_batch=args.batch)
+    try:
+        recognizer = Recognizer(model, threads=args.threads or None, max_batch=args.batch, **decoding)
+    except LanguageModelError as exc:
+        print(f"arabic-ocr: {exc}", file=sys.stderr)
+        return 2
     total, failures = recognize_paths(recognizer, [str(f) for f in files], sys.stdout, args.batch)
     if failures:
         print(f"arabic-ocr: {failures} of {total} images could not be read", file=sys.stderr)

@@ -27,6 +27,7 @@ Definitions, so clients know what the numbers mean (README, "Confidences"):
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -71,12 +72,20 @@ def dropped_character_chances(probs: np.ndarray, best: np.ndarray) -> np.ndarray
 
 
 def greedy_decode(probs: np.ndarray) -> DecodedLine:
-    """Decode one line's (frames x classes) probability matrix."""
+    """Decode one line's (frames x classes) probability matrix: the best path."""
     if probs.ndim != 2:
         raise ValueError(f"expected (frames, classes), got shape {probs.shape}")
     if probs.shape[0] == 0:
         return DecodedLine((), (), 0.0)
-    best = probs.argmax(axis=1)
+    return decode_path(probs, probs.argmax(axis=1))
+
+
+def decode_path(probs: np.ndarray, best: np.ndarray) -> DecodedLine:
+    """The characters of one frame path (a class per frame) and their confidences (module docstring).
+
+    Greedy decoding takes the best path; a beam search the best path of the labels it chose
+    (``recognition.beam_search``), so the confidences mean the same whichever decoded.
+    """
     best_p = probs[np.arange(len(best)), best].astype(np.float64)
     # A run of frames on one class is one emission (a blank between two runs of a class keeps them
     # apart); a character's score is the best frame of its run.
@@ -107,16 +116,18 @@ class LineResult:
 
 def decode_line(probs: np.ndarray, alphabet: Alphabet, mirrored: bool = True,
                 calibration: ConfidenceCalibration | None = None,
-                conventions: TranscriptionConventions | None = None) -> LineResult:
+                conventions: TranscriptionConventions | None = None,
+                decoder: Callable[[np.ndarray], DecodedLine] | None = None) -> LineResult:
     """One line's softmax output -> text in logical order, confidences moved along.
 
-    A mirrored model emits symbols in right-to-left reading order;
+    ``decoder`` chooses the labels (default ``greedy_decode``; ``recognition.beam_search``
+    with a language model). A mirrored model emits symbols in right-to-left reading order;
     ``logical_order_permutation`` puts left-to-right runs back. With a
     ``calibration`` (the model's own), confidences are probabilities; without,
     raw scores. ``conventions`` (the model's own, if it has any) then set the
     spaces around punctuation as the model's book transcribes them.
     """
-    decoded = greedy_decode(probs)
+    decoded = (decoder or greedy_decode)(probs)
     chars = [alphabet.characters[label - 1] for label in decoded.labels]
     order = logical_order_permutation("".join(chars)) if mirrored else list(range(len(chars)))
     char_confidences = np.asarray(decoded.char_confidences, np.float64)

@@ -22,6 +22,8 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import cli_decoding
+from .char_lm import CharacterLanguageModel, LanguageModelError
 from .image import IMAGE_SUFFIXES, ImageError
 from .page_formats import FORMAT_SUFFIXES
 
@@ -114,11 +116,11 @@ def plan(files: list[Path]) -> tuple[list[PageTask], list[PageFailure]]:
 _recognizer = None
 
 
-def _open_recognizer(model: str, threads: int | None) -> None:
+def _open_recognizer(model: str, threads: int | None, decoding: dict | None = None) -> None:
     global _recognizer
     from .recognizer import Recognizer
 
-    _recognizer = Recognizer(model, threads=threads)
+    _recognizer = Recognizer(model, threads=threads, **(decoding or {}))
 
 
 def write_atomically(target: Path, text: str) -> None:
@@ -157,11 +159,11 @@ def read_page_task(task: PageTask, formats: list[str], out_dir: str) -> PageDone
 
 
 def run_tasks(tasks: list[PageTask], formats: list[str], out_dir: Path, model: Path, jobs: int,
-              threads: int | None) -> Iterator[PageDone | PageFailure]:
+              threads: int | None, decoding: dict | None = None) -> Iterator[PageDone | PageFailure]:
     """Each page's outcome as it finishes (in input order with one job, in finishing order with several)."""
     read = functools.partial(read_page_task, formats=formats, out_dir=str(out_dir))
     if jobs == 1:
-        _open_recognizer(str(model), threads)
+        _open_recognizer(str(model), threads, decoding)
         yield from map(read, tasks)
         return
     import multiprocessing
@@ -169,7 +171,7 @@ def run_tasks(tasks: list[PageTask], formats: list[str], out_dir: Path, model: P
     # spawn: each worker starts clean and opens its own onnxruntime session (no session or thread pool
     # inherited from a fork)
     with ProcessPoolExecutor(max_workers=min(jobs, len(tasks)), mp_context=multiprocessing.get_context("spawn"),
-                             initializer=_open_recognizer, initargs=(str(model), threads)) as pool:
+                             initializer=_open_recognizer, initargs=(str(model), threads, decoding)) as pool:
         futures = [pool.submit(read, task) for task in tasks]
         try:
             for future in as_completed(futures):
@@ -207,12 +209,20 @@ def add_parser(commands) -> None:
     pages.add_argument("--threads", type=int, default=0, metavar="N",
                        help="onnxruntime threads per process (default: 1 with --jobs above 1, else onnxruntime's "
                             "own default)")
+    cli_decoding.add_arguments(pages)
 
 
-def main(args, model: Path) -> int:
-    """Run ``arabic-ocr pages`` with parsed ``args`` and a checked ``model``; returns the exit status."""
+def main(args, model: Path, decoding: dict | None = None) -> int:
+    """Run ``arabic-ocr pages`` with parsed ``args``, a checked ``model`` and ``Recognizer`` decoding options
+    (``recognition.cli_decoding``); returns the exit status."""
     from tqdm import tqdm
 
+    try:
+        if decoding and decoding.get("language_model"):
+            CharacterLanguageModel.load(decoding["language_model"])  # a bad file is bad usage, before any page
+    except LanguageModelError as exc:
+        print(f"arabic-ocr: {exc}", file=sys.stderr)
+        return 2
     try:
         formats = parse_formats(args.format)
         if args.jobs < 1 or args.threads < 0:
@@ -226,7 +236,7 @@ def main(args, model: Path) -> int:
     lines = 0
     # tqdm draws only when stderr is a terminal (disable=None); piped or logged runs get the summary alone.
     with tqdm(total=len(tasks), unit="page", file=sys.stderr, disable=None, dynamic_ncols=True) as bar:
-        for outcome in run_tasks(tasks, formats, args.out, model, args.jobs, threads) if tasks else ():
+        for outcome in run_tasks(tasks, formats, args.out, model, args.jobs, threads, decoding) if tasks else ():
             if isinstance(outcome, PageFailure):
                 failures.append(outcome)
                 if not bar.disable:   # seen at once on a terminal; listed again in the summary

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 import onnxruntime as ort
 
+from .beam_search import BeamSearchSettings, CTCBeamSearch
+from .char_lm import CharacterLanguageModel
 from .ctc import LineResult, decode_line
 from .evaluation import Evaluation
 from .image import DEFAULT_MAX_PIXELS, ImageError, LineLimits, load_grey, preprocess
@@ -48,12 +50,16 @@ class Recognizer:
     batch-independent model with a ``widths`` input is fed each line's true
     width; any other model runs each line on its own. One instance is safe to share between threads
     (onnxruntime's ``run`` is thread-safe and nothing here changes after
-    construction).
+    construction). Decoding is greedy unless ``language_model`` (a
+    ``CharacterLanguageModel`` or its file) or ``beam_search`` settings ask for
+    the beam search (``recognition.beam_search``).
     """
 
     def __init__(self, model_path: str | os.PathLike, threads: int | None = None, max_batch: int = 16,
                  concurrency: int | None = None, limits: LineLimits = LineLimits(),
-                 max_pixels: int = DEFAULT_MAX_PIXELS, apply_conventions: bool = True):
+                 max_pixels: int = DEFAULT_MAX_PIXELS, apply_conventions: bool = True,
+                 language_model: CharacterLanguageModel | str | os.PathLike | None = None,
+                 beam_search: BeamSearchSettings | None = None):
         self.path = os.fspath(model_path)
         options = ort.SessionOptions()
         if threads:
@@ -66,6 +72,14 @@ class Recognizer:
         # Its book's spacing around punctuation (adapted models); ``apply_conventions=False`` reads as the
         # network does, for measuring it on other books' transcriptions (the adaptation gate's forgetting check).
         self.conventions = self.info.conventions if apply_conventions else None
+        # Greedy decoding unless asked: a language model (a loaded one or its file) or beam settings
+        # turn on the beam search (``recognition.beam_search``); a bad LM file fails here, not per line.
+        self.decoder: CTCBeamSearch | None = None
+        if language_model is not None or beam_search is not None:
+            if language_model is not None and not isinstance(language_model, CharacterLanguageModel):
+                language_model = CharacterLanguageModel.load(language_model)
+            self.decoder = CTCBeamSearch(self.info.alphabet, language_model, beam_search or BeamSearchSettings(),
+                                         text_normalisation=self.info.text_normalisation)
         inputs = [i.name for i in self.session.get_inputs()]
         self.input_name = next(name for name in inputs if name != WIDTHS_INPUT)
         self.takes_widths = WIDTHS_INPUT in inputs
@@ -144,7 +158,7 @@ class Recognizer:
 
     def recognize_lines(self, lines: Sequence[np.ndarray]) -> list[LineResult]:
         """Preprocessed lines (``prepare``'s output, or stored training arrays) -> results."""
-        return [decode_line(p, self.info.alphabet, self.info.mirror, self.calibration, self.conventions)
+        return [decode_line(p, self.info.alphabet, self.info.mirror, self.calibration, self.conventions, self.decoder)
                 for p in self.probabilities(lines)]
 
     def probabilities(self, lines: Sequence[np.ndarray]) -> list[np.ndarray]:

@@ -48,6 +48,25 @@ def test_all_good_exits_zero_and_the_default_model_is_the_checkouts(tmp_path):
     assert json.loads(result.stdout)["text"]
 
 
+def test_lines_and_pages_decode_with_a_language_model_when_asked(tmp_path):
+    paths = write_line_folder(tmp_path / "lines", ["قال أبو محمد", "ثم دخلت سنة"], "Amiri-Regular")
+    lm = ROOT / "models" / "arabic-char-lm.npz"
+    result = arabic_ocr("lines", *map(str, paths), "--lm", str(lm), "--lm-weight", "0.3", "--beam", "4")
+    assert result.returncode == 0, result.stderr
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["text"] for r in records] == ["قال أبو محمد", "ثم دخلت سنة"]
+    assert all("".join(c["char"] for c in r["characters"]) == r["text"] for r in records)
+    broken = tmp_path / "broken.npz"
+    broken.write_bytes(b"not a model")
+    for command in (["lines", str(paths[0])], ["pages", str(paths[0]), "--out", str(tmp_path / "out")]):
+        refused = arabic_ocr(*command, "--lm", str(broken))
+        assert refused.returncode == 2 and "not a language model file" in refused.stderr, refused.stderr
+    assert not (tmp_path / "out").exists()  # refused before any page
+    page = arabic_ocr("pages", str(paths[0]), "--out", str(tmp_path / "out"), "--lm", str(lm))
+    assert page.returncode == 0, page.stderr
+    assert (tmp_path / "out" / "000000.txt").read_text(encoding="utf-8").strip() == "قال أبو محمد"
+
+
 def test_usage_errors_exit_2_with_a_message(tmp_path):
     missing = arabic_ocr("lines", str(tmp_path / "nowhere"), "--model", str(SHIPPED_INT8))
     assert missing.returncode == 2 and "no such file or folder" in missing.stderr
@@ -83,3 +102,15 @@ def test_the_installed_console_script_runs(tmp_path):
     result = arabic_ocr("lines", str(paths[0]), "--model", str(SHIPPED_INT8), executable=[str(script)])
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["text"]
+
+
+def test_decoding_options_default_to_what_the_bench_chose():
+    from recognition import cli_decoding
+
+    parse = cli.parser().parse_args
+    assert cli_decoding.recognizer_options(parse(["lines", "x.png"])) == {}  # greedy
+    with_lm = cli_decoding.recognizer_options(parse(["lines", "x.png", "--lm", "lm.npz"]))
+    assert with_lm["language_model"] == Path("lm.npz") and with_lm["beam_search"].beta == 1.5
+    beam_only = cli_decoding.recognizer_options(parse(["lines", "x.png", "--beam", "4"]))
+    assert beam_only["language_model"] is None
+    assert (beam_only["beam_search"].beam, beam_only["beam_search"].beta) == (4, cli_decoding.BONUS_WITHOUT_LM)

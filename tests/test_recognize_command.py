@@ -40,3 +40,15 @@ def test_jsonl_over_folders_recursively(tmp_path, tiny_model):
 def test_missing_path_is_a_clear_error(tmp_path, tiny_model):
     result = run_recognize("--model", str(tiny_model), str(tmp_path / "nowhere"))
     assert result.returncode != 0 and "no such file or folder" in result.stderr
+
+
+def test_it_decodes_as_the_service_does_with_the_language_model_setting(tmp_path):
+    paths = write_line_folder(tmp_path / "lines", ["قال أبو محمد"], "Amiri-Regular")
+    model = ROOT / "models" / "arabic-crnn-v2-int8.onnx"
+    with_lm = run_recognize("--jsonl", "--model", str(model), str(paths[0]),
+                            env_extra={"OCR_LANGUAGE_MODEL": str(ROOT / "models" / "arabic-char-lm.npz")})
+    assert with_lm.returncode == 0, with_lm.stderr
+    assert json.loads(with_lm.stdout)["text"] == "قال أبو محمد"
+    broken = run_recognize("--model", str(model), str(paths[0]),
+                           env_extra={"OCR_LANGUAGE_MODEL": str(tmp_path / "missing.npz")})
+    assert broken.returncode != 0 and "OCR_LANGUAGE_MODEL" in broken.stderr and "missing.npz" in broken.stderr

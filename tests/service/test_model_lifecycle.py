@@ -72,3 +72,31 @@ def test_loaded_sessions_are_keyed_by_the_file_hash(model_file, tmp_path):
                                        metadata=active.metadata)
     assert engine.recognizer_for(twin) is engine.recognizer_for(active)
     assert engine.is_loaded(active)
+
+
+@pytest.mark.django_db
+def test_the_language_model_is_off_unless_a_setting_names_one(settings, tmp_path, line_png):
+    from recognition.beam_search import CTCBeamSearch
+    from recognition.char_lm import LanguageModelError
+    from training import char_lm
+
+    assert settings.OCR_LANGUAGE_MODEL == ""  # greedy decoding is the default
+    active = registry.active_version(refresh=True)
+    engine.forget_loaded_models()
+    try:
+        greedy = engine.recognizer_for(active)
+        assert greedy.decoder is None
+        lm_file = tmp_path / "lm.npz"
+        assert char_lm.main(["build", "--corpus", str(ROOT / "datasets" / "corpus"), "--order", "4",
+                             "--out", str(lm_file)]) == 0
+        settings.OCR_LANGUAGE_MODEL = str(lm_file)
+        engine.forget_loaded_models()
+        with_lm = engine.recognizer_for(active)
+        assert isinstance(with_lm.decoder, CTCBeamSearch) and with_lm.decoder.lm.source == str(lm_file)
+        assert with_lm.recognize([line_png])[0].text  # reads
+        settings.OCR_LANGUAGE_MODEL = str(tmp_path / "missing.npz")
+        engine.forget_loaded_models()
+        with pytest.raises(LanguageModelError, match="missing.npz"):  # the model does not load: /readyz says so
+            engine.recognizer_for(active)
+    finally:
+        engine.forget_loaded_models()

@@ -11,7 +11,8 @@ from recognition.cli import UsageError, expand, recognize_paths
 
 class Command(BaseCommand):
     help = ("Recognise line images locally (files or folders, recursively) with the active model "
-            "or --model FILE, without the HTTP service. Nothing is stored. Same as `arabic-ocr lines`.")
+            "or --model FILE, without the HTTP service, decoded as the service decodes (OCR_LANGUAGE_MODEL). "
+            "Nothing is stored. Same as `arabic-ocr lines`.")
 
     def add_arguments(self, parser):
         parser.add_argument("paths", nargs="+", help="image files or folders")
@@ -22,14 +23,21 @@ class Command(BaseCommand):
         parser.add_argument("--threads", type=int, default=0, help="onnxruntime threads (0 = default)")
 
     def handle(self, *args, **options):
+        from django.conf import settings
+
+        from recognition.char_lm import LanguageModelError
         from recognition.recognizer import Recognizer
 
         try:
             files = [str(f) for f in expand(options["paths"])]
         except UsageError as exc:
             raise CommandError(str(exc)) from None
-        recognizer = Recognizer(self._model_path(options["model"]), threads=options["threads"] or None,
-                                max_batch=options["batch_size"])
+        try:  # decoded as the service decodes: with OCR_LANGUAGE_MODEL if it names one
+            recognizer = Recognizer(self._model_path(options["model"]), threads=options["threads"] or None,
+                                    max_batch=options["batch_size"],
+                                    language_model=settings.OCR_LANGUAGE_MODEL or None)
+        except LanguageModelError as exc:
+            raise CommandError(f"OCR_LANGUAGE_MODEL: {exc}") from None
         as_text = None if options["jsonl"] else _as_text
         total, failures = recognize_paths(recognizer, files, self.stdout, options["batch_size"], as_text)
         if failures:
