@@ -165,7 +165,12 @@ def _stretch(ink: np.ndarray, paper: float, full: float) -> np.ndarray:
 
 
 def _ink_map_8bit(grey: np.ndarray) -> np.ndarray:
-    counts = np.bincount(grey.ravel(), minlength=256)
+    return cv2.LUT(np.ascontiguousarray(grey), _ink_table_8bit(grey))
+
+
+def _ink_table_8bit(grey: np.ndarray) -> np.ndarray:
+    """The 256-entry float32 table from an 8-bit line's grey levels to its ink strengths."""
+    counts = _histogram_8bit(grey)
     levels = np.arange(256, dtype=np.float32)
     if _median(counts) < 100:
         ink_levels = levels  # inverted, then darkness: 255 - (255 - g) = g
@@ -175,7 +180,15 @@ def _ink_map_8bit(grey: np.ndarray) -> np.ndarray:
     # Histograms of ink by ink level (ascending): order statistics are read off the cumulative counts.
     table = _stretch(np.arange(256, dtype=np.float32), _median(counts, cumulative),
                      _percentile(counts, 99.5, cumulative))
-    return cv2.LUT(np.ascontiguousarray(grey), table[ink_levels.astype(np.uint8)])
+    return table[ink_levels.astype(np.uint8)]
+
+
+def _histogram_8bit(grey: np.ndarray) -> np.ndarray:
+    """Pixels per grey level. OpenCV counts uint8 pixels a few times faster than np.bincount (which
+    widens every pixel to 64 bits first); its float32 counts are exact below 2**24 pixels a level."""
+    if grey.size < 2**24:
+        return cv2.calcHist([grey], [0], None, [256], [0, 256]).ravel().astype(np.int64)
+    return np.bincount(grey.ravel(), minlength=256)
 
 
 def _kth(cumulative: np.ndarray, k: int) -> float:
@@ -205,14 +218,36 @@ def _percentile(counts: np.ndarray, q: float, cumulative: np.ndarray) -> float:
     return float(low + (high - low) * fraction)
 
 
-def _trim(ink: np.ndarray, threshold: float = 0.25) -> np.ndarray:
+TRIM_THRESHOLD = 0.25  # ink strength that counts as ink when trimming blank margins
+
+
+def _trim(ink: np.ndarray, threshold: float = TRIM_THRESHOLD) -> np.ndarray:
     rows = np.flatnonzero(ink.max(axis=1) > threshold)
     cols = np.flatnonzero(ink.max(axis=0) > threshold)
     if rows.size == 0 or cols.size == 0:
         return ink
-    ink = ink[rows[0]: rows[-1] + 1, cols[0]: cols[-1] + 1]
+    return _pad_margin(ink[rows[0]: rows[-1] + 1, cols[0]: cols[-1] + 1])
+
+
+def _pad_margin(ink: np.ndarray) -> np.ndarray:
     margin = max(1, ink.shape[0] // 12)
-    return np.pad(ink, margin)
+    return cv2.copyMakeBorder(ink, margin, margin, margin, margin, cv2.BORDER_CONSTANT, value=0)
+
+
+def _trimmed_ink_8bit(grey: np.ndarray, threshold: float = TRIM_THRESHOLD) -> np.ndarray:
+    """``_trim(ink_map(grey))`` for an 8-bit line, bit for bit, mapping only the pixels kept.
+
+    The grey-to-ink table is monotone, so the strongest ink of a row (or column) is the ink of its
+    darkest or of its lightest pixel: the margins are found from per-row and per-column grey extremes
+    (cheap uint8 reductions) instead of a float image of the whole line.
+    """
+    table = _ink_table_8bit(grey)
+    rows = np.flatnonzero(np.maximum(table[grey.min(axis=1)], table[grey.max(axis=1)]) > threshold)
+    cols = np.flatnonzero(np.maximum(table[grey.min(axis=0)], table[grey.max(axis=0)]) > threshold)
+    if rows.size == 0 or cols.size == 0:
+        return cv2.LUT(np.ascontiguousarray(grey), table)
+    kept = np.ascontiguousarray(grey[rows[0]: rows[-1] + 1, cols[0]: cols[-1] + 1])
+    return _pad_margin(cv2.LUT(kept, table))
 
 
 def preprocess(grey: np.ndarray, config: PreprocessConfig = PreprocessConfig(),
@@ -224,12 +259,12 @@ def preprocess(grey: np.ndarray, config: PreprocessConfig = PreprocessConfig(),
     if grey.ndim != 2:
         raise ValueError(f"expected a 2-D grey image, got shape {grey.shape}")
     limits.check_size(grey.shape[1], grey.shape[0], config.height)
-    ink = _trim(ink_map(grey))
+    ink = _trimmed_ink_8bit(grey) if grey.dtype == np.uint8 and grey.size else _trim(ink_map(grey))
     h, w = ink.shape
     limits.check_width(w * config.height / h, "the line, blank margins trimmed")
     new_w = max(1, int(round(w * config.height / h)))
     interpolation = cv2.INTER_AREA if h > config.height else cv2.INTER_LINEAR
     line = cv2.resize(ink, (new_w, config.height), interpolation=interpolation)
     if config.mirror:
-        line = line[:, ::-1]
+        line = cv2.flip(line, 1)  # about the vertical axis
     return np.ascontiguousarray(line, dtype=np.float32)
