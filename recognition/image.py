@@ -226,12 +226,17 @@ def _trim(ink: np.ndarray, threshold: float = TRIM_THRESHOLD) -> np.ndarray:
     cols = np.flatnonzero(ink.max(axis=0) > threshold)
     if rows.size == 0 or cols.size == 0:
         return ink
-    return _pad_margin(ink[rows[0]: rows[-1] + 1, cols[0]: cols[-1] + 1])
+    ink = ink[rows[0]: rows[-1] + 1, cols[0]: cols[-1] + 1]
+    padded, inside = _with_margin(ink.shape, ink.dtype)
+    inside[...] = ink
+    return padded
 
 
-def _pad_margin(ink: np.ndarray) -> np.ndarray:
-    margin = max(1, ink.shape[0] // 12)
-    return cv2.copyMakeBorder(ink, margin, margin, margin, margin, cv2.BORDER_CONSTANT, value=0)
+def _with_margin(shape: tuple[int, int], dtype) -> tuple[np.ndarray, np.ndarray]:
+    """A zero (paper) array with a margin of a twelfth of the height around ``shape``, and its inside."""
+    margin = max(1, shape[0] // 12)
+    padded = np.zeros((shape[0] + 2 * margin, shape[1] + 2 * margin), dtype)
+    return padded, padded[margin: margin + shape[0], margin: margin + shape[1]]
 
 
 def _trimmed_ink_8bit(grey: np.ndarray, threshold: float = TRIM_THRESHOLD) -> np.ndarray:
@@ -247,7 +252,11 @@ def _trimmed_ink_8bit(grey: np.ndarray, threshold: float = TRIM_THRESHOLD) -> np
     if rows.size == 0 or cols.size == 0:
         return cv2.LUT(np.ascontiguousarray(grey), table)
     kept = np.ascontiguousarray(grey[rows[0]: rows[-1] + 1, cols[0]: cols[-1] + 1])
-    return _pad_margin(cv2.LUT(kept, table))
+    padded, inside = _with_margin(kept.shape, np.float32)
+    mapped = cv2.LUT(kept, table, dst=inside)  # written into the padded array, no second copy
+    if not np.shares_memory(mapped, padded):  # an OpenCV that allocates its own output after all
+        inside[...] = mapped
+    return padded
 
 
 def preprocess(grey: np.ndarray, config: PreprocessConfig = PreprocessConfig(),
