@@ -116,10 +116,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-lines", type=int, default=200, help="lines per source (default %(default)s)")
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--opencv-threads", type=int, help="OpenCV's threads for preprocessing (default: OpenCV's own, "
+                                                             "one per core; 1 makes a one-thread row one thread throughout)")
     parser.add_argument("--no-tesseract", action="store_true")
     parser.add_argument("--out", default=str(RESULTS / "recognizer.json"))
     args = parser.parse_args(argv)
 
+    if args.opencv_threads:
+        import cv2
+
+        cv2.setNumThreads(args.opencv_threads)
     per_source: dict[str, int] = {}
     samples = []
     for s in iter_samples(args.data, SkipReport()):
@@ -169,7 +175,8 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     result = {"models": args.models, "lines": len(samples), "sources": per_source,
-              "median_width_px": int(np.median(widths)), "machine": machine(),
+              "median_width_px": int(np.median(widths)), "machine": machine(), "opencv_threads": args.opencv_threads,
+              "load_average": os.getloadavg(),
               "when": time.strftime("%Y-%m-%d %H:%M:%S"), "rows": rows}
     out.write_text(json.dumps(result, ensure_ascii=False, indent=1), encoding="utf-8")
     plot(rows, out.with_suffix(".png"))
