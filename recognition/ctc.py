@@ -97,12 +97,12 @@ def decode_path(probs: np.ndarray, best: np.ndarray) -> DecodedLine:
     Greedy decoding takes the best path; a beam search the best path of the labels it chose
     (``recognition.beam_search``), so the confidences mean the same whichever decoded.
     """
-    best_p = probs[np.arange(len(best)), best].astype(np.float64)
     # A run of frames on one class is one emission (a blank between two runs of a class keeps them
-    # apart); a character's score is the best frame of its run.
+    # apart); a character's score is the best frame of its run (float32 values, exactly as they become
+    # Python floats).
     starts = run_starts(best)
     run_labels = best[starts]
-    run_scores = np.maximum.reduceat(best_p, starts)
+    run_scores = np.maximum.reduceat(probs[np.arange(len(best)), best], starts)
     emitted = run_labels != BLANK_INDEX
     labels = run_labels[emitted].tolist()
     confidences = run_scores[emitted].tolist()
