@@ -53,7 +53,7 @@ def run_starts(best: np.ndarray) -> np.ndarray:
     change = np.empty(len(best), bool)
     change[:1] = True
     np.not_equal(best[1:], best[:-1], out=change[1:])
-    return np.flatnonzero(change)
+    return change.nonzero()[0]
 
 
 def dropped_character_chances(probs: np.ndarray, best: np.ndarray, starts: np.ndarray | None = None) -> np.ndarray:
@@ -65,21 +65,27 @@ def dropped_character_chances(probs: np.ndarray, best: np.ndarray, starts: np.nd
     A gap is a run of blank frames; ``starts`` (``run_starts(best)``) may be passed if known.
     """
     starts = run_starts(best) if starts is None else starts
+    # Few, plain NumPy calls: the decoder runs right after the model, whose work has pushed it out of the
+    # CPU's caches, and each call (NumPy's Python-level wrappers most) costs several microseconds then.
     run_labels = best[starts]
-    gaps = np.flatnonzero(run_labels == BLANK_INDEX)
+    gaps = (run_labels == BLANK_INDEX).nonzero()[0]
     if gaps.size == 0:
         return np.zeros(0)
     # Runs alternate between characters and gaps: a gap's neighbours are the runs beside it (blank at the ends).
-    around = np.concatenate(([BLANK_INDEX], run_labels, [BLANK_INDEX]))
+    around = np.full(len(run_labels) + 2, BLANK_INDEX, run_labels.dtype)
+    around[1:-1] = run_labels
     before, after = around[gaps], around[gaps + 2]
-    after = np.where(after != before, after, BLANK_INDEX)  # one character's class is counted once
-    lengths = np.diff(starts, append=len(best))[gaps]
-    frames = np.flatnonzero(best == BLANK_INDEX)  # the gaps' frames, gap by gap
-    frame_before, frame_after = np.repeat(before, lengths), np.repeat(after, lengths)
+    after[after == before] = BLANK_INDEX  # one character's class is counted once
+    ends = np.empty_like(starts)
+    ends[:-1], ends[-1] = starts[1:], len(best)
+    lengths = ends[gaps] - starts[gaps]
+    frames = (best == BLANK_INDEX).nonzero()[0]  # the gaps' frames, gap by gap
+    frame_before, frame_after = before.repeat(lengths), after.repeat(lengths)
     other = 1.0 - probs[frames, BLANK_INDEX].astype(np.float64)
     other -= np.where(frame_before != BLANK_INDEX, probs[frames, frame_before], 0.0)
     other -= np.where(frame_after != BLANK_INDEX, probs[frames, frame_after], 0.0)
-    return np.clip(np.maximum.reduceat(other, np.cumsum(lengths) - lengths), 0.0, 1.0)
+    worst = np.maximum.reduceat(other, lengths.cumsum() - lengths)
+    return np.minimum(np.maximum(worst, 0.0), 1.0)
 
 
 def greedy_decode(probs: np.ndarray) -> DecodedLine:
