@@ -10,6 +10,7 @@ the model reads right to left (see ``recognition.text.reading_order``).
 from __future__ import annotations
 
 import io
+import math
 import os
 import warnings
 from dataclasses import dataclass
@@ -165,22 +166,24 @@ def _stretch(ink: np.ndarray, paper: float, full: float) -> np.ndarray:
 
 
 def _ink_map_8bit(grey: np.ndarray) -> np.ndarray:
-    return cv2.LUT(np.ascontiguousarray(grey), _ink_table_8bit(grey))
+    return cv2.LUT(np.ascontiguousarray(grey), _ink_table_8bit(grey)[0])
 
 
-def _ink_table_8bit(grey: np.ndarray) -> np.ndarray:
-    """The 256-entry float32 table from an 8-bit line's grey levels to its ink strengths."""
+def _ink_table_8bit(grey: np.ndarray) -> tuple[np.ndarray, bool]:
+    """The 256-entry float32 table from an 8-bit line's grey levels to its ink strengths, and whether the
+    line is inverted (light ink on dark paper: the table then grows with the grey level, else it falls)."""
     counts = _histogram_8bit(grey)
     levels = np.arange(256, dtype=np.float32)
-    if _median(counts) < 100:
+    inverted = _median(counts) < 100
+    if inverted:
         ink_levels = levels  # inverted, then darkness: 255 - (255 - g) = g
     else:
         ink_levels, counts = 255.0 - levels, counts[::-1]  # ink level i has grey 255 - i
-    cumulative = np.cumsum(counts)
+    cumulative = counts.cumsum()
     # Histograms of ink by ink level (ascending): order statistics are read off the cumulative counts.
     table = _stretch(np.arange(256, dtype=np.float32), _median(counts, cumulative),
                      _percentile(counts, 99.5, cumulative))
-    return table[ink_levels.astype(np.uint8)]
+    return table[ink_levels.astype(np.uint8)], inverted
 
 
 def _histogram_8bit(grey: np.ndarray) -> np.ndarray:
@@ -193,11 +196,11 @@ def _histogram_8bit(grey: np.ndarray) -> np.ndarray:
 
 def _kth(cumulative: np.ndarray, k: int) -> float:
     """The k-th smallest value (0-based) of the sample whose histogram sums to ``cumulative``."""
-    return float(np.searchsorted(cumulative, k, side="right"))
+    return float(cumulative.searchsorted(k, side="right"))
 
 
 def _median(counts: np.ndarray, cumulative: np.ndarray | None = None) -> float:
-    cumulative = np.cumsum(counts) if cumulative is None else cumulative
+    cumulative = counts.cumsum() if cumulative is None else cumulative
     n = int(cumulative[-1])
     if n % 2:
         return _kth(cumulative, n // 2)
@@ -209,8 +212,8 @@ def _percentile(counts: np.ndarray, q: float, cumulative: np.ndarray) -> float:
     n = int(cumulative[-1])
     fraction_q = q / 100.0
     index = n * fraction_q + (1.0 + fraction_q * -1.0) - 1.0  # NumPy's virtual index for alpha = beta = 1
-    below = int(np.clip(np.floor(index), 0, n - 1))
-    fraction = float(index - np.floor(index))
+    below = min(max(math.floor(index), 0), n - 1)
+    fraction = index - math.floor(index)
     low = np.float32(_kth(cumulative, below))
     high = np.float32(_kth(cumulative, min(below + 1, n - 1)))
     if fraction >= 0.5:
@@ -243,12 +246,13 @@ def _trimmed_ink_8bit(grey: np.ndarray, threshold: float = TRIM_THRESHOLD) -> np
     """``_trim(ink_map(grey))`` for an 8-bit line, bit for bit, mapping only the pixels kept.
 
     The grey-to-ink table is monotone, so the strongest ink of a row (or column) is the ink of its
-    darkest or of its lightest pixel: the margins are found from per-row and per-column grey extremes
-    (cheap uint8 reductions) instead of a float image of the whole line.
+    darkest pixel (of its lightest, on an inverted line): the margins are found from per-row and
+    per-column grey extremes (cheap uint8 reductions) instead of a float image of the whole line.
     """
-    table = _ink_table_8bit(grey)
-    rows = np.flatnonzero(np.maximum(table[grey.min(axis=1)], table[grey.max(axis=1)]) > threshold)
-    cols = np.flatnonzero(np.maximum(table[grey.min(axis=0)], table[grey.max(axis=0)]) > threshold)
+    table, inverted = _ink_table_8bit(grey)
+    extreme = np.ndarray.max if inverted else np.ndarray.min
+    rows = (table[extreme(grey, axis=1)] > threshold).nonzero()[0]
+    cols = (table[extreme(grey, axis=0)] > threshold).nonzero()[0]
     if rows.size == 0 or cols.size == 0:
         return cv2.LUT(np.ascontiguousarray(grey), table)
     kept = np.ascontiguousarray(grey[rows[0]: rows[-1] + 1, cols[0]: cols[-1] + 1])
