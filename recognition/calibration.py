@@ -17,6 +17,7 @@ hundred). NumPy only, so the serving core can apply it.
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 
@@ -45,7 +46,12 @@ class MonotoneMap:
             raise CalibrationError("calibrated confidences must lie in [0, 1]")
 
     def __call__(self, raw):
-        return np.interp(raw, self.x, self.y)
+        return np.interp(raw, self._knots[0], self._knots[1])
+
+    @functools.cached_property
+    def _knots(self) -> tuple[np.ndarray, np.ndarray]:
+        """The knots as arrays, made once: np.interp would convert the tuples on every call."""
+        return np.array(self.x, np.float64), np.array(self.y, np.float64)
 
     def to_dict(self) -> dict:
         return {"x": [round(v, 6) for v in self.x], "y": [round(v, 6) for v in self.y]}

@@ -48,27 +48,44 @@ class DecodedLine:
     expected_errors: float = 0.0
 
 
-def dropped_character_chances(probs: np.ndarray, best: np.ndarray) -> np.ndarray:
+def run_starts(best: np.ndarray) -> np.ndarray:
+    """The frames where a run of one class begins on the best path (the first frame always does)."""
+    change = np.empty(len(best), bool)
+    change[:1] = True
+    np.not_equal(best[1:], best[:-1], out=change[1:])
+    return change.nonzero()[0]
+
+
+def dropped_character_chances(probs: np.ndarray, best: np.ndarray, starts: np.ndarray | None = None) -> np.ndarray:
     """For each gap between emitted characters (blank on the best path), the chance it hides one.
 
     The largest probability, over the gap's frames, that is on neither the blank
     nor the class of the character emitted just before or just after the gap;
     mass on those is the same character spread over more frames, not a new one.
+    A gap is a run of blank frames; ``starts`` (``run_starts(best)``) may be passed if known.
     """
-    frames = np.arange(len(best))
-    emitted = best != BLANK_INDEX
-    if emitted.all():
+    starts = run_starts(best) if starts is None else starts
+    # Few, plain NumPy calls: the decoder runs right after the model, whose work has pushed it out of the
+    # CPU's caches, and each call (NumPy's Python-level wrappers most) costs several microseconds then.
+    run_labels = best[starts]
+    gaps = (run_labels == BLANK_INDEX).nonzero()[0]
+    if gaps.size == 0:
         return np.zeros(0)
-    before = np.maximum.accumulate(np.where(emitted, frames, -1))
-    after = np.minimum.accumulate(np.where(emitted, frames, len(best))[::-1])[::-1]
-    label_before = np.where(before >= 0, best[np.maximum(before, 0)], BLANK_INDEX)
-    label_after = np.where(after < len(best), best[np.minimum(after, len(best) - 1)], BLANK_INDEX)
-    other = 1.0 - probs[:, BLANK_INDEX].astype(np.float64)
-    other -= np.where(label_before != BLANK_INDEX, probs[frames, label_before], 0.0)
-    other -= np.where((label_after != BLANK_INDEX) & (label_after != label_before), probs[frames, label_after], 0.0)
-    gap = np.cumsum(emitted)[~emitted]  # frames in one gap share the count of emitted frames before it
-    starts = np.flatnonzero(np.diff(gap, prepend=-1))
-    return np.clip(np.maximum.reduceat(other[~emitted], starts), 0.0, 1.0)
+    # Runs alternate between characters and gaps: a gap's neighbours are the runs beside it (blank at the ends).
+    around = np.full(len(run_labels) + 2, BLANK_INDEX, run_labels.dtype)
+    around[1:-1] = run_labels
+    before, after = around[gaps], around[gaps + 2]
+    after[after == before] = BLANK_INDEX  # one character's class is counted once
+    ends = np.empty_like(starts)
+    ends[:-1], ends[-1] = starts[1:], len(best)
+    lengths = ends[gaps] - starts[gaps]
+    frames = (best == BLANK_INDEX).nonzero()[0]  # the gaps' frames, gap by gap
+    frame_before, frame_after = before.repeat(lengths), after.repeat(lengths)
+    other = 1.0 - probs[frames, BLANK_INDEX].astype(np.float64)
+    other -= np.where(frame_before != BLANK_INDEX, probs[frames, frame_before], 0.0)
+    other -= np.where(frame_after != BLANK_INDEX, probs[frames, frame_after], 0.0)
+    worst = np.maximum.reduceat(other, lengths.cumsum() - lengths)
+    return np.minimum(np.maximum(worst, 0.0), 1.0)
 
 
 def greedy_decode(probs: np.ndarray) -> DecodedLine:
@@ -86,16 +103,16 @@ def decode_path(probs: np.ndarray, best: np.ndarray) -> DecodedLine:
     Greedy decoding takes the best path; a beam search the best path of the labels it chose
     (``recognition.beam_search``), so the confidences mean the same whichever decoded.
     """
-    best_p = probs[np.arange(len(best)), best].astype(np.float64)
     # A run of frames on one class is one emission (a blank between two runs of a class keeps them
-    # apart); a character's score is the best frame of its run.
-    starts = np.flatnonzero(np.diff(best, prepend=-1))
+    # apart); a character's score is the best frame of its run (float32 values, exactly as they become
+    # Python floats).
+    starts = run_starts(best)
     run_labels = best[starts]
-    run_scores = np.maximum.reduceat(best_p, starts)
+    run_scores = np.maximum.reduceat(probs[np.arange(len(best)), best], starts)
     emitted = run_labels != BLANK_INDEX
     labels = run_labels[emitted].tolist()
     confidences = run_scores[emitted].tolist()
-    expected_errors = float(sum(1.0 - c for c in confidences) + dropped_character_chances(probs, best).sum())
+    expected_errors = float(sum(1.0 - c for c in confidences) + dropped_character_chances(probs, best, starts).sum())
     return DecodedLine(tuple(labels), tuple(confidences), float(np.exp(-expected_errors)), expected_errors)
 
 
@@ -129,16 +146,17 @@ def decode_line(probs: np.ndarray, alphabet: Alphabet, mirrored: bool = True,
     """
     decoded = (decoder or greedy_decode)(probs)
     chars = [alphabet.characters[label - 1] for label in decoded.labels]
-    order = logical_order_permutation("".join(chars)) if mirrored else list(range(len(chars)))
     char_confidences = np.asarray(decoded.char_confidences, np.float64)
     confidence = decoded.confidence
     if calibration is not None:
         char_confidences = calibration.character(char_confidences)
         confidence = float(calibration.line(confidence))
-    logical_chars = [chars[i] for i in order]
-    logical_confidences = [float(char_confidences[i]) for i in order]
+    logical_chars, logical_confidences = chars, char_confidences.tolist()
+    if mirrored:
+        order = logical_order_permutation("".join(chars))
+        logical_chars = [chars[i] for i in order]
+        logical_confidences = [logical_confidences[i] for i in order]
     if conventions:
         logical_chars, logical_confidences = conventions.apply(logical_chars, logical_confidences)
-    characters = tuple(CharacterResult(c, round(p, 4)) for c, p in zip(logical_chars, logical_confidences))
-    return LineResult(text="".join(c.char for c in characters), confidence=round(confidence, 4),
-                      characters=characters)
+    characters = tuple(map(CharacterResult, logical_chars, [round(p, 4) for p in logical_confidences]))
+    return LineResult(text="".join(logical_chars), confidence=round(confidence, 4), characters=characters)

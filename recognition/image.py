@@ -10,6 +10,7 @@ the model reads right to left (see ``recognition.text.reading_order``).
 from __future__ import annotations
 
 import io
+import math
 import os
 import warnings
 from dataclasses import dataclass
@@ -165,26 +166,41 @@ def _stretch(ink: np.ndarray, paper: float, full: float) -> np.ndarray:
 
 
 def _ink_map_8bit(grey: np.ndarray) -> np.ndarray:
-    counts = np.bincount(grey.ravel(), minlength=256)
+    return cv2.LUT(np.ascontiguousarray(grey), _ink_table_8bit(grey)[0])
+
+
+def _ink_table_8bit(grey: np.ndarray) -> tuple[np.ndarray, bool]:
+    """The 256-entry float32 table from an 8-bit line's grey levels to its ink strengths, and whether the
+    line is inverted (light ink on dark paper: the table then grows with the grey level, else it falls)."""
+    counts = _histogram_8bit(grey)
     levels = np.arange(256, dtype=np.float32)
-    if _median(counts) < 100:
+    inverted = _median(counts) < 100
+    if inverted:
         ink_levels = levels  # inverted, then darkness: 255 - (255 - g) = g
     else:
         ink_levels, counts = 255.0 - levels, counts[::-1]  # ink level i has grey 255 - i
-    cumulative = np.cumsum(counts)
+    cumulative = counts.cumsum()
     # Histograms of ink by ink level (ascending): order statistics are read off the cumulative counts.
     table = _stretch(np.arange(256, dtype=np.float32), _median(counts, cumulative),
                      _percentile(counts, 99.5, cumulative))
-    return cv2.LUT(np.ascontiguousarray(grey), table[ink_levels.astype(np.uint8)])
+    return table[ink_levels.astype(np.uint8)], inverted
+
+
+def _histogram_8bit(grey: np.ndarray) -> np.ndarray:
+    """Pixels per grey level. OpenCV counts uint8 pixels a few times faster than np.bincount (which
+    widens every pixel to 64 bits first); its float32 counts are exact below 2**24 pixels a level."""
+    if grey.size < 2**24:
+        return cv2.calcHist([grey], [0], None, [256], [0, 256]).ravel().astype(np.int64)
+    return np.bincount(grey.ravel(), minlength=256)
 
 
 def _kth(cumulative: np.ndarray, k: int) -> float:
     """The k-th smallest value (0-based) of the sample whose histogram sums to ``cumulative``."""
-    return float(np.searchsorted(cumulative, k, side="right"))
+    return float(cumulative.searchsorted(k, side="right"))
 
 
 def _median(counts: np.ndarray, cumulative: np.ndarray | None = None) -> float:
-    cumulative = np.cumsum(counts) if cumulative is None else cumulative
+    cumulative = counts.cumsum() if cumulative is None else cumulative
     n = int(cumulative[-1])
     if n % 2:
         return _kth(cumulative, n // 2)
@@ -196,8 +212,8 @@ def _percentile(counts: np.ndarray, q: float, cumulative: np.ndarray) -> float:
     n = int(cumulative[-1])
     fraction_q = q / 100.0
     index = n * fraction_q + (1.0 + fraction_q * -1.0) - 1.0  # NumPy's virtual index for alpha = beta = 1
-    below = int(np.clip(np.floor(index), 0, n - 1))
-    fraction = float(index - np.floor(index))
+    below = min(max(math.floor(index), 0), n - 1)
+    fraction = index - math.floor(index)
     low = np.float32(_kth(cumulative, below))
     high = np.float32(_kth(cumulative, min(below + 1, n - 1)))
     if fraction >= 0.5:
@@ -205,14 +221,46 @@ def _percentile(counts: np.ndarray, q: float, cumulative: np.ndarray) -> float:
     return float(low + (high - low) * fraction)
 
 
-def _trim(ink: np.ndarray, threshold: float = 0.25) -> np.ndarray:
+TRIM_THRESHOLD = 0.25  # ink strength that counts as ink when trimming blank margins
+
+
+def _trim(ink: np.ndarray, threshold: float = TRIM_THRESHOLD) -> np.ndarray:
     rows = np.flatnonzero(ink.max(axis=1) > threshold)
     cols = np.flatnonzero(ink.max(axis=0) > threshold)
     if rows.size == 0 or cols.size == 0:
         return ink
     ink = ink[rows[0]: rows[-1] + 1, cols[0]: cols[-1] + 1]
-    margin = max(1, ink.shape[0] // 12)
-    return np.pad(ink, margin)
+    padded, inside = _with_margin(ink.shape, ink.dtype)
+    inside[...] = ink
+    return padded
+
+
+def _with_margin(shape: tuple[int, int], dtype) -> tuple[np.ndarray, np.ndarray]:
+    """A zero (paper) array with a margin of a twelfth of the height around ``shape``, and its inside."""
+    margin = max(1, shape[0] // 12)
+    padded = np.zeros((shape[0] + 2 * margin, shape[1] + 2 * margin), dtype)
+    return padded, padded[margin: margin + shape[0], margin: margin + shape[1]]
+
+
+def _trimmed_ink_8bit(grey: np.ndarray, threshold: float = TRIM_THRESHOLD) -> np.ndarray:
+    """``_trim(ink_map(grey))`` for an 8-bit line, bit for bit, mapping only the pixels kept.
+
+    The grey-to-ink table is monotone, so the strongest ink of a row (or column) is the ink of its
+    darkest pixel (of its lightest, on an inverted line): the margins are found from per-row and
+    per-column grey extremes (cheap uint8 reductions) instead of a float image of the whole line.
+    """
+    table, inverted = _ink_table_8bit(grey)
+    extreme = np.ndarray.max if inverted else np.ndarray.min
+    rows = (table[extreme(grey, axis=1)] > threshold).nonzero()[0]
+    cols = (table[extreme(grey, axis=0)] > threshold).nonzero()[0]
+    if rows.size == 0 or cols.size == 0:
+        return cv2.LUT(np.ascontiguousarray(grey), table)
+    kept = np.ascontiguousarray(grey[rows[0]: rows[-1] + 1, cols[0]: cols[-1] + 1])
+    padded, inside = _with_margin(kept.shape, np.float32)
+    mapped = cv2.LUT(kept, table, dst=inside)  # written into the padded array, no second copy
+    if not np.shares_memory(mapped, padded):  # an OpenCV that allocates its own output after all
+        inside[...] = mapped
+    return padded
 
 
 def preprocess(grey: np.ndarray, config: PreprocessConfig = PreprocessConfig(),
@@ -224,12 +272,12 @@ def preprocess(grey: np.ndarray, config: PreprocessConfig = PreprocessConfig(),
     if grey.ndim != 2:
         raise ValueError(f"expected a 2-D grey image, got shape {grey.shape}")
     limits.check_size(grey.shape[1], grey.shape[0], config.height)
-    ink = _trim(ink_map(grey))
+    ink = _trimmed_ink_8bit(grey) if grey.dtype == np.uint8 and grey.size else _trim(ink_map(grey))
     h, w = ink.shape
     limits.check_width(w * config.height / h, "the line, blank margins trimmed")
     new_w = max(1, int(round(w * config.height / h)))
     interpolation = cv2.INTER_AREA if h > config.height else cv2.INTER_LINEAR
     line = cv2.resize(ink, (new_w, config.height), interpolation=interpolation)
     if config.mirror:
-        line = line[:, ::-1]
+        line = cv2.flip(line, 1)  # about the vertical axis
     return np.ascontiguousarray(line, dtype=np.float32)

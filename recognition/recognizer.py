@@ -66,6 +66,9 @@ class Recognizer:
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # A memory pattern is planned and kept per set of input shapes, and lines come in every width:
+        # without it a line runs 1-3% faster (the same outputs; bench/README.md, "The line path").
+        options.enable_mem_pattern = False
         self.session = ort.InferenceSession(self.path, sess_options=options, providers=["CPUExecutionProvider"])
         self.info = ModelInfo.from_props(self.session.get_modelmeta().custom_metadata_map)
         self.calibration = self.info.calibration  # the model's own confidence calibration, if it has one

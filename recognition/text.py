@@ -36,6 +36,7 @@ synthetic lines); permutations let confidences travel with their characters.
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 
@@ -88,6 +89,16 @@ _DEBUG_LEVELS = re.compile(r"Level\(\s*(\d+),?\s*\)")
 _RTL_PARAGRAPH = 1
 
 
+@functools.lru_cache(maxsize=4096)
+def _can_run_left_to_right(ch: str) -> bool:
+    return unicodedata.bidirectional(ch) in _CAN_RUN_LEFT_TO_RIGHT
+
+
+def _all_right_to_left(text: str) -> bool:
+    """No character of ``text`` can sit in a left-to-right run: its levels are all the paragraph's."""
+    return not any(map(_can_run_left_to_right, set(text)))
+
+
 def embedding_levels(text: str) -> list[int]:
     """Resolved Unicode bidi embedding level of each character of a right-to-left line.
 
@@ -98,7 +109,7 @@ def embedding_levels(text: str) -> list[int]:
     byte; we take each character's first byte and apply rule L1 (trailing
     whitespace back to the paragraph level) ourselves, as a line is laid out.
     """
-    if not any(unicodedata.bidirectional(ch) in _CAN_RUN_LEFT_TO_RIGHT for ch in text):
+    if _all_right_to_left(text):
         return [_RTL_PARAGRAPH] * len(text)
     report = get_display(text, base_dir="R", debug=True)
     levels_section = report.split("levels: [", 1)[1].split("paragraphs:", 1)[0]
@@ -159,6 +170,8 @@ def logical_order_permutation(reading: str) -> list[int]:
     reading order ("ABC 123" and "123 ABC" print alike, as "ABC 123"); the one
     returned is laid out as the reading given.
     """
+    if _all_right_to_left(reading):  # most lines: read right to left, they are in logical order already
+        return list(range(len(reading)))
     order = _right_to_left_order(embedding_levels(reading))
     inverse = [0] * len(order)
     for position, index in enumerate(order):

@@ -27,6 +27,15 @@ from training.calibrate import outcome
 SHIPPED_INT8 = Path(__file__).resolve().parent.parent / "models" / "arabic-crnn-v1-int8.onnx"
 
 
+def test_a_map_interpolates_as_np_interp_does_on_its_knots_bit_for_bit():
+    """The map keeps its knots as arrays; the numbers are np.interp's on the stored tuples, every bit."""
+    m = MonotoneMap((0.1, 0.444757, 0.549754, 0.9), (0.02, 0.31, 0.5, 0.97))
+    raw = np.random.default_rng(0).random(1000)
+    assert np.array_equal(m(raw), np.interp(raw, list(m.x), list(m.y)))
+    assert m(0.5) == np.interp(0.5, list(m.x), list(m.y))
+    assert m == MonotoneMap(m.x, m.y) and m(raw[:3]) is not m(raw[:3])
+
+
 def test_a_map_is_monotone_clamped_and_survives_json():
     m = MonotoneMap((0.2, 0.5, 0.9), (0.1, 0.4, 0.95))
     assert m(np.array([0.0, 0.35, 1.0])) == pytest.approx([0.1, 0.25, 0.95])

@@ -3,7 +3,7 @@ import pytest
 
 from recognition.alphabet import Alphabet
 from recognition.calibration import ConfidenceCalibration, MonotoneMap
-from recognition.ctc import decode_line, greedy_decode
+from recognition.ctc import decode_line, dropped_character_chances, greedy_decode, run_starts
 
 
 def one_hot(path, classes=4, p=0.9):
@@ -135,3 +135,55 @@ def test_decode_line_applies_the_book_conventions_in_logical_order():
     assert adapted.characters[-1].confidence == pytest.approx(0.6, abs=1e-4)
     assert adapted.confidence == plain.confidence
     assert decode_line(probs, alphabet, conventions=TranscriptionConventions(())).text == plain.text
+
+
+def dropped_frame_by_frame(probs, best):
+    """What ``dropped_character_chances`` is defined to be, gap by gap and frame by frame in Python floats."""
+    chances, start = [], 0
+    while start < len(best):
+        if best[start] != 0:
+            start += 1
+            continue
+        end = start
+        while end < len(best) and best[end] == 0:
+            end += 1
+        before = int(best[start - 1]) if start > 0 else 0
+        after = int(best[end]) if end < len(best) else 0
+        worst = -np.inf
+        for t in range(start, end):
+            other = 1.0 - float(probs[t, 0])
+            if before:
+                other -= float(probs[t, before])
+            if after and after != before:
+                other -= float(probs[t, after])
+            worst = max(worst, other)
+        chances.append(min(max(worst, 0.0), 1.0))
+        start = end
+    return chances
+
+
+def random_paths(seed=0, count=300):
+    """Probability matrices whose best paths have gaps at either end, none, only gaps, a character
+    repeated across a gap, single frames: softmax of random logits with a planted best path."""
+    rng = np.random.default_rng(seed)
+    for _ in range(count):
+        frames, classes = int(rng.integers(1, 60)), int(rng.integers(2, 8))
+        path = rng.choice(classes, frames, p=None if rng.random() < 0.3 else [0.6] + [0.4 / (classes - 1)] * (classes - 1))
+        logits = rng.normal(0, 1, (frames, classes)).astype(np.float32)
+        logits[np.arange(frames), path] += rng.uniform(0, 4, frames).astype(np.float32)
+        probs = np.exp(logits)
+        yield (probs / probs.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def test_dropped_character_chances_are_the_frame_by_frame_definition_exactly():
+    for probs in random_paths():
+        best = probs.argmax(axis=1)
+        assert dropped_character_chances(probs, best).tolist() == dropped_frame_by_frame(probs, best)
+
+
+def test_runs_start_where_the_best_class_changes():
+    assert run_starts(np.array([3])).tolist() == [0]
+    assert run_starts(np.array([0, 0, 2, 2, 0, 2, 1])).tolist() == [0, 2, 4, 5, 6]
+    for probs in random_paths(seed=1, count=50):
+        best = probs.argmax(axis=1)
+        assert run_starts(best).tolist() == [t for t in range(len(best)) if t == 0 or best[t] != best[t - 1]]

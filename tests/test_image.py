@@ -150,3 +150,24 @@ def test_eight_bit_ink_map_equals_sorting_the_pixels_bit_for_bit(index):
     fast, sorted_path = ink_map(grey), ink_map(grey.astype(np.float32))
     assert fast.dtype == sorted_path.dtype == np.float32
     np.testing.assert_array_equal(fast, sorted_path)
+
+
+@pytest.mark.parametrize("index", range(66))
+def test_eight_bit_lines_are_trimmed_on_their_grey_levels_bit_for_bit(index):
+    """An 8-bit line finds its margins on grey extremes and maps only the pixels it keeps: the same model
+    input, in every bit, as mapping the whole line to float ink and trimming that (the float path)."""
+    grey = _eight_bit_lines()[index]
+    anything = LineLimits(max_width=10**7, min_height=1)
+    fast = preprocess(grey, limits=anything)
+    reference_path = preprocess(grey.astype(np.float32), limits=anything)
+    assert fast.dtype == reference_path.dtype == np.float32 and fast.flags.c_contiguous
+    np.testing.assert_array_equal(fast, reference_path)
+
+
+def test_ink_touching_the_edges_and_a_blank_line_trim_as_the_float_path():
+    speck = np.full((40, 300), 255, np.uint8)
+    speck[0, 299] = speck[39, 0] = 0  # ink in opposite corners: nothing to trim
+    blank = np.full((40, 300), 250, np.uint8)  # no ink anywhere: kept whole
+    inverted = 255 - LINE  # light ink on dark paper
+    for grey in (speck, blank, inverted, LINE[:, ::3], np.asfortranarray(LINE)):
+        np.testing.assert_array_equal(preprocess(grey), preprocess(grey.astype(np.float32)))

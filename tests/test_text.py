@@ -2,8 +2,10 @@ import ctypes
 import ctypes.util
 import functools
 import random
+import re
 import unicodedata
 
+import numpy as np
 import pytest
 from bidi import get_display
 
@@ -160,3 +162,19 @@ def test_permutations_are_inverse_of_each_other():
     backward = logical_order_permutation(reading)
     assert sorted(forward) == list(range(len(text)))
     assert "".join(reading[i] for i in backward) == text
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_a_line_without_left_to_right_characters_is_in_logical_order_as_read(seed):
+    """The shortcut for most lines (no Latin, no digit): python-bidi resolves every character of such a line to
+    the right-to-left paragraph level, so reading order is logical order and the permutation is the identity."""
+    from bidi import get_display
+
+    rng = np.random.default_rng(seed)
+    symbols = list("ابتثجحخدذرزسشصضطظعغفقكلمنهويءآأؤإئةىـ") + list(" .,:;!?()«»[]-/،؛؟\"'")
+    for _ in range(40):
+        text = "".join(rng.choice(symbols, int(rng.integers(1, 40))))
+        report = get_display(text, base_dir="R", debug=True)
+        levels = re.findall(r"Level\(\s*(\d+),?\s*\)", report.split("levels: [", 1)[1].split("paragraphs:", 1)[0])
+        assert set(levels) == {"1"}, text
+        assert logical_order_permutation(text) == reading_order_permutation(text) == list(range(len(text)))

@@ -26,6 +26,7 @@ from recognition.alphabet import Alphabet
 from recognition.metadata import ModelInfo
 
 from .checkpoint import load_model, save_model
+from .graph_simplification import simplify_graph
 from .model import WIDTH_STRIDE, ModelConfig, build_model, copy_weights, frames_for, padded_width
 from .shards import read_split
 
@@ -37,7 +38,7 @@ class ParityError(RuntimeError):
     pass
 
 
-def convert(keras_model, config: ModelConfig, num_classes: int, opset: int = 17):
+def convert(keras_model, config: ModelConfig, num_classes: int, opset: int = 17, simplify: bool = True):
     """Keras -> ONNX ModelProto with inputs ``image`` and ``widths`` (readers ask the session for the output name).
 
     tf2onnx turns only unmasked Keras LSTMs into ONNX LSTM nodes (a masked one
@@ -45,6 +46,9 @@ def convert(keras_model, config: ModelConfig, num_classes: int, opset: int = 17)
     each LSTM node then gets ``sequence_lens`` = frames per line, computed in
     the graph from ``widths``: the ONNX LSTM stops the forward pass and starts
     the backward pass at each line's last frame, as the masked Keras model does.
+    The converter's shape bookkeeping is then rewritten into what it computes
+    (``training.graph_simplification``: the same outputs, bit for bit, in less time);
+    ``simplify=False`` keeps tf2onnx's graph.
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf
@@ -56,6 +60,8 @@ def convert(keras_model, config: ModelConfig, num_classes: int, opset: int = 17)
                  tf.TensorSpec((None,), tf.int32, name="widths")]
     proto, _ = tf2onnx.convert.from_keras(unmasked, input_signature=signature, opset=opset)
     add_sequence_lengths(proto)
+    if simplify:
+        log.info("graph simplified: %s", simplify_graph(proto))
     return proto
 
 
@@ -216,6 +222,7 @@ def quantize_int8(float_path: Path, out: Path, parity_lines: list[np.ndarray]) -
     quantize_dynamic(str(float_path), str(tmp), op_types_to_quantize=["LSTM", "MatMul"],
                      weight_type=QuantType.QInt8)
     proto = onnx.load(str(tmp))
+    simplify_graph(proto)  # a float model exported before the simplification existed
     info = ModelInfo.from_props({p.key: p.value for p in onnx.load(str(float_path)).metadata_props})
     info.name = f"{info.name}-int8"
     info.extra["quantization"] = "dynamic int8 weights: LSTM, MatMul"
