@@ -39,7 +39,7 @@ _ERROR_MEANINGS = {
     415: "unsupported_media_type",
     429: "throttled",
     500: "internal_error, with a request_id",
-    503: "no_active_model",
+    503: "no_active_model, or language_model_unavailable (OCR_LANGUAGE_MODEL names a file that cannot be used)",
 }
 
 
@@ -230,6 +230,10 @@ def readyz(request):
             startup.load_active_model()
         checks["model"] = "ok" if engine.is_loaded(version) else "not loaded"
     checks.setdefault("model", "not loaded")
+    if engine.language_model_path() is not None:
+        checks["language_model"] = engine.language_model_problem() or "ok"
+        if checks["language_model"] == "ok" and version is not None and engine.unsuited(version):
+            checks["language_model"] = engine.unsuited(version)
     ready = all(v == "ok" for v in checks.values())
     if ready:
         checks["active_model"] = f"{version.name} {version.version}"

@@ -9,6 +9,7 @@ from django.conf import settings
 from django.db import DatabaseError, connection
 
 from . import engine, registry
+from .errors import ApiError
 from .storage import sweep_abandoned
 
 log = logging.getLogger("ocr_app.startup")
@@ -19,6 +20,8 @@ def load_active_model() -> bool:
     try:
         engine.recognizer_for(registry.active_version())
         return True
+    except ApiError:  # the language model cannot be used: logged once by the engine, said by /readyz
+        return False
     except Exception:  # the worker still serves /healthz and reports not ready
         log.exception("could not load the active model")
         return False
@@ -38,6 +41,8 @@ def start_serving_process(warm_up: bool = True) -> None:
     request, so no request has to do it; loading the model takes longer and
     /readyz reports it.
     """
+    # A bad OCR_LANGUAGE_MODEL is said once, now, in the log (the engine's error line), not first by a request.
+    engine.language_model_problem()
     removed = sweep_abandoned(settings.MEDIA_ROOT)
     if removed:
         log.info("removed %d unfinished uploads of workers that died", removed)

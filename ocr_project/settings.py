@@ -164,7 +164,11 @@ OCR_DEFAULT_MODEL = Path(os.environ.get("OCR_DEFAULT_MODEL", OCR_MODEL_DIR / "ar
 OCR_THREADS = env_int("OCR_THREADS", 1)                  # onnxruntime threads per worker
 # A character language model file (`python -m training.char_lm`, e.g. models/arabic-char-lm.npz): lines are then
 # decoded by a beam search that weighs it (recognition.beam_search). Off (greedy decoding) unless set.
+# A relative path is taken from the project folder, as the model defaults are; checked at start-up (system check
+# ocr_app.E001, and a log line naming the setting), a file that cannot be used makes requests answer 503.
 OCR_LANGUAGE_MODEL = os.environ.get("OCR_LANGUAGE_MODEL", "").strip()
+if OCR_LANGUAGE_MODEL and not Path(OCR_LANGUAGE_MODEL).is_absolute():
+    OCR_LANGUAGE_MODEL = str(BASE_DIR / OCR_LANGUAGE_MODEL)
 OCR_MAX_UPLOAD_BYTES = env_int("OCR_MAX_UPLOAD_BYTES", 10 * 1024 * 1024)
 OCR_MAX_PIXELS = env_int("OCR_MAX_PIXELS", 20_000_000)  # decompression-bomb guard
 OCR_MAX_LINE_WIDTH = env_int("OCR_MAX_LINE_WIDTH", 4000)  # model pixels, after scaling to the model height

@@ -63,6 +63,8 @@ class BeamSearchSettings:
     def __post_init__(self):
         if self.beam < 1 or self.top_k < 1:
             raise ValueError("beam and top_k must be at least 1")
+        if not all(math.isfinite(x) for x in (self.alpha, self.beta, self.min_prob, self.blank_skip, self.prune)):
+            raise ValueError("the LM weight, the bonus per character and the search thresholds must be finite numbers")
         if self.alpha < 0:
             raise ValueError("the LM weight alpha cannot be negative")
 
@@ -94,7 +96,8 @@ class CTCBeamSearch:
         score = self._scores.get(key)
         if score is None:
             p = self.lm.prob(context, symbol) * share
-            score = self.settings.alpha * (math.log(p) if p > 0 else -math.inf) + self.settings.beta
+            # With alpha 0 the LM has no say: 0 * log(0) would be NaN, which ranks nothing.
+            score = (self.settings.alpha * _log(p) if self.settings.alpha else 0.0) + self.settings.beta
             if len(self._scores) >= CharacterLanguageModel.CACHE_LIMIT:
                 self._scores = {}
             self._scores[key] = score
@@ -194,7 +197,7 @@ class CTCBeamSearch:
 
         def final(node: int) -> float:
             pb, pnb = beams[node]
-            end = s.alpha * math.log(lm.prob(context[node], self._eos)) if lm else 0.0
+            end = s.alpha * _log(lm.prob(context[node], self._eos)) if lm and s.alpha else 0.0
             return _log(pb + pnb) + lm_score[node] + end
 
         best = min(beams, key=lambda n: (-final(n), n))

@@ -41,6 +41,11 @@ FORMAT = "arabic-ocr-char-lm"
 VERSION = 1
 BOS, EOS, UNK, DIGIT, LTR = "<s>", "</s>", "<unk>", "<digit>", "<ltr>"
 SPECIALS = (BOS, EOS, UNK, DIGIT, LTR)  # indices 0..4 in every file
+# Limits on what a file may ask of the reader, checked before the arrays are read: the shipped 5-gram holds
+# 1.7 MB of arrays and 150,000 n-grams; every n-gram costs some 100 bytes once loaded (Python dicts).
+MAX_ORDER = 16
+MAX_ARRAY_BYTES = 64 * 1024 * 1024   # all members together, uncompressed
+MAX_NGRAMS = 5_000_000
 
 
 class LanguageModelError(ValueError):
@@ -112,26 +117,31 @@ class CharacterLanguageModel:
         """Read and check a model file; anything wrong with it raises ``LanguageModelError``."""
         path = Path(path)
         try:
-            with np.load(path, allow_pickle=False) as data:
-                arrays = {name: data[name] for name in data.files}
+            with zipfile.ZipFile(path) as archive:
+                header = json.loads(str(_read_member(archive, "header").item()))
+                if not isinstance(header, dict) or header.get("format") != FORMAT or header.get("version") != VERSION:
+                    said = header if isinstance(header, dict) else {}
+                    raise LanguageModelError(f"not a {FORMAT} version {VERSION} file "
+                                             f"(it says {said.get('format')!r} version {said.get('version')!r})")
+                order = header.get("order")
+                if not isinstance(order, int) or isinstance(order, bool) or not 1 <= order <= MAX_ORDER:
+                    raise LanguageModelError(f"the order must be a whole number from 1 to {MAX_ORDER}, not {order!r}")
+                tables = [OrderTable(*(_read_member(archive, f"o{n}_{part}")
+                                       for part in ("contexts", "backoff", "offsets", "symbols", "probs")))
+                          for n in range(1, order + 1)]
+            # Offsets as signed 64-bit before checking: unsigned ones would wrap in the checks' differences.
+            tables = [OrderTable(t.contexts, t.backoff, t.offsets.astype(np.int64) if t.offsets.dtype.kind in "iu"
+                                 else t.offsets, t.symbols, t.probs) for t in tables]
+            _check(header, tables)
+            return cls(header, tables, str(path))
         except FileNotFoundError:
             raise LanguageModelError(f"no language model file {path}") from None
-        except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-            raise LanguageModelError(f"{path} is not a language model file (.npz): {exc}") from exc
-        try:
-            header = json.loads(str(arrays["header"]))
-            if header.get("format") != FORMAT or header.get("version") != VERSION:
-                raise LanguageModelError(f"not a {FORMAT} version {VERSION} file "
-                                         f"(it says {header.get('format')!r} version {header.get('version')!r})")
-            order = int(header["order"])
-            tables = [OrderTable(*(arrays[f"o{n}_{part}"] for part in ("contexts", "backoff", "offsets", "symbols", "probs")))
-                      for n in range(1, order + 1)]
-            _check(header, tables)
         except LanguageModelError as exc:
             raise LanguageModelError(f"{path}: {exc}") from None
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise LanguageModelError(f"{path}: corrupt language model ({type(exc).__name__}: {exc})") from exc
-        return cls(header, tables, str(path))
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, IsADirectoryError) as exc:
+            raise LanguageModelError(f"{path} is not a language model file (.npz): {exc}") from None
+        except Exception as exc:  # a crafted file can break parsing in many ways: every one is "corrupt", never a crash
+            raise LanguageModelError(f"{path}: corrupt language model ({type(exc).__name__}: {exc})") from None
 
     def encode(self, text: str) -> bytes:
         """Normalised text -> symbol indices (folded; characters never seen in training are ``<unk>``)."""
@@ -201,6 +211,38 @@ def _rows(table: OrderTable) -> dict[bytes, tuple[float, dict[int, float]]]:
             for i, context in enumerate(table.contexts)}
 
 
+def _read_member(archive: zipfile.ZipFile, name: str) -> np.ndarray:
+    """One ``.npy`` member by its expected name, refused before reading if the archive or its shape is too big.
+
+    ``np.load`` would allocate whatever shape a member's header declares before reading its data; here the
+    declared size must fit in the member's own (uncompressed) size, which the archive's total bounds.
+    """
+    members = archive.infolist()
+    if sum(info.file_size for info in members) > MAX_ARRAY_BYTES:
+        raise LanguageModelError(f"its arrays take more than {MAX_ARRAY_BYTES} bytes uncompressed")
+    try:
+        info = archive.getinfo(name + ".npy")
+    except KeyError:
+        raise LanguageModelError(f"corrupt language model: no array {name!r}") from None
+    with archive.open(info) as member:
+        version = np.lib.format.read_magic(member)
+        if version == (1, 0):
+            shape, fortran_order, dtype = np.lib.format.read_array_header_1_0(member)
+        elif version == (2, 0):
+            shape, fortran_order, dtype = np.lib.format.read_array_header_2_0(member)
+        else:
+            raise LanguageModelError(f"array {name!r}: unsupported .npy version {version}")
+        if dtype.hasobject:
+            raise LanguageModelError(f"array {name!r} holds Python objects (not read: no pickle)")
+        size = math.prod(shape) * dtype.itemsize
+        if size > info.file_size:
+            raise LanguageModelError(f"array {name!r} declares {shape}, more than its member holds")
+        data = member.read(size)
+    if len(data) != size:
+        raise LanguageModelError(f"array {name!r} is cut short")
+    return np.frombuffer(data, dtype=dtype).reshape(shape, order="F" if fortran_order else "C")
+
+
 def _check(header: dict, tables: list[OrderTable]) -> None:
     """The structure a file must have for ``distribution`` to be a probability distribution."""
     symbols = header["symbols"]
@@ -211,6 +253,8 @@ def _check(header: dict, tables: list[OrderTable]) -> None:
         raise LanguageModelError("the header does not say which text normalisation the model was built on")
     if not tables:
         raise LanguageModelError("a language model needs at least one order")
+    if sum(len(t.probs) for t in tables) > MAX_NGRAMS:
+        raise LanguageModelError(f"more than {MAX_NGRAMS} n-grams")
     for n, t in enumerate(tables, 1):
         if t.contexts.dtype != np.uint8 or t.symbols.dtype != np.uint8 or t.offsets.dtype.kind not in "iu" \
                 or t.probs.dtype.kind != "f" or t.backoff.dtype.kind != "f":
@@ -223,8 +267,9 @@ def _check(header: dict, tables: list[OrderTable]) -> None:
             raise LanguageModelError(f"order {n}: offsets out of order")
         if len(t.symbols) and int(t.symbols.max()) >= len(symbols) or t.contexts.size and int(t.contexts.max()) >= len(symbols):
             raise LanguageModelError(f"order {n}: a symbol index beyond the {len(symbols)} symbols")
-        if not (np.all((t.probs >= 0) & (t.probs <= 1)) and np.all((t.backoff >= 0) & (t.backoff <= 1))):
-            raise LanguageModelError(f"order {n}: probabilities outside [0, 1]")
+        if not (np.all((t.probs >= 0) & (t.probs <= 1)) and np.all((t.backoff > 0) & (t.backoff <= 1))):
+            # backoff > 0: every symbol keeps a probability above 0 (the end symbol too, which decoding needs)
+            raise LanguageModelError(f"order {n}: probabilities outside [0, 1] or a backoff weight of 0")
         explicit = np.add.reduceat(np.append(t.probs.astype(np.float64), 0.0), t.offsets[:-1]) \
             * (np.diff(t.offsets) > 0)
         if not np.allclose(explicit + t.backoff, 1.0, atol=1e-4):

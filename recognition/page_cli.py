@@ -212,14 +212,31 @@ def add_parser(commands) -> None:
     cli_decoding.add_arguments(pages)
 
 
+def checked_decoding(model: Path, decoding: dict | None) -> dict | None:
+    """``decoding`` with its language model loaded (once: the workers get it loaded) and checked against the
+    recognition model: its file, and the text convention the recognition model writes. Raises
+    ``LanguageModelError``."""
+    if not decoding or decoding.get("language_model") is None:
+        return decoding
+    from .beam_search import CTCBeamSearch
+    from .recognizer import read_model_info
+
+    language_model = decoding["language_model"]
+    if not isinstance(language_model, CharacterLanguageModel):
+        language_model = CharacterLanguageModel.load(language_model)
+    info = read_model_info(model)
+    CTCBeamSearch(info.alphabet, language_model, decoding.get("beam_search") or cli_decoding.DEFAULTS,
+                  text_normalisation=info.text_normalisation)
+    return {**decoding, "language_model": language_model}
+
+
 def main(args, model: Path, decoding: dict | None = None) -> int:
     """Run ``arabic-ocr pages`` with parsed ``args``, a checked ``model`` and ``Recognizer`` decoding options
     (``recognition.cli_decoding``); returns the exit status."""
     from tqdm import tqdm
 
     try:
-        if decoding and decoding.get("language_model"):
-            CharacterLanguageModel.load(decoding["language_model"])  # a bad file is bad usage, before any page
+        decoding = checked_decoding(model, decoding)  # a bad or unsuitable LM file is bad usage, before any page
     except LanguageModelError as exc:
         print(f"arabic-ocr: {exc}", file=sys.stderr)
         return 2

@@ -42,6 +42,12 @@ class LineError:
     message: str
 
 
+def read_model_info(model_path: str | os.PathLike) -> ModelInfo:
+    """What a model file says about itself (alphabet, text convention, ...), without a ``Recognizer``."""
+    session = ort.InferenceSession(os.fspath(model_path), providers=["CPUExecutionProvider"])
+    return ModelInfo.from_props(session.get_modelmeta().custom_metadata_map)
+
+
 class Recognizer:
     """Opens an ONNX line model once and recognises line images.
 

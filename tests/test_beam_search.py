@@ -112,6 +112,42 @@ def test_settings_are_checked():
         BeamSearchSettings(alpha=-1.0)
 
 
+def test_settings_must_be_finite():
+    for bad in ({"alpha": float("nan")}, {"alpha": float("inf")}, {"beta": float("nan")}, {"prune": float("nan")}):
+        with pytest.raises(ValueError, match="finite"):
+            BeamSearchSettings(**bad)
+
+
+def never_ending_lm() -> CharacterLanguageModel:
+    """A unigram model giving the end symbol and unseen characters probability 0 (``load`` refuses such a
+    file: a backoff of 0), built in memory to show decoding survives it all the same."""
+    header, tables = char_lm.build(LINES, order=1)
+    unigram = tables[0]
+    keep = unigram.symbols != 1  # </s> is symbol 1
+    probs = unigram.probs[keep] / unigram.probs[keep].sum()
+    table = type(unigram)(unigram.contexts, np.zeros(1, np.float32), np.array([0, int(keep.sum())]),
+                          unigram.symbols[keep], probs.astype(np.float32))
+    model = CharacterLanguageModel(header, [table])
+    assert model.prob(model.start(), 1) == 0.0 and model.prob(model.start(), model.index["<unk>"]) == 0.0
+    return model
+
+
+def test_an_lm_giving_the_end_of_a_line_probability_0_does_not_break_decoding():
+    model = never_ending_lm()
+    probs = frames_for("قال أبو بكر")
+    # Every prefix scores -inf at the end: no math domain error (it was one on every line), a reading all the same.
+    line = CTCBeamSearch(ALPHABET, model, BeamSearchSettings(alpha=0.2)).decode(probs)
+    assert all(0 < label < ALPHABET.num_classes for label in line.labels)
+
+
+def test_with_weight_0_an_lm_giving_a_character_probability_0_has_no_say():
+    model = never_ending_lm()
+    probs = frames_for("قال غبو بكر")  # غ is no training character: <unk>, probability 0 under this model
+    settings = BeamSearchSettings(alpha=0.0, beta=0.0)
+    assert CTCBeamSearch(ALPHABET, model, settings).decode(probs) == greedy_decode(probs)
+    assert ALPHABET.decode(greedy_decode(probs).labels) == "قال غبو بكر"
+
+
 def test_an_lm_built_on_other_text_conventions_is_refused(lm):
     with pytest.raises(LanguageModelError, match="normalised as"):
         CTCBeamSearch(ALPHABET, lm, text_normalisation="keep-harakat-v9")

@@ -1,12 +1,16 @@
 """The character language model: built from text by ``training.char_lm``, read by ``recognition.char_lm``."""
 
+import io
 import json
 import math
+import re
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from recognition import char_lm as char_lm_file
 from recognition.char_lm import BOS, DIGIT, EOS, LTR, UNK, CharacterLanguageModel, LanguageModelError, fold, save
 from training import char_lm
 
@@ -121,6 +125,57 @@ def test_a_crafted_or_corrupt_file_is_refused_with_a_clear_error(tiny, tmp_path)
         assert str(path) in str(caught.value) and reason in str(caught.value), (name, str(caught.value))
     with pytest.raises(LanguageModelError, match="no language model file"):
         CharacterLanguageModel.load(tmp_path / "missing.npz")
+
+
+def test_a_hostile_file_is_refused_with_a_clear_error_never_another_exception(tiny, tmp_path, monkeypatch):
+    """Files made to break the reader: each must end in ``LanguageModelError`` naming the file."""
+    with np.load(tiny.source) as data:
+        arrays = {k: data[k] for k in data.files}
+
+    def write(name, members: dict[str, bytes]):
+        path = tmp_path / name
+        with zipfile.ZipFile(path, "w") as archive:
+            for member, payload in members.items():
+                archive.writestr(member + ".npy", payload)
+        return path
+
+    def npy(array) -> bytes:
+        buffer = io.BytesIO()
+        np.save(buffer, array)
+        return buffer.getvalue()
+
+    plain = tmp_path / "plain.npz"
+    with open(plain, "wb") as f:  # one array, not an archive: np.load would give an ndarray
+        np.save(f, np.arange(10))
+    infinite_order = write("infinite-order.npz", {**{k: npy(v) for k, v in arrays.items()},
+                                                  "header": npy(np.array(re.sub(
+                                                      r'"order": \d+', '"order": 1e400', str(arrays["header"]))))})
+    huge_header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(huge_header, {"descr": "<f4", "fortran_order": False,
+                                                       "shape": (10 ** 12,)})
+    huge_shape = write("huge-shape.npz", {**{k: npy(v) for k, v in arrays.items()},
+                                          "o2_probs": huge_header.getvalue() + b"\0" * 64})
+    offsets = arrays["o2_offsets"].astype(np.uint32)
+    offsets[1] = offsets[2] + 1  # unsigned: the difference after it wraps to a large positive number
+    wrapped = write("wrapped-offsets.npz", {**{k: npy(v) for k, v in arrays.items()}, "o2_offsets": npy(offsets)})
+    no_backoff = arrays["o2_backoff"].copy()
+    no_backoff[0] = 0.0
+    zero_backoff = write("zero-backoff.npz", {**{k: npy(v) for k, v in arrays.items()},
+                                              "o2_backoff": npy(no_backoff)})
+    cases = {plain: "not a language model file", infinite_order: "order must be a whole number",
+             huge_shape: "more than its member holds", wrapped: "offsets out of order",
+             zero_backoff: "backoff weight of 0"}
+    for path, reason in cases.items():
+        with pytest.raises(LanguageModelError) as caught:
+            CharacterLanguageModel.load(path)
+        assert str(path) in str(caught.value) and reason in str(caught.value), (path.name, str(caught.value))
+    monkeypatch.setattr(char_lm_file, "MAX_ARRAY_BYTES", 4096)
+    with pytest.raises(LanguageModelError, match="more than 4096 bytes uncompressed"):
+        CharacterLanguageModel.load(tiny.source)
+    monkeypatch.setattr(char_lm_file, "MAX_ARRAY_BYTES", 64 << 20)
+    monkeypatch.setattr(char_lm_file, "MAX_NGRAMS", 100)
+    with pytest.raises(LanguageModelError, match="more than 100 n-grams"):
+        CharacterLanguageModel.load(tiny.source)
 
 
 def test_an_object_array_is_not_unpickled(tiny, tmp_path):

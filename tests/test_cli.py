@@ -114,3 +114,45 @@ def test_decoding_options_default_to_what_the_bench_chose():
     beam_only = cli_decoding.recognizer_options(parse(["lines", "x.png", "--beam", "4"]))
     assert beam_only["language_model"] is None
     assert (beam_only["beam_search"].beam, beam_only["beam_search"].beta) == (4, cli_decoding.BONUS_WITHOUT_LM)
+    assert with_lm["beam_search"].alpha == cli_decoding.DEFAULTS.alpha
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--beam", "0"], "--beam must be at least 1"),
+    (["--lm", "lm.npz", "--beam", "-3"], "--beam must be at least 1"),
+    (["--lm", "lm.npz", "--lm-weight", "nan"], "--lm-weight must be a finite number >= 0"),
+    (["--lm", "lm.npz", "--lm-weight", "inf"], "--lm-weight must be a finite number >= 0"),
+    (["--lm", "lm.npz", "--lm-weight", "-0.5"], "--lm-weight must be a finite number >= 0"),
+    (["--lm", "lm.npz", "--lm-bonus", "nan"], "--lm-bonus must be a finite number"),
+    (["--lm-weight", "0.3"], "give --lm FILE too"),
+    (["--beam", "4", "--lm-weight", "0.3"], "give --lm FILE too"),
+    (["--lm-bonus", "1"], "give --lm FILE or --beam N too"),
+])
+def test_decoding_options_that_would_be_ignored_or_changed_are_refused(options, message):
+    from recognition import cli_decoding
+
+    with pytest.raises(ValueError, match=message):
+        cli_decoding.recognizer_options(cli.parser().parse_args(["lines", "x.png", *options]))
+
+
+def test_a_refused_decoding_option_exits_2_before_any_work(tmp_path):
+    for command in (["lines", "x.png"], ["pages", "x.png", "--out", str(tmp_path / "out")]):
+        result = arabic_ocr(*command, "--beam", "0")
+        assert result.returncode == 2 and "--beam must be at least 1" in result.stderr, result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_pages_refuses_an_lm_built_on_another_text_convention_before_any_page(tmp_path):
+    from recognition.char_lm import save
+    from training import char_lm
+
+    header, tables = char_lm.build(["قال أبو محمد", "ثم دخلت سنة"], order=3)
+    other = tmp_path / "other-convention.npz"
+    save(other, {**header, "text_normalisation": "keep-harakat-v9"}, tables)
+    paths = write_line_folder(tmp_path / "lines", ["قال أبو محمد"], "Amiri-Regular")
+    for jobs in ("1", "2"):
+        result = arabic_ocr("pages", str(paths[0]), "--out", str(tmp_path / "out"), "--lm", str(other),
+                            "--jobs", jobs)
+        assert result.returncode == 2 and "normalised as 'keep-harakat-v9'" in result.stderr, result.stderr
+        assert "Traceback" not in result.stderr
+    assert not (tmp_path / "out").exists()
