@@ -74,16 +74,17 @@ def _model(nodes, inputs, initializers=(), out_rank=3):
 
     graph = helper.make_graph(nodes, "g", [value(*i) for i in inputs], [value("out", TensorProto.FLOAT, out_rank)],
                               initializer=[onnx.numpy_helper.from_array(np.asarray(v), n) for n, v in initializers])
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)  # onnxruntime reads it
 
 
 def _frames_reshape(perm, allowzero=0):
     """Reshape(Transpose(x, perm), [dim 0 of Shape(x), -1, 4]): dim 0 of x is dim 0 of the reshaped
-    tensor only if perm[0] == 0."""
+    tensor only if perm[0] == 0 (no perm: Reshape(x, ...) itself)."""
     from onnx import TensorProto, helper
 
-    nodes = [helper.make_node("Transpose", ["x"], ["t"], perm=perm),
-             helper.make_node("Shape", ["x"], ["shape"]),
+    first = helper.make_node("Transpose", ["x"], ["t"], perm=perm) if perm else helper.make_node("Relu", ["x"], ["t"])
+    nodes = [first,
+             helper.make_node("Shape", ["x" if perm else "t"], ["shape"]),
              helper.make_node("Slice", ["shape", "zero", "one"], ["first"]),
              helper.make_node("Concat", ["first", "minus_one", "four"], ["frames_shape"], axis=0),
              helper.make_node("Reshape", ["t", "frames_shape"], ["out"], allowzero=allowzero)]
@@ -95,8 +96,8 @@ def _frames_reshape(perm, allowzero=0):
 def test_a_frames_shape_from_another_dim_of_a_transposed_tensor_is_refused():
     from training.graph_simplification import GraphPatternError
 
-    kept = _frames_reshape([0, 2, 1])
-    assert simplify_graph(kept)["constant frame shapes"] == 1  # dim 0 stays dim 0: the rewrite holds
+    assert simplify_graph(_frames_reshape([0, 2, 1]))["constant frame shapes"] == 1  # dim 0 stays dim 0
+    assert simplify_graph(_frames_reshape(None))["constant frame shapes"] == 1  # Shape of the reshaped tensor
     with pytest.raises(GraphPatternError, match="dim 0"):
         simplify_graph(_frames_reshape([1, 0, 2]))  # x's dim 0 is the reshaped tensor's dim 1
     with pytest.raises(GraphPatternError, match="allowzero"):
@@ -171,11 +172,25 @@ def test_one_bad_model_does_not_stop_the_others(rendered_books, tmp_path, capsys
     batch_major, garbage, shipped = tmp_path / "batch-major.onnx", tmp_path / "garbage.onnx", tmp_path / "ok.onnx"
     batch_major.write_bytes(_batch_major_bilstm().SerializeToString())
     garbage.write_bytes(b"\x08\x07not a model at all")
+    no_metadata = tmp_path / "no-metadata.onnx"  # the rewrite applies, but no reader can prepare its lines
+    no_metadata.write_bytes(_frames_reshape(None).SerializeToString())
     shipped.write_bytes((MODELS / "arabic-crnn-swift.onnx").read_bytes())
-    before = {p: p.read_bytes() for p in (batch_major, garbage, shipped)}
-    assert main([str(batch_major), str(garbage), str(shipped), "--check", str(rendered_books / "book_naskh")]) == 1
+    before = {p: p.read_bytes() for p in (batch_major, garbage, no_metadata, shipped)}
+    assert main([str(batch_major), str(garbage), str(no_metadata), str(shipped),
+                 "--check", str(rendered_books / "book_naskh")]) == 1
     out, err = capsys.readouterr()
     assert f"{batch_major}: NOT rewritten: GraphPatternError" in err and "layout" in err
     assert f"{garbage}: NOT rewritten" in err
-    assert f"{shipped}: already simplified" in out  # reached after the two bad ones
+    assert f"{no_metadata}: NOT rewritten: ModelMetadataError" in err
+    assert f"{shipped}: already simplified" in out  # reached after the bad ones
     assert {p: p.read_bytes() for p in before} == before
+
+
+def test_export_keeps_the_unsimplified_graph_when_the_rewrite_does_not_apply():
+    from training.export import simplified
+
+    batch_major = _batch_major_bilstm()
+    assert simplified(batch_major, []) is batch_major
+    frames = _frames_reshape([0, 2, 1])
+    assert "Shape" not in [n.op_type for n in simplified(frames, []).graph.node]
+    assert "Shape" in [n.op_type for n in frames.graph.node]  # a simplified copy; the original is kept

@@ -28,6 +28,10 @@ the same operation on the same values in the same order, so the outputs are
 bit-identical; ``--check`` runs the old and the new graph on real lines, alone
 and in padded batches, and refuses to write a file whose outputs differ in any
 bit. The metadata (``metadata_props``), opsets and initializers are kept.
+Each rewrite checks what it relies on (every convolution pads "same", a
+reshape's leading 0 is its input's batch, LSTMs are time-major) and raises
+``GraphPatternError`` on a graph shaped otherwise; ``training.export`` then
+keeps the unsimplified graph, as it does when its own lines read differently.
 """
 
 from __future__ import annotations
@@ -414,6 +418,18 @@ def _shape_only_of(g: _Graph, name: str, source: str) -> bool:
     return True
 
 
+class _LeadingDims:
+    """Shape(source)[start:] of a source whose rank is unknown: ``("dim", i)`` items, indexed from 0 only."""
+
+    def __init__(self, start: int):
+        self.start = start
+
+    def __getitem__(self, key):
+        if isinstance(key, slice):
+            return [("dim", self.start + i) for i in range(key.start or 0, key.stop)]
+        return ("dim", self.start + key)
+
+
 def _dims_of(g: _Graph, name: str, source: str) -> list | None:
     """The 1-D int tensor ``name`` as a list of ints and ``("dim", i)`` (source's dim i), or None if it is
     not computed from constants and source's shape by shape bookkeeping alone (a Shape of the tensor that
@@ -428,28 +444,23 @@ def _dims_of(g: _Graph, name: str, source: str) -> list | None:
         return _dims_of(g, node.input[0], source)
     if node.op_type == "Shape":
         producer = g.producer.get(source)
-        if node.input[0] == source:
-            dims = None  # the rank is not needed: only indexed below
-            order = None
-        elif producer is not None and producer.op_type == "Transpose" and node.input[0] == producer.input[0]:
-            perm = g.attribute(producer, "perm")
-            if perm is None:
-                return None
-            order = [list(perm).index(j) for j in range(len(perm))]  # input dim j is source dim order[j]
-            dims = [("dim", i) for i in order]
-        else:
-            return None
         start, end = g.attribute(node, "start", 0), g.attribute(node, "end")
-        if dims is None:
-            if start < 0 or end is None or end < 0:
-                return None
-            return [("dim", i) for i in range(start, end)]
-        return dims[start:end]
+        if node.input[0] == source:  # its rank is not known here: the dims are only ever indexed from 0
+            return _LeadingDims(start) if start >= 0 and end is None else None
+        if producer is None or producer.op_type != "Transpose" or node.input[0] != producer.input[0]:
+            return None
+        perm = g.attribute(producer, "perm")
+        if perm is None:
+            return None
+        order = [list(perm).index(j) for j in range(len(perm))]  # the input's dim j is source's dim order[j]
+        return [("dim", i) for i in order][start:end]
     if node.op_type == "Gather":
         data, indices = _dims_of(g, node.input[0], source), g.constant(node.input[1])
         if data is None or indices is None or g.attribute(node, "axis", 0) != 0:
             return None
         picked = [int(i) for i in np.atleast_1d(indices)]
+        if isinstance(data, _LeadingDims):
+            return [data[i] for i in picked] if all(i >= 0 for i in picked) else None
         return [data[i] for i in picked] if all(-len(data) <= i < len(data) for i in picked) else None
     if node.op_type == "Slice":
         data = _dims_of(g, node.input[0], source)
@@ -459,10 +470,13 @@ def _dims_of(g: _Graph, name: str, source: str) -> list | None:
         if data is None or starts is None or ends is None or axes is None or steps is None \
                 or list(axes) not in ([0], [-1]) or list(steps) != [1]:
             return None
-        return data[int(starts[0]): int(ends[0])]
+        start, end = int(starts[0]), int(ends[0])
+        if isinstance(data, _LeadingDims) and not 0 <= start <= end < 2 ** 31:
+            return None
+        return data[start:end]
     if node.op_type == "Concat":
         parts = [_dims_of(g, i, source) for i in node.input]
-        return None if any(p is None for p in parts) else [d for p in parts for d in p]
+        return None if any(p is None or isinstance(p, _LeadingDims) for p in parts) else [d for p in parts for d in p]
     return None
 
 
@@ -615,12 +629,15 @@ def differing_outputs(before: bytes, after: bytes, lines: list[np.ndarray], stri
 
 def _model_errors() -> tuple[type[BaseException], ...]:
     """What a model that cannot be simplified or run raises: a graph not shaped as exported, an invalid or
-    unreadable ONNX file, or any onnxruntime error (they derive from Exception only)."""
+    unreadable ONNX file, metadata that describes no line model, or any onnxruntime error (they derive from
+    Exception only)."""
     from google.protobuf.message import DecodeError
     from onnx.checker import ValidationError
     from onnxruntime.capi import onnxruntime_pybind11_state as ort_errors
 
-    return (GraphPatternError, ValidationError, DecodeError, OSError,
+    from recognition.metadata import ModelMetadataError
+
+    return (GraphPatternError, ValidationError, DecodeError, OSError, ModelMetadataError,
             *(v for v in vars(ort_errors).values() if isinstance(v, type) and issubclass(v, Exception)))
 
 
