@@ -26,7 +26,7 @@ from recognition.alphabet import Alphabet
 from recognition.metadata import ModelInfo
 
 from .checkpoint import load_model, save_model
-from .graph_simplification import simplify_graph
+from .graph_simplification import GraphPatternError, differing_outputs, simplify_graph
 from .model import WIDTH_STRIDE, ModelConfig, build_model, copy_weights, frames_for, padded_width
 from .shards import read_split
 
@@ -38,7 +38,8 @@ class ParityError(RuntimeError):
     pass
 
 
-def convert(keras_model, config: ModelConfig, num_classes: int, opset: int = 17, simplify: bool = True):
+def convert(keras_model, config: ModelConfig, num_classes: int, opset: int = 17, simplify: bool = True,
+            check_lines: list[np.ndarray] = ()):
     """Keras -> ONNX ModelProto with inputs ``image`` and ``widths`` (readers ask the session for the output name).
 
     tf2onnx turns only unmasked Keras LSTMs into ONNX LSTM nodes (a masked one
@@ -47,8 +48,8 @@ def convert(keras_model, config: ModelConfig, num_classes: int, opset: int = 17,
     the graph from ``widths``: the ONNX LSTM stops the forward pass and starts
     the backward pass at each line's last frame, as the masked Keras model does.
     The converter's shape bookkeeping is then rewritten into what it computes
-    (``training.graph_simplification``: the same outputs, bit for bit, in less time);
-    ``simplify=False`` keeps tf2onnx's graph.
+    (``training.graph_simplification``: the same outputs, bit for bit, in less time;
+    checked on ``check_lines``); ``simplify=False`` keeps tf2onnx's graph.
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf
@@ -60,9 +61,30 @@ def convert(keras_model, config: ModelConfig, num_classes: int, opset: int = 17,
                  tf.TensorSpec((None,), tf.int32, name="widths")]
     proto, _ = tf2onnx.convert.from_keras(unmasked, input_signature=signature, opset=opset)
     add_sequence_lengths(proto)
-    if simplify:
-        log.info("graph simplified: %s", simplify_graph(proto))
-    return proto
+    return simplified(proto, check_lines) if simplify else proto
+
+
+def simplified(proto, lines: list[np.ndarray]):
+    """``proto`` with its graph simplified if the rewrite applies and the outputs stay bit-identical on
+    ``lines`` (each alone and in padded batches); ``proto`` itself otherwise, with a warning: a slower
+    graph is still a right one."""
+    import onnx
+
+    candidate = onnx.load_from_string(proto.SerializeToString())
+    try:
+        report = simplify_graph(candidate)
+    except GraphPatternError as error:
+        log.warning("graph NOT simplified (not shaped as expected): %s", error)
+        return proto
+    if lines:
+        ordered = sorted(lines, key=lambda line: line.shape[1])  # batches of similar widths, as readers make
+        differing = differing_outputs(proto.SerializeToString(), candidate.SerializeToString(), ordered,
+                                      WIDTH_STRIDE)
+        if differing:
+            log.warning("graph NOT simplified: %d runs of %d lines give other outputs", differing, len(lines))
+            return proto
+    log.info("graph simplified: %s; outputs bit-identical on %d lines", report, len(lines))
+    return candidate
 
 
 def add_sequence_lengths(proto) -> None:
@@ -185,7 +207,7 @@ def write_model(model, config: ModelConfig, info: ModelInfo, out: Path, parity_l
     info.extra["exported"] = datetime.now(UTC).isoformat(timespec="seconds")
     info.extra["inputs"] = "image (batch, height, width, 1) float32 ink 1 paper 0, zero-padded; widths (batch,) int32"
     info.extra["batch_independent"] = "true"  # padding is masked: readers may batch lines of any widths
-    proto = convert(model, config, info.alphabet.num_classes)
+    proto = convert(model, config, info.alphabet.num_classes, check_lines=parity_lines)
     attach_metadata(proto, info)
     onnx_bytes = proto.SerializeToString()
     if parity_lines:
@@ -221,8 +243,7 @@ def quantize_int8(float_path: Path, out: Path, parity_lines: list[np.ndarray]) -
     tmp = out.with_suffix(".onnx.tmp")
     quantize_dynamic(str(float_path), str(tmp), op_types_to_quantize=["LSTM", "MatMul"],
                      weight_type=QuantType.QInt8)
-    proto = onnx.load(str(tmp))
-    simplify_graph(proto)  # a float model exported before the simplification existed
+    proto = simplified(onnx.load(str(tmp)), parity_lines)  # a float model exported before the simplification
     info = ModelInfo.from_props({p.key: p.value for p in onnx.load(str(float_path)).metadata_props})
     info.name = f"{info.name}-int8"
     info.extra["quantization"] = "dynamic int8 weights: LSTM, MatMul"

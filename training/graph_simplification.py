@@ -28,6 +28,10 @@ the same operation on the same values in the same order, so the outputs are
 bit-identical; ``--check`` runs the old and the new graph on real lines, alone
 and in padded batches, and refuses to write a file whose outputs differ in any
 bit. The metadata (``metadata_props``), opsets and initializers are kept.
+Each rewrite checks what it relies on (every convolution pads "same", a
+reshape's leading 0 is its input's batch, LSTMs are time-major) and raises
+``GraphPatternError`` on a graph shaped otherwise; ``training.export`` then
+keeps the unsimplified graph, as it does when its own lines read differently.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ import numpy as np
 
 WIDTHS_INPUT = "widths"
 LSTM_OPS = ("LSTM", "DynamicQuantizeLSTM")
+CHECK_BATCH = 8  # lines per padded batch in the CLI's check
 
 
 class GraphPatternError(ValueError):
@@ -179,6 +184,64 @@ def _build_column_mask(g: _Graph, stride: int, like: str, dtype: int) -> tuple[l
     return nodes, f"{prefix}/mask"
 
 
+IMAGE_INPUT = "image"
+_WIDTH_KEEPING_OPS = ("Relu", "Mul", "Add", "BatchNormalization", "Identity")
+
+
+def _columns_stride(g: _Graph, activation: str) -> int:
+    """The s such that ``activation`` (NCHW) has ``ceil(image width / s)`` columns, proved from the path
+    from the image: every convolution pads "same" (``ceil(w / stride)`` columns, and ceil(ceil(w / a) / b)
+    = ceil(w / ab)), pools keep the width, the rest is elementwise or a layout change. A mask built from one
+    tensor's columns then fits every tensor of the same stride. Raises ``GraphPatternError`` otherwise."""
+    from_image = {IMAGE_INPUT}
+    for node in g.graph.node:  # topologically sorted: what the image's values (not its shape) flow into
+        if node.op_type != "Shape" and any(i in from_image for i in node.input):
+            from_image.update(node.output)
+    memo: dict[str, int] = {IMAGE_INPUT: 1}
+
+    def stride_of(name: str) -> int:
+        if name in memo:
+            return memo[name]
+        node = g.producer.get(name)
+        if node is None:
+            raise GraphPatternError(f"{name} comes from the image through no node")
+        strides = {stride_of(i) for i in node.input if i in from_image}
+        if len(strides) != 1:
+            raise GraphPatternError(f"{node.name} joins tensors of different column strides {strides}")
+        stride = strides.pop()
+        if node.op_type == "Conv":
+            auto_pad = g.attribute(node, "auto_pad", b"NOTSET")
+            kernel, dilation = g.attribute(node, "kernel_shape", [0, 0]), g.attribute(node, "dilations", [1, 1])
+            step = list(g.attribute(node, "strides", [1, 1]))[1]
+            pads = list(g.attribute(node, "pads", [0, 0, 0, 0]))
+            same = auto_pad in (b"SAME_UPPER", b"SAME_LOWER") or (
+                auto_pad == b"NOTSET" and step == 1 and len(kernel) == 2
+                and pads[1] + pads[3] == dilation[1] * (kernel[1] - 1))
+            if not same:
+                raise GraphPatternError(f"the convolution {node.name} does not pad \"same\" along the width")
+            stride *= step
+        elif node.op_type in ("MaxPool", "AveragePool"):
+            if list(g.attribute(node, "kernel_shape", [0, 0]))[1:] != [1] \
+                    or list(g.attribute(node, "strides", [1, 1]))[1:] != [1] \
+                    or any(g.attribute(node, "pads", [0, 0, 0, 0])) \
+                    or g.attribute(node, "auto_pad", b"NOTSET") not in (b"NOTSET", b"VALID"):
+                raise GraphPatternError(f"the pool {node.name} changes the width")
+        elif node.op_type == "Transpose":
+            if list(g.attribute(node, "perm", [])) not in ([0, 2, 3, 1], [0, 3, 1, 2]):
+                raise GraphPatternError(f"{node.name} is not a transpose between NHWC and NCHW")
+        elif node.op_type == "Reshape":  # the (batch, height, width, 1) image as (batch, 1, height, width)
+            shape = g.constant(node.input[1])
+            if node.input[0] != IMAGE_INPUT or shape is None or g.attribute(node, "allowzero", 0) \
+                    or list(shape[[0, 1, 3]]) != [0, 1, -1]:
+                raise GraphPatternError(f"the reshape {node.name} may change the width")
+        elif node.op_type not in _WIDTH_KEEPING_OPS:
+            raise GraphPatternError(f"cannot tell how {node.op_type} {node.name} changes the width")
+        memo[name] = stride
+        return stride
+
+    return stride_of(activation)
+
+
 def share_column_masks(g: _Graph) -> int:
     """Each ColumnMask (Transpose to NHWC, Mul by a mask from ``widths``, Transpose back) -> one Mul in NCHW
     by a mask built once per stride. Returns how many masks were rewritten."""
@@ -203,6 +266,8 @@ def share_column_masks(g: _Graph) -> int:
         if stride is None:
             raise GraphPatternError(f"cannot tell the stride of the column mask {mul.name}")
         activation = to_nhwc.input[0]
+        if _columns_stride(g, activation) != stride:
+            raise GraphPatternError(f"the mask {mul.name} of stride {stride} is not on a tensor of that stride")
         if stride not in masks:
             nodes, masks[stride] = _build_column_mask(g, stride, activation, TensorProto.FLOAT)
             position = list(g.graph.node).index(mul)
@@ -229,7 +294,7 @@ def pool_before_mask(g: _Graph) -> int:
         if relu is None or relu.op_type != "Relu" or pool is None or pool.op_type != "MaxPool":
             continue
         kernel = list(g.attribute(pool, "kernel_shape", []))
-        strides = list(g.attribute(pool, "strides", kernel))
+        strides = list(g.attribute(pool, "strides", [1] * len(kernel)))  # ONNX's default stride is 1
         pads = list(g.attribute(pool, "pads", [0, 0, 0, 0]))
         auto_pad = g.attribute(pool, "auto_pad", b"NOTSET")
         if (len(kernel) != 2 or kernel[1] != 1 or strides != kernel or any(pads) or len(pool.output) != 1
@@ -306,6 +371,8 @@ def join_lstm_directions(g: _Graph) -> int:
     for lstm in list(g.graph.node):
         if lstm.op_type not in LSTM_OPS or g.attribute(lstm, "direction", b"forward") != b"bidirectional":
             continue
+        if g.attribute(lstm, "layout", 0) != 0:
+            raise GraphPatternError(f"{lstm.name} is batch-major (layout 1): Y is not (frames, 2, batch, units)")
         y = lstm.output[0]
         slices = g.consumers.get(y, [])
         directions = [_slice_of_direction(g, s, y) for s in slices]
@@ -351,6 +418,68 @@ def _shape_only_of(g: _Graph, name: str, source: str) -> bool:
     return True
 
 
+class _LeadingDims:
+    """Shape(source)[start:] of a source whose rank is unknown: ``("dim", i)`` items, indexed from 0 only."""
+
+    def __init__(self, start: int):
+        self.start = start
+
+    def __getitem__(self, key):
+        if isinstance(key, slice):
+            return [("dim", self.start + i) for i in range(key.start or 0, key.stop)]
+        return ("dim", self.start + key)
+
+
+def _dims_of(g: _Graph, name: str, source: str) -> list | None:
+    """The 1-D int tensor ``name`` as a list of ints and ``("dim", i)`` (source's dim i), or None if it is
+    not computed from constants and source's shape by shape bookkeeping alone (a Shape of the tensor that
+    ``source`` transposes reads source's dims in the transpose's inverse order)."""
+    value = g.constant(name)
+    if value is not None:
+        return [int(v) for v in np.atleast_1d(value)] if value.ndim <= 1 and value.dtype.kind == "i" else None
+    node = g.producer.get(name)
+    if node is None:
+        return None
+    if node.op_type in ("Cast", "Identity", "Squeeze", "Unsqueeze"):  # 1-element vectors and scalars alike
+        return _dims_of(g, node.input[0], source)
+    if node.op_type == "Shape":
+        producer = g.producer.get(source)
+        start, end = g.attribute(node, "start", 0), g.attribute(node, "end")
+        if node.input[0] == source:  # its rank is not known here: the dims are only ever indexed from 0
+            return _LeadingDims(start) if start >= 0 and end is None else None
+        if producer is None or producer.op_type != "Transpose" or node.input[0] != producer.input[0]:
+            return None
+        perm = g.attribute(producer, "perm")
+        if perm is None:
+            return None
+        order = [list(perm).index(j) for j in range(len(perm))]  # the input's dim j is source's dim order[j]
+        return [("dim", i) for i in order][start:end]
+    if node.op_type == "Gather":
+        data, indices = _dims_of(g, node.input[0], source), g.constant(node.input[1])
+        if data is None or indices is None or g.attribute(node, "axis", 0) != 0:
+            return None
+        picked = [int(i) for i in np.atleast_1d(indices)]
+        if isinstance(data, _LeadingDims):
+            return [data[i] for i in picked] if all(i >= 0 for i in picked) else None
+        return [data[i] for i in picked] if all(-len(data) <= i < len(data) for i in picked) else None
+    if node.op_type == "Slice":
+        data = _dims_of(g, node.input[0], source)
+        starts, ends = g.constant(node.input[1]), g.constant(node.input[2])
+        axes = g.constant(node.input[3]) if len(node.input) > 3 and node.input[3] else np.array([0])
+        steps = g.constant(node.input[4]) if len(node.input) > 4 and node.input[4] else np.array([1])
+        if data is None or starts is None or ends is None or axes is None or steps is None \
+                or list(axes) not in ([0], [-1]) or list(steps) != [1]:
+            return None
+        start, end = int(starts[0]), int(ends[0])
+        if isinstance(data, _LeadingDims) and not 0 <= start <= end < 2 ** 31:
+            return None
+        return data[start:end]
+    if node.op_type == "Concat":
+        parts = [_dims_of(g, i, source) for i in node.input]
+        return None if any(p is None or isinstance(p, _LeadingDims) for p in parts) else [d for p in parts for d in p]
+    return None
+
+
 def constant_frames_shape(g: _Graph) -> int:
     """Reshape(x, [dim 0 of x, -1, C] computed at run time)  ->  Reshape(x, constant [0, -1, C])."""
     changed = 0
@@ -372,6 +501,10 @@ def constant_frames_shape(g: _Graph) -> int:
             continue
         if not _shape_only_of(g, first.input[0], reshape.input[0]):
             continue
+        if _dims_of(g, reshape.input[1], reshape.input[0]) != [("dim", 0), int(rest[0][0]), int(rest[1][0])]:
+            raise GraphPatternError(f"the shape of {reshape.name} does not start with its input's dim 0")
+        if g.attribute(reshape, "allowzero", 0):
+            raise GraphPatternError(f"{reshape.name} has allowzero: a 0 in its shape would not copy dim 0")
         reshape.input[1] = g.add_initializer(f"{reshape.name}/shape",
                                              np.array([0, int(rest[0][0]), int(rest[1][0])], np.int64))
         changed += 1
@@ -413,6 +546,8 @@ def unflattened_matmul(g: _Graph) -> int:
             continue
         if not _shape_only_of(g, unflatten.input[1], source):
             continue
+        if g.attribute(flatten, "allowzero", 0) or g.attribute(unflatten, "allowzero", 0):
+            raise GraphPatternError(f"{flatten.name} or {unflatten.name} has allowzero")
         g.replace_uses(flatten.output[0], source)
         g.replace_uses(unflatten.output[0], unflatten.input[0])
         for out in g.graph.output:
@@ -492,12 +627,55 @@ def differing_outputs(before: bytes, after: bytes, lines: list[np.ndarray], stri
                for f in _feeds(lines, stride, batch))
 
 
-def main(argv: list[str] | None = None) -> int:
+def _model_errors() -> tuple[type[BaseException], ...]:
+    """What a model that cannot be simplified or run raises: a graph not shaped as exported, an invalid or
+    unreadable ONNX file, metadata that describes no line model, or any onnxruntime error (they derive from
+    Exception only)."""
+    from google.protobuf.message import DecodeError
+    from onnx.checker import ValidationError
+    from onnxruntime.capi import onnxruntime_pybind11_state as ort_errors
+
+    from recognition.metadata import ModelMetadataError
+
+    return (GraphPatternError, ValidationError, DecodeError, OSError, ModelMetadataError,
+            *(v for v in vars(ort_errors).values() if isinstance(v, type) and issubclass(v, Exception)))
+
+
+def _simplify_file(path: Path, samples: list) -> bool:
+    """Rewrite ``path`` in place if the simplified graph's outputs are bit-identical on ``samples``."""
     import onnx
 
-    from recognition.line_data import SkipReport, iter_samples, matches_source
     from recognition.metadata import ModelInfo
     from recognition.recognizer import Recognizer
+
+    original = path.read_bytes()
+    proto = onnx.load_from_string(original)
+    metadata = {p.key: p.value for p in proto.metadata_props}
+    report = simplify_graph(proto)
+    if not any(v for k, v in report.items()):
+        print(f"{path}: already simplified")
+        return True
+    simplified = proto.SerializeToString()
+    reader = Recognizer(path)
+    lines = [reader.prepare(s.image_path) for s in samples]
+    lines.sort(key=lambda line: line.shape[1])  # batches of similar widths, as the Recognizer makes them
+    differing = differing_outputs(original, simplified, lines, reader.info.width_stride, CHECK_BATCH)
+    if differing or {p.key: p.value for p in proto.metadata_props} != metadata:
+        print(f"{path}: NOT rewritten: {differing} of the runs differ (or the metadata changed)")
+        return False
+    ModelInfo.from_props(metadata)  # still a readable model description
+    tmp = path.with_suffix(".onnx.tmp")
+    tmp.write_bytes(simplified)
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+    print(f"{path}: {len(onnx.load_from_string(original).graph.node)} -> {len(proto.graph.node)} nodes "
+          f"({', '.join(f'{k} {v}' for k, v in report.items())}); outputs bit-identical on {len(lines)} lines "
+          f"alone and in batches of {CHECK_BATCH}")
+    return True
+
+
+def main(argv: list[str] | None = None) -> int:
+    from recognition.line_data import SkipReport, iter_samples, matches_source
 
     parser = argparse.ArgumentParser(prog="python -m training.graph_simplification", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -511,32 +689,20 @@ def main(argv: list[str] | None = None) -> int:
     samples = [s for s in iter_samples(args.check, SkipReport())
                if not args.sources or matches_source(s.source, args.sources)]
     samples = samples[: args.lines] if args.lines else samples
-    status = 0
+    if len(samples) < CHECK_BATCH:
+        # Fewer lines than one batch would not check batching at all (and none would "pass" vacuously).
+        print(f"only {len(samples)} lines in --check {' '.join(args.check)}"
+              f"{' --sources ' + ' '.join(args.sources) if args.sources else ''}; at least {CHECK_BATCH} are "
+              f"needed to check the outputs: no model rewritten", file=sys.stderr)
+        return 2
+    errors, status = _model_errors(), 0
     for path in args.models:
-        original = path.read_bytes()
-        proto = onnx.load_from_string(original)
-        metadata = {p.key: p.value for p in proto.metadata_props}
-        report = simplify_graph(proto)
-        if not any(v for k, v in report.items()):
-            print(f"{path}: already simplified")
-            continue
-        simplified = proto.SerializeToString()
-        reader = Recognizer(path)
-        lines = [reader.prepare(s.image_path) for s in samples]
-        lines.sort(key=lambda line: line.shape[1])  # batches of similar widths, as the Recognizer makes them
-        differing = differing_outputs(original, simplified, lines, reader.info.width_stride)
-        if differing or {p.key: p.value for p in proto.metadata_props} != metadata:
-            print(f"{path}: NOT rewritten: {differing} of the runs differ (or the metadata changed)")
-            status = 1
-            continue
-        ModelInfo.from_props(metadata)  # still a readable model description
-        tmp = path.with_suffix(".onnx.tmp")
-        tmp.write_bytes(simplified)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-        print(f"{path}: {len(onnx.load_from_string(original).graph.node)} -> {len(proto.graph.node)} nodes "
-              f"({', '.join(f'{k} {v}' for k, v in report.items())}); outputs bit-identical on {len(lines)} lines "
-              f"alone and in batches of 8")
+        try:
+            rewritten = _simplify_file(path, samples)
+        except errors as error:  # one bad model does not stop the others; its file is left as it was
+            print(f"{path}: NOT rewritten: {type(error).__name__}: {error}", file=sys.stderr)
+            rewritten = False
+        status = status or (0 if rewritten else 1)
     return status
 
 
