@@ -122,7 +122,7 @@ class TorchCRNN(nn.Module):
 
     def reset_parameters(self) -> None:
         """Keras' initialisers, so that a run here starts as train.py's would (in distribution)."""
-        for name, module in self.layers.items():
+        for module in self.layers.values():
             if isinstance(module, nn.LSTM):
                 units = module.hidden_size
                 for pname, p in module.named_parameters():
