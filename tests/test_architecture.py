@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-HEAVY = ("tensorflow", "keras", "tf2onnx", "onnx", "training")
+HEAVY = ("tensorflow", "keras", "tf2onnx", "onnx", "training", "torch")
 
 
 def test_serving_stack_imports_without_tensorflow():
@@ -40,13 +40,23 @@ def _imports(folder: str) -> set[str]:
 
 
 def test_the_core_knows_nothing_of_django_training_or_tensorflow():
-    assert not _imports("recognition") & {"django", "rest_framework", "training", "ocr_app", "tensorflow", "keras"}
+    assert not _imports("recognition") & {"django", "rest_framework", "training", "ocr_app", "tensorflow", "keras",
+                                          "torch"}
 
 
 def test_training_knows_nothing_of_django():
     assert not _imports("training") & {"django", "rest_framework", "ocr_app", "ocr_project"}
 
 
+def test_torch_training_imports_without_tensorflow():
+    """The GPU machine that runs train_torch has PyTorch but no TensorFlow or Keras."""
+    code = ("import sys, training.train_torch, training.torch_crnn\n"
+            "print(','.join(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras', 'tf2onnx'))))\n")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "", f"train_torch imported: {result.stdout.strip()}"
+
+
 def test_service_and_client_do_not_import_training():
     assert not (_imports("ocr_app") | _imports("ocr_project") | _imports("client")) & {
-        "training", "tensorflow", "keras", "tf2onnx"}
+        "training", "tensorflow", "keras", "tf2onnx", "torch"}

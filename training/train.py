@@ -102,6 +102,38 @@ def pad_batch(images: list[np.ndarray], labels: list[np.ndarray]):
     return x, widths, y, label_lengths, frames
 
 
+def mixed_batches(real: LinePool, synth: LinePool, ratio: float, batch_size: int, rng: np.random.Generator,
+                  augment: bool):
+    """Endless width-bucketed batches, each drawn from ``synth`` with probability ``ratio`` (else ``real``),
+    every pool passed through in a new order each time it runs out (train.py's and train_torch's stream)."""
+    queues = {}
+    while True:
+        pool = synth if (len(synth) and (not len(real) or rng.random() < ratio)) else real
+        queue = queues.get(pool.name)
+        indices = next(queue, None) if queue is not None else None
+        if indices is None:  # a new pass over this pool, in a new order
+            queues[pool.name] = iter(pool.batches(batch_size, rng))
+            indices = next(queues[pool.name])
+        yield pool.make_batch(indices, rng if augment else None)
+
+
+def mixing_ratio(requested: float, real: LinePool, synth: LinePool) -> float:
+    """The share of synthetic batches: as asked when both pools have lines, else all from the one that has."""
+    return requested if len(synth) and len(real) else (1.0 if len(synth) else 0.0)
+
+
+def steps_per_epoch(real: LinePool, synth: LinePool, ratio: float, batch_size: int) -> int:
+    """One pass over the real training lines (the synthetic batches come on top), or over the synthetic ones."""
+    if len(real):
+        return max(1, math.ceil(len(real) / batch_size / max(1e-9, 1 - ratio)))
+    return max(1, len(synth) // batch_size)
+
+
+def training_alphabet(real_train: list[Line], synth_lines: list[Line], min_count: int) -> Alphabet:
+    """A fresh run's alphabet: the characters of its real and synthetic training texts."""
+    return alphabet_from_texts([l.text for l in real_train + synth_lines], min_count)
+
+
 def batch_dataset(tf, real: LinePool, synth: LinePool, ratio: float, batch_size: int,
                   rng: np.random.Generator, augment: bool, height: int):
     """An endless tf.data stream of width-bucketed batches, mixed real/synthetic by ``ratio``.
@@ -110,15 +142,7 @@ def batch_dataset(tf, real: LinePool, synth: LinePool, ratio: float, batch_size:
     of the training step (prefetch), so the CPU work overlaps the model's.
     """
     def generate():
-        queues = {}
-        while True:
-            pool = synth if (len(synth) and (not len(real) or rng.random() < ratio)) else real
-            queue = queues.get(pool.name)
-            indices = next(queue, None) if queue is not None else None
-            if indices is None:  # a new pass over this pool, in a new order
-                queues[pool.name] = iter(pool.batches(batch_size, rng))
-                indices = next(queues[pool.name])
-            yield pool.make_batch(indices, rng if augment else None)
+        return mixed_batches(real, synth, ratio, batch_size, rng, augment)
 
     signature = (tf.TensorSpec((None, height, None, 1), tf.float32), tf.TensorSpec((None,), tf.int32),
                  tf.TensorSpec((None, None), tf.int32), tf.TensorSpec((None,), tf.int32),
@@ -209,12 +233,17 @@ class Trainer:
 
 
 def evaluate_pool(trainer: Trainer, pool: LinePool, alphabet: Alphabet, batch_size: int = 32) -> ErrorCounter:
+    return evaluate_predictions(lambda x, widths: trainer.predict(x, widths).numpy(), pool, alphabet, batch_size)
+
+
+def evaluate_predictions(predict, pool: LinePool, alphabet: Alphabet, batch_size: int = 32) -> ErrorCounter:
+    """Greedy CTC reading of every line of ``pool`` by ``predict(images, widths) -> probs`` (NumPy), counted."""
     counter = ErrorCounter()
     order = np.argsort([l.image.shape[1] for l in pool.lines])
     for start in range(0, len(order), batch_size):
         idx = order[start: start + batch_size].tolist()
         x, widths, _, _, frames = pool.make_batch(idx, None)
-        probs = trainer.predict(x, widths).numpy()
+        probs = predict(x, widths)
         for row, i in enumerate(idx):
             counter.add(pool.lines[i].text, decode_line(probs[row, : frames[row]], alphabet).text)
     return counter
@@ -349,13 +378,13 @@ def train(args) -> int:
         model = load_model(out / "last.keras")
         log.info("resuming %s at epoch %d (best val CER %.4f)", out, state["epoch"], state["best_cer"])
     else:
-        texts = [l.text for l in real_train + synth_lines]
         if args.init_from:
             from .finetune import base_alphabet
 
+            texts = [l.text for l in real_train + synth_lines]
             alphabet = base_alphabet(args.init_from).extended(texts, args.min_char_count)
         else:
-            alphabet = alphabet_from_texts(texts, args.min_char_count)
+            alphabet = training_alphabet(real_train, synth_lines, args.min_char_count)
         if args.preset:
             config = PRESETS[args.preset]
         elif args.init_from:
@@ -379,9 +408,8 @@ def train(args) -> int:
     real = LinePool([l for l in real_train if not alphabet.unknown(l.text)], alphabet, "real")
     synth = LinePool([l for l in synth_lines if not alphabet.unknown(l.text)], alphabet, "synth")
     val = LinePool(val_lines, alphabet, "val")
-    ratio = args.synth_ratio if len(synth) and len(real) else (1.0 if len(synth) else 0.0)
-    steps = args.steps_per_epoch or max(1, math.ceil(len(real) / args.batch_size / max(1e-9, 1 - ratio))
-                                        if len(real) else len(synth) // args.batch_size)
+    ratio = mixing_ratio(args.synth_ratio, real, synth)
+    steps = args.steps_per_epoch or steps_per_epoch(real, synth, ratio, args.batch_size)
     log.info("alphabet %d chars; real %d, synth %d (ratio %.2f), val %d lines; %d steps/epoch; params %d",
              len(alphabet), len(real), len(synth), ratio, len(val), steps, model.count_params())
 

@@ -1,0 +1,144 @@
+"""The PyTorch twin of the CRNN (``training.torch_crnn``), its training loop and the way back to Keras."""
+
+import csv
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from training.model import PRESETS, WIDTH_STRIDE, build_model, frames_for  # noqa: E402
+from training.torch_crnn import TorchCRNN, copy_keras_to_torch, copy_torch_to_keras  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+
+def padded_lines(height: int, widths: list[int], seed: int = 0):
+    """A zero-padded batch of random lines (padded width a multiple of the stride) and their widths."""
+    rng = np.random.default_rng(seed)
+    x = np.zeros((len(widths), height, -(-max(widths) // WIDTH_STRIDE) * WIDTH_STRIDE, 1), np.float32)
+    for i, w in enumerate(widths):
+        x[i, :, :w, 0] = rng.random((height, w))
+    return x, np.array(widths, np.int32)
+
+
+def torch_probs(model, x, widths) -> np.ndarray:
+    model.eval()
+    with torch.no_grad():
+        return model.probs(torch.from_numpy(x), torch.from_numpy(widths)).numpy()
+
+
+def valid_difference(a: np.ndarray, b: np.ndarray, widths) -> float:
+    return max(float(np.abs(a[i, : frames_for(w)] - b[i, : frames_for(w)]).max()) for i, w in enumerate(widths))
+
+
+def randomise_batchnorm(keras_model, rng) -> None:
+    """Moving statistics far from their start, so a copy that dropped them would show."""
+    for layer in keras_model.layers:
+        if layer.name.endswith("_bn"):
+            gamma, beta, mean, var = layer.get_weights()
+            layer.set_weights([rng.uniform(0.5, 1.5, gamma.shape), rng.normal(0, 0.2, beta.shape),
+                               rng.normal(0, 0.2, mean.shape), rng.uniform(0.5, 2.0, var.shape)])
+
+
+@pytest.mark.parametrize("preset", ["tiny", "accurate"])
+def test_weights_copied_either_way_give_the_keras_probabilities(preset):
+    config = PRESETS[preset]
+    x, widths = padded_lines(config.height, [61, 250, 13, 130])  # padding, and widths not multiples of 4
+    keras_model = build_model(config, num_classes=12)
+    randomise_batchnorm(keras_model, np.random.default_rng(3))
+    twin = TorchCRNN(config, 12)
+    copy_keras_to_torch(keras_model, twin)
+    assert valid_difference(keras_model([x, widths]).numpy(), torch_probs(twin, x, widths), widths) < 1e-5
+
+    torch.manual_seed(1)
+    trained_here = TorchCRNN(config, 12)  # its own (Keras-like) random weights
+    back = build_model(config, num_classes=12)
+    copy_torch_to_keras(trained_here, back)
+    assert valid_difference(back([x, widths]).numpy(), torch_probs(trained_here, x, widths), widths) < 1e-5
+
+
+def test_the_torch_model_reads_a_line_alike_alone_and_in_a_padded_batch():
+    config = PRESETS["tiny"]
+    torch.manual_seed(0)
+    model = TorchCRNN(config, 10)
+    x, widths = padded_lines(config.height, [61, 640], seed=1)
+    alone = x[:1, :, :64]
+    expected = torch_probs(model, alone, widths[:1])[0]
+    got = torch_probs(model, x, widths)[0, : expected.shape[0]]
+    unmasked = torch_probs(model, x, np.array([640, 640], np.int32))[0, : expected.shape[0]]
+    masked_difference = np.abs(got - expected).max()
+    assert masked_difference < 1e-6 < 10 * masked_difference + 1e-6 < np.abs(unmasked - expected).max()
+
+
+def test_each_gradient_is_clipped_on_its_own_as_keras_clipnorm():
+    from training.train_torch import clip_each_gradient
+
+    big, small = torch.zeros(3, requires_grad=True), torch.zeros(2, requires_grad=True)
+    big.grad, small.grad = torch.tensor([30.0, 40.0, 0.0]), torch.tensor([0.3, 0.4])
+    clip_each_gradient([big, small], 5.0)
+    assert torch.allclose(big.grad, torch.tensor([3.0, 4.0, 0.0]))
+    assert torch.allclose(small.grad, torch.tensor([0.3, 0.4]))  # left alone: the global norm is no concern
+
+
+TRAIN_ARGS = ["--preset", "tiny", "--batch-size", "8", "--lr", "3e-3", "--no-augment", "--min-char-count", "1",
+              "--threads", "1", "--device", "cpu", "--steps-per-epoch", "12", "--progress-every", "5"]
+
+
+@pytest.fixture(scope="module")
+def torch_run(tiny_arrays, tmp_path_factory):
+    from training import train_torch
+
+    run = tmp_path_factory.mktemp("torch-run")
+    assert train_torch.main(["--data", str(tiny_arrays), "--out", str(run), "--epochs", "3", *TRAIN_ARGS]) == 0
+    return run
+
+
+def test_torch_training_writes_its_run_and_its_loss_falls(torch_run):
+    for name in ("last.pt", "history.csv", "run.json"):
+        assert (torch_run / name).exists(), name
+    with (torch_run / "history.csv").open() as f:
+        history = list(csv.DictReader(f))
+    losses = [float(h["train_loss"]) for h in history]
+    assert len(losses) == 3 and losses[-1] < 0.8 * losses[0], losses  # cosine-decayed: falls slower than plateau
+    run = json.loads((torch_run / "run.json").read_text(encoding="utf-8"))
+    assert run["lines"]["val"] > 0 and run["lines"]["real"] > 0 and run["alphabet_size"] > 10
+    assert len(run["val_cer"]) == 3 and run["machine"]["torch"] == torch.__version__
+
+
+def test_torch_training_resumes_from_last_pt(torch_run, tiny_arrays, tmp_path):
+    from training import train_torch
+
+    run = tmp_path / "resumed"
+    shutil.copytree(torch_run, run)
+    assert train_torch.main(["--data", str(tiny_arrays), "--out", str(run), "--epochs", "4", *TRAIN_ARGS]) == 0
+    with (run / "history.csv").open() as f:
+        history = list(csv.DictReader(f))
+    assert [int(h["epoch"]) for h in history] == [1, 2, 3, 4]
+    assert int(history[3]["step"]) == int(history[2]["step"]) + 12
+
+
+def test_val_source_holds_a_book_out_of_every_split(tiny_arrays):
+    from training.train_torch import read_lines
+
+    train_lines, val_lines = read_lines([str(tiny_arrays)], "book_amiri")
+    assert val_lines and all("book_amiri" in l.source for l in val_lines)
+    assert train_lines and not any("book_amiri" in l.source for l in train_lines)
+
+
+def test_a_torch_run_becomes_an_onnx_model_the_recognizer_reads(torch_run, tiny_arrays, tmp_path):
+    from recognition.recognizer import Recognizer
+    from training import torch_to_keras
+    from training.export import export_run, parity_lines_from
+
+    keras_path = tmp_path / "run" / "best.keras"
+    keras_path.parent.mkdir()
+    assert torch_to_keras.main([str(torch_run / "last.pt"), "--out", str(keras_path)]) == 0
+    onnx_path = tmp_path / "torch-tiny.onnx"
+    export_run(keras_path.parent, onnx_path, "torch-tiny", "1", parity_lines_from([str(tiny_arrays)], 4))
+    recognizer = Recognizer(onnx_path, threads=1)
+    line = np.zeros((32, 120), np.float32)
+    line[10:20, 20:100] = 1.0  # ink
+    assert isinstance(recognizer.recognize_lines([line])[0].text, str)

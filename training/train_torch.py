@@ -1,0 +1,281 @@
+"""Train the CRNN with PyTorch (a GPU machine without TensorFlow), with ``training.train``'s recipe.
+
+    python -m training.train_torch --data data/real --val-source book_x --synth data/synth-arrays \\
+        --preset accurate --epochs 12 --out runs/torch-crnn
+
+Same data, batches (width-bucketed, real/synthetic mixed by ``--synth-ratio``, augmented), alphabet, steps
+per epoch, cosine learning rate and greedy-CTC validation as ``training.train`` (its functions, not copies);
+the model is ``training.torch_crnn.TorchCRNN``, Adam (eps 1e-7) with each gradient's norm clipped to 5 as
+Keras' ``clipnorm`` does, CTC loss per line averaged over the batch. ``last.pt`` is written after every epoch
+and a run resumes from it (run the same command again). ``python -m training.torch_to_keras RUN/last.pt
+--out MODEL.keras`` turns the run into a Keras checkpoint for ``training.export`` / ``training.evaluate``.
+Outputs: ``last.pt``, ``history.csv``, ``run.json``. Imports neither TensorFlow nor Keras.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from recognition.alphabet import Alphabet
+
+from .labels import DEFAULT_MIN_CHAR_COUNT
+from .model import PRESETS, ModelConfig
+from .schedule import cosine_learning_rate, run_progress
+from .shards import Line, read_manifest, read_split
+from .torch_crnn import TorchCRNN
+from .train import (
+    LinePool,
+    cpu_model,
+    evaluate_predictions,
+    mixed_batches,
+    mixing_ratio,
+    steps_per_epoch,
+    training_alphabet,
+)
+
+CHECKPOINT = "last.pt"
+CLIPNORM = 5.0       # Keras' clipnorm in train.py: each gradient tensor's own norm
+ADAM_EPSILON = 1e-7  # Keras' Adam default
+
+
+# -- data ------------------------------------------------------------------------
+
+def read_lines(data: list[str], val_source: str | None) -> tuple[list[Line], list[Line]]:
+    """(train, val) real lines: the folders' own splits, or every split with ``val_source``'s lines held out."""
+    if not val_source:
+        return ([l for d in data for l in read_split(Path(d), "train")],
+                [l for d in data for l in read_split(Path(d), "val")])
+    lines = [l for d in data for split in read_manifest(Path(d))["splits"] for l in read_split(Path(d), split)]
+    return [l for l in lines if val_source not in l.source], [l for l in lines if val_source in l.source]
+
+
+class BatchStream(torch.utils.data.IterableDataset):
+    """``train.mixed_batches`` for a DataLoader: each worker draws its own batches with its own seeded rng
+    (without workers the stream is train.py's for the same seed and epoch)."""
+
+    def __init__(self, real: LinePool, synth: LinePool, ratio: float, batch_size: int, augment: bool,
+                 seed: int, epoch: int):
+        super().__init__()
+        self.real, self.synth, self.ratio, self.batch_size = real, synth, ratio, batch_size
+        self.augment, self.seed, self.epoch = augment, seed, epoch
+
+    def __iter__(self):
+        info = torch.utils.data.get_worker_info()
+        key = [self.seed, self.epoch] if info is None else [self.seed, self.epoch, info.id]
+        rng = np.random.default_rng(key)
+        return mixed_batches(self.real, self.synth, self.ratio, self.batch_size, rng, self.augment)
+
+
+# -- training --------------------------------------------------------------------
+
+def clip_each_gradient(parameters: list[torch.Tensor], max_norm: float) -> None:
+    """Keras' ``clipnorm``: every gradient tensor scaled to at most ``max_norm`` on its own (not the global norm)."""
+    grads = [p.grad for p in parameters if p.grad is not None]
+    norms = torch._foreach_norm(grads)
+    scales = [max_norm / torch.clamp(n, min=max_norm) for n in norms]
+    torch._foreach_mul_(grads, scales)
+
+
+def ctc_loss(logits: torch.Tensor, labels: torch.Tensor, label_lengths: torch.Tensor,
+             frames: torch.Tensor) -> torch.Tensor:
+    """Mean over the batch of each line's CTC loss (``tf.nn.ctc_loss`` + ``reduce_mean``), blank 0."""
+    log_probs = torch.log_softmax(logits.float(), dim=-1).transpose(0, 1)  # (frames, batch, classes)
+    losses = torch.nn.functional.ctc_loss(log_probs, labels, frames, label_lengths, blank=0, reduction="none",
+                                          zero_infinity=True)
+    return losses.mean()
+
+
+def predictor(model: TorchCRNN, device: torch.device):
+    @torch.no_grad()
+    def predict(x: np.ndarray, widths: np.ndarray) -> np.ndarray:
+        return model.probs(torch.from_numpy(x).to(device), torch.from_numpy(widths).to(device)).cpu().numpy()
+
+    return predict
+
+
+def machine(device: torch.device) -> dict:
+    gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else None
+    return {"gpu": gpu, "cpu": cpu_model(), "cpu_cores": os.cpu_count(), "torch": str(torch.__version__),
+            "python": platform.python_version()}
+
+
+def machine_line(checkpoint: dict) -> str:
+    """The run's machine in one line (train.py's ``state.json`` field)."""
+    m = checkpoint.get("machine") or {}
+    return (f"{m.get('gpu') or 'no GPU'}; {m.get('cpu') or platform.machine()}, {m.get('cpu_cores')} CPU cores; "
+            f"torch {m.get('torch')}")
+
+
+def save_checkpoint(path: Path, payload: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(payload, tmp)
+    tmp.replace(path)
+
+
+def load_checkpoint(path: Path) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def write_history(out: Path, history: list[dict]) -> None:
+    with (out / "history.csv").open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(history[-1]))
+        w.writeheader()
+        w.writerows(history)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m training.train_torch", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", nargs="+", required=True, help="preprocessed real data folders")
+    parser.add_argument("--val-source", metavar="BOOK",
+                        help="validate on the lines (of every split) whose source contains BOOK, train on all "
+                             "others; default: the folders' own val / train splits")
+    parser.add_argument("--synth", nargs="*", default=[], help="preprocessed synthetic data folders (train split)")
+    parser.add_argument("--synth-ratio", type=float, default=0.5, help="share of batches drawn from --synth")
+    parser.add_argument("--out", required=True, help="run folder (resumed from its last.pt when present)")
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="accurate", help="architecture")
+    parser.add_argument("--epochs", type=int, required=True)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--lr", type=float, default=1e-3, help="peak learning rate")
+    parser.add_argument("--lr-schedule", choices=("cosine",), default="cosine",
+                        help="cosine decay over the run's epochs x steps (train.py's cosine schedule)")
+    parser.add_argument("--warmup", type=float, default=0.0, help="share of the run warming up")
+    parser.add_argument("--steps-per-epoch", type=int, help="default: one pass over the real training lines")
+    parser.add_argument("--min-char-count", type=int, default=DEFAULT_MIN_CHAR_COUNT,
+                        help="characters rarer than this in the training texts are left out (with their lines)")
+    parser.add_argument("--max-val-lines", type=int, default=0, help="validate on at most this many lines (0 = all)")
+    parser.add_argument("--no-augment", action="store_true")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--workers", type=int, default=0,
+                        help="DataLoader processes making and augmenting batches (0 = in the training process)")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
+    parser.add_argument("--progress-every", type=int, default=200, help="a progress line every this many steps")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return train(args)
+
+
+def train(args) -> int:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+    torch.backends.cudnn.benchmark = False  # every batch has another width
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    checkpoint = load_checkpoint(out / CHECKPOINT) if (out / CHECKPOINT).exists() else None
+
+    real_train, val_lines = read_lines(args.data, args.val_source)
+    synth_lines = [l for d in args.synth for l in read_split(Path(d), "train")]
+    if not real_train and not synth_lines:
+        raise SystemExit("no training lines in --data / --synth")
+    if not val_lines:
+        raise SystemExit("no validation lines: give --val-source or --data folders with a val split")
+    if args.max_val_lines:
+        val_lines = val_lines[:: max(1, len(val_lines) // args.max_val_lines)][: args.max_val_lines]
+    if checkpoint:
+        alphabet = Alphabet.from_json(checkpoint["alphabet"])
+        config = ModelConfig.from_dict(checkpoint["model_config"])
+    else:
+        alphabet = training_alphabet(real_train, synth_lines, args.min_char_count)
+        config = PRESETS[args.preset]
+    heights = {l.image.shape[0] for l in real_train + val_lines + synth_lines}
+    if heights != {config.height}:
+        raise SystemExit(f"data heights {sorted(heights)} do not match the model height {config.height}")
+
+    real = LinePool([l for l in real_train if not alphabet.unknown(l.text)], alphabet, "real")
+    synth = LinePool([l for l in synth_lines if not alphabet.unknown(l.text)], alphabet, "synth")
+    val = LinePool(val_lines, alphabet, "val")
+    ratio = mixing_ratio(args.synth_ratio, real, synth)
+    steps = args.steps_per_epoch or steps_per_epoch(real, synth, ratio, args.batch_size)
+    total_steps = args.epochs * steps
+
+    torch.manual_seed(args.seed)
+    model = TorchCRNN(config, alphabet.num_classes).to(device)
+    parameters = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(parameters, lr=args.lr, eps=ADAM_EPSILON)
+    state = {"epoch": 0, "step": 0, "seconds": 0.0, "history": []}
+    if checkpoint:
+        model.load_state_dict(checkpoint["model"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        state = {k: checkpoint[k] for k in state}
+        torch.set_rng_state(checkpoint["torch_rng"])
+        print(f"resuming {out} after epoch {state['epoch']} (step {state['step']})", flush=True)
+    print(f"alphabet {len(alphabet)} chars; real {len(real)}, synth {len(synth)} (ratio {ratio:.2f}), val {len(val)} "
+          f"lines; {steps} steps/epoch; params {sum(p.numel() for p in parameters)}; device {device}", flush=True)
+
+    started = time.monotonic()
+    while state["epoch"] < args.epochs:
+        epoch = state["epoch"] + 1
+        epoch_start = time.monotonic()
+        stream = BatchStream(real, synth, ratio, args.batch_size, not args.no_augment, args.seed, epoch)
+        loader = torch.utils.data.DataLoader(stream, batch_size=None, num_workers=args.workers,
+                                             pin_memory=device.type == "cuda",
+                                             persistent_workers=False)
+        model.train()
+        losses: list[float] = []
+        lr = args.lr
+        for i, (x, widths, y, label_lengths, frames) in enumerate(loader):
+            if i >= steps:
+                break
+            lr = cosine_learning_rate(args.lr, run_progress(state["step"], total_steps, 0.0, None), args.warmup)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            logits = model(x.to(device, non_blocking=True), widths)
+            loss = ctc_loss(logits, y.to(device, torch.long), label_lengths.to(device, torch.long),
+                            frames.to(device, torch.long))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            clip_each_gradient(parameters, CLIPNORM)
+            optimizer.step()
+            value = float(loss.detach())
+            if math.isfinite(value):
+                losses.append(value)
+            state["step"] += 1
+            if args.progress_every and (i + 1) % args.progress_every == 0:
+                print(f"  epoch {epoch} step {i + 1}/{steps}: loss {np.mean(losses[-args.progress_every:]):.3f}, "
+                      f"lr {lr:.2e}, {time.monotonic() - epoch_start:.0f} s", flush=True)
+        del loader
+        model.eval()
+        counter = evaluate_predictions(predictor(model, device), val, alphabet)
+        state["seconds"] += time.monotonic() - epoch_start
+        train_loss = float(np.mean(losses)) if losses else float("nan")
+        row = {"epoch": epoch, "step": state["step"], "train_loss": round(train_loss, 4),
+               "val_cer": round(float(counter.cer), 5), "val_wer": round(float(counter.wer), 5), "lr": float(lr),
+               "seconds": round(state["seconds"], 1)}
+        state["history"].append(row)
+        state["epoch"] = epoch
+        print(f"epoch {epoch}/{args.epochs} (step {state['step']}): loss {train_loss:.3f}, val CER {counter.cer:.4f}, "
+              f"WER {counter.wer:.4f}, lr {lr:.2e}, {time.monotonic() - epoch_start:.0f} s", flush=True)
+        save_checkpoint(out / CHECKPOINT, {
+            "model": model.state_dict(), "optimizer": optimizer.state_dict(), **state,
+            "torch_rng": torch.get_rng_state(), "machine": machine(device), "alphabet": alphabet.to_json(), "model_config": config.to_dict(),
+            "args": {k: v for k, v in vars(args).items()}})
+        write_history(out, state["history"])
+        run = {"args": vars(args), "lines": {"real": len(real), "synth": len(synth), "val": len(val)},
+               "alphabet_size": len(alphabet), "steps_per_epoch": steps, "machine": machine(device),
+               "minutes": round(state["seconds"] / 60, 2), "val_cer": [h["val_cer"] for h in state["history"]]}
+        (out / "run.json").write_text(json.dumps(run, ensure_ascii=False, indent=1), encoding="utf-8")
+    print(f"done: {state['epoch']} epochs, {state['step']} steps, {(time.monotonic() - started) / 60:.1f} min "
+          f"this invocation", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
