@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Leave-one-book-out on a GPU machine with PyTorch (no TensorFlow needed there).
+#
+#   scripts/loo-gpu.sh REAL_ARRAYS TEXT_DIR OUT BOOK... -- TRAIN_TORCH_ARGS...
+#   scripts/loo-gpu.sh data/real gs-text runs/loo-gpu IbnAthir IbnFaqih IbnQutayba Dhahabi IbnJawzi \
+#       -- --epochs 20 --lr 1e-3 --lr-schedule cosine
+#
+# REAL_ARRAYS: every book's real lines preprocessed once (training.preprocess, any split); each fold re-splits them
+# by book (train_torch --val-source). TEXT_DIR: the books' transcriptions (NAME.gt.txt in one folder per book), the
+# text the synthetic lines are drawn from, the held-out book's left out (--exclude-corpus), plus datasets/corpus.
+# For each BOOK in turn: render SYNTH_LINES synthetic lines (seed SYNTH_SEED) without that book's text, preprocess
+# them, then start the fold's training in the background, so that the trainings overlap the next folds' rendering;
+# every fold gets the same TRAIN_TORCH_ARGS. OUT/BOOK/ holds synth/, synth-arrays/, run/ (last.pt, history.csv,
+# run.json) and train.log. Export and evaluation need TensorFlow: scripts/loo-gpu-finish.sh, on the CPU machine.
+#
+# Environment: SYNTH_LINES (45000), SYNTH_SEED (2026), WORKERS (CPU cores for rendering and preprocessing: all),
+# LOADER_WORKERS (batch-making processes per training: 2), PYTHON (python3).
+set -euo pipefail
+
+if [[ $# -lt 5 || "$1" == -h || "$1" == --help ]]; then
+    sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'
+    exit 2
+fi
+real=$1 text=$2 out=$3
+shift 3
+books=()
+while [[ $# -gt 0 && "$1" != "--" ]]; do books+=("$1"); shift; done
+[[ "${1:-}" == "--" ]] && shift
+[[ ${#books[@]} -gt 0 ]] || { echo "no BOOK given" >&2; exit 2; }
+
+py=${PYTHON:-python3}
+lines=${SYNTH_LINES:-45000}
+seed=${SYNTH_SEED:-2026}
+workers=${WORKERS:-$(nproc)}
+loaders=${LOADER_WORKERS:-2}
+here=$(cd "$(dirname "$0")/.." && pwd)
+mkdir -p "$out"
+pids=()
+for book in "${books[@]}"; do
+    fold=$out/$book
+    mkdir -p "$fold"
+    echo "$(date -u +%T) $book: rendering $lines synthetic lines without its text"
+    if [[ ! -f $fold/synth-arrays/manifest.json ]]; then
+        "$py" -m training.synth --lines "$lines" --out "$fold/synth" --corpus "$text" "$here/datasets/corpus" \
+            --exclude-corpus "$book" --seed "$seed" --workers "$workers" > "$fold/synth.log" 2>&1
+        "$py" -m training.preprocess "$fold/synth" --out "$fold/synth-arrays" --workers "$workers" \
+            > "$fold/preprocess.log" 2>&1
+        rm -rf "$fold/synth"  # the arrays are what training reads; the PNGs are gigabytes
+    fi
+    echo "$(date -u +%T) $book: training (log: $fold/train.log)"
+    PYTHONUNBUFFERED=1 "$py" -m training.train_torch --data "$real" --val-source "$book" \
+        --synth "$fold/synth-arrays" --out "$fold/run" --workers "$loaders" "$@" > "$fold/train.log" 2>&1 &
+    pids+=($!)
+done
+status=0
+for pid in "${pids[@]}"; do wait "$pid" || status=1; done
+echo "$(date -u +%T) all folds finished (status $status)"
+exit $status

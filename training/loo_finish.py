@@ -1,0 +1,130 @@
+"""Finish a leave-one-book-out series trained on a GPU machine (``scripts/loo-gpu.sh``), here, with TensorFlow.
+
+    python -m training.loo_finish runs/loo-gpu ../shared/datasets/openiti-gs --parity-data data/real
+
+For each fold folder OUT/BOOK/ whose ``run/last.pt`` (``training.train_torch``) is there:
+  1. the last epoch's weights into the Keras model (``training.torch_to_keras``: refused if the two disagree),
+  2. export to ONNX (``training.export``, as every other model: parity with Keras checked on real lines),
+  3. evaluation on every book of LINES_DIR (``training.evaluate``); the held-out book's row is the fold's figure,
+  4. whether the held-out book's text was in the fold's synthetic lines' corpus (runs of words shared with it).
+Then the same summary as ``training.leave_one_out``: a table, OUT/summary.json, OUT/loo-cer.png and the
+``training.model_card --leave-one-out`` arguments. Steps already done (their output there) are not done again.
+The folds' recipe is the run's own: ``run/run.json`` holds each fold's arguments, and folds trained with
+different ones are flagged, as the CPU driver does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from recognition.line_data import SkipReport, iter_samples, matches_source
+from recognition.text import normalize_text
+
+from .formatting import percent
+from .loo_fold import write_json
+from .loo_report import format_table, plot
+from .loo_steps import MAX_SHARED_LINES, held_out_row
+from .text_overlap import RUN_WORDS, lines_sharing_runs
+
+log = logging.getLogger("training.loo_finish")
+RECIPE_KEYS_PER_FOLD = {"data", "val_source", "synth", "out", "workers", "device", "threads"}
+
+
+def book_folders(lines_dir: Path, book: str) -> list[Path]:
+    found = [d for d in sorted(lines_dir.iterdir()) if d.is_dir() and matches_source(d.name, [book])]
+    if len(found) != 1:
+        raise SystemExit(f"{book}: {len(found)} folders of {lines_dir} match it ({[d.name for d in found]}); "
+                         "name the book so that one does")
+    return found
+
+
+def corpus_check(book: str, lines_dir: Path, corpus: list[str]) -> list[int]:
+    """[held-out lines sharing a run of RUN_WORDS words with the synthetic lines' corpus, lines long enough]."""
+    from .corpus import TextCorpus
+
+    sources = [str(d) for d in sorted(lines_dir.iterdir()) if d.is_dir()] + corpus
+    words = TextCorpus.from_paths(sources, exclude=[book]).words
+    held_out = [normalize_text(s.text) for s in iter_samples([str(d) for d in book_folders(lines_dir, book)],
+                                                             SkipReport())]
+    shared, long_lines = lines_sharing_runs(held_out, words)
+    return [shared, long_lines]
+
+
+def finish_fold(fold: Path, lines_dir: Path, parity_data: list[str], corpus: list[str], threads: int) -> dict:
+    from . import evaluate, export, torch_to_keras
+
+    book, run = fold.name, fold / "run"
+    keras_path, onnx_path = run / "last.keras", fold / "model" / f"loo-{fold.name}.onnx"
+    evaluation = fold / "evaluation" / "evaluation.json"
+    if not keras_path.exists():
+        log.info("%s: copying the last epoch's weights into the Keras model", book)
+        if torch_to_keras.main([str(run / "last.pt"), "--out", str(keras_path)]):
+            raise SystemExit(f"{book}: torch_to_keras refused {run / 'last.pt'}")
+    if not onnx_path.exists():
+        log.info("%s: exporting to %s", book, onnx_path)
+        export.main([str(run), "--out", str(onnx_path), "--checkpoint", "last.keras", "--name", f"loo-{book}",
+                     "--version", "loo", "--parity-data", *parity_data])
+    if not evaluation.exists():
+        log.info("%s: evaluating on every book of %s", book, lines_dir)
+        evaluate.main([str(onnx_path), str(lines_dir), "--out", str(evaluation.parent), "--threads", str(threads)])
+    results = json.loads(evaluation.read_text(encoding="utf-8"))["results"]
+    source = next(s for s in results if s != "all" and matches_source(s, [book]))
+    record = json.loads((run / "run.json").read_text(encoding="utf-8"))
+    shared, long_lines = corpus_check(book, lines_dir, corpus)
+    if long_lines and shared / long_lines > MAX_SHARED_LINES:
+        raise SystemExit(f"{book}: {shared} of its {long_lines} long lines share a run of {RUN_WORDS} words with "
+                         "the synthetic lines' corpus: its text was in there, the fold does not count")
+    recipe = {k: v for k, v in record.get("args", {}).items() if k not in RECIPE_KEYS_PER_FOLD}
+    return {"book": book, **held_out_row(results, source), "epochs": len(record.get("history", [])),
+            "training_minutes": record.get("minutes"), "machine": record.get("machine"),
+            "evaluation": str(evaluation), "corpus_check": [shared, long_lines], "recipe": recipe}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m training.loo_finish", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("out", type=Path, help="the series folder of scripts/loo-gpu.sh (OUT/BOOK/run/last.pt)")
+    parser.add_argument("lines_dir", type=Path, help="the books' lines (NAME.png + NAME.gt.txt, a folder per book)")
+    parser.add_argument("--parity-data", nargs="+", required=True, help="preprocessed lines for export's parity check")
+    parser.add_argument("--corpus", nargs="*", default=["datasets/corpus"],
+                        help="extra text the synthetic lines were drawn from (as given to loo-gpu.sh)")
+    parser.add_argument("--books", nargs="*", help="only these folds (default: every OUT/BOOK with run/last.pt)")
+    parser.add_argument("--threads", type=int, default=0)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    folds = [d for d in sorted(args.out.iterdir()) if (d / "run" / "last.pt").exists()
+             and (not args.books or d.name in args.books)]
+    if not folds:
+        print(f"no fold with run/last.pt under {args.out}", file=sys.stderr)
+        return 2
+    rows = [finish_fold(f, args.lines_dir, args.parity_data, args.corpus, args.threads) for f in folds]
+    recipes = {json.dumps(r["recipe"], sort_keys=True) for r in rows}
+    summary = {"folds_finished": len(rows), "folds": len(folds),
+               "mean_cer": round(sum(r["cer"] for r in rows) / len(rows), 5), "mixed_recipes": len(recipes) > 1,
+               "model_card_arguments": ["--leave-one-out", *(f"{r['book']}={r['evaluation']}" for r in rows)],
+               "per_fold": rows}
+    write_json(args.out / "summary.json", summary)
+    plot(rows, summary["mean_cer"], len(folds), args.out / "loo-cer.png")
+    table = format_table(["held-out book", "lines", "CER", "WER", "CER on its training books", "epochs",
+                          "training minutes"],
+                         [[r["book"], str(r["lines"]), percent(r["cer"]), percent(r["wer"]),
+                           percent(r["trained_books_cer"]), str(r["epochs"]), f"{r['training_minutes'] or 0:.0f}"]
+                          for r in rows])
+    print(table)
+    print(f"\nmean held-out CER {percent(summary['mean_cer'])} over {len(rows)} folds"
+          + ("\nWARNING: the folds were not all trained with the same arguments" if summary["mixed_recipes"] else ""))
+    print(f"wrote {args.out / 'summary.json'} and {args.out / 'loo-cer.png'}\nfor the model card: "
+          + " ".join(summary["model_card_arguments"]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
