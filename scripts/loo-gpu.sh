@@ -11,14 +11,15 @@
 # For each BOOK in turn: render SYNTH_LINES synthetic lines (seed SYNTH_SEED) without that book's text, preprocess
 # them, then start the fold's training in the background, so that the trainings overlap the next folds' rendering;
 # every fold gets the same TRAIN_TORCH_ARGS. OUT/BOOK/ holds synth/, synth-arrays/, run/ (last.pt, history.csv,
-# run.json) and train.log. Export and evaluation need TensorFlow: scripts/loo-gpu-finish.sh, on the CPU machine.
+# run.json) and train.log. Export and evaluation need TensorFlow: python -m training.loo_finish, on the CPU machine.
+# A fold whose rendering or training fails is named at the end and the exit status is 1; the other folds go on.
 #
 # Environment: SYNTH_LINES (45000), SYNTH_SEED (2026), WORKERS (CPU cores for rendering and preprocessing: all),
 # LOADER_WORKERS (batch-making processes per training: 2), PYTHON (python3).
 set -euo pipefail
 
 if [[ $# -lt 5 || "$1" == -h || "$1" == --help ]]; then
-    sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
 fi
 real=$1 text=$2 out=$3
@@ -35,24 +36,40 @@ workers=${WORKERS:-$(nproc)}
 loaders=${LOADER_WORKERS:-2}
 here=$(cd "$(dirname "$0")/.." && pwd)
 mkdir -p "$out"
-pids=()
+render() {  # BOOK FOLD: the fold's synthetic lines, without the book's text, preprocessed
+    "$py" -m training.synth --lines "$lines" --out "$2/synth" --corpus "$text" "$here/datasets/corpus" \
+        --exclude-corpus "$1" --seed "$seed" --workers "$workers" > "$2/synth.log" 2>&1 || return 1
+    "$py" -m training.preprocess "$2/synth" --out "$2/synth-arrays" --workers "$workers" \
+        > "$2/preprocess.log" 2>&1 || return 1
+    rm -rf "$2/synth"  # the arrays are what training reads; the PNGs are gigabytes
+}
+
+pids=() trained=() failed=()
 for book in "${books[@]}"; do
     fold=$out/$book
     mkdir -p "$fold"
-    echo "$(date -u +%T) $book: rendering $lines synthetic lines without its text"
     if [[ ! -f $fold/synth-arrays/manifest.json ]]; then
-        "$py" -m training.synth --lines "$lines" --out "$fold/synth" --corpus "$text" "$here/datasets/corpus" \
-            --exclude-corpus "$book" --seed "$seed" --workers "$workers" > "$fold/synth.log" 2>&1
-        "$py" -m training.preprocess "$fold/synth" --out "$fold/synth-arrays" --workers "$workers" \
-            > "$fold/preprocess.log" 2>&1
-        rm -rf "$fold/synth"  # the arrays are what training reads; the PNGs are gigabytes
+        echo "$(date -u +%T) $book: rendering $lines synthetic lines without its text"
+        # Not under set -e: a failed fold must not end the script while earlier folds train unwatched.
+        if ! render "$book" "$fold"; then
+            echo "$(date -u +%T) $book: FAILED making its synthetic lines (see $fold/synth.log, preprocess.log)" >&2
+            failed+=("$book")
+            continue
+        fi
     fi
     echo "$(date -u +%T) $book: training (log: $fold/train.log)"
     PYTHONUNBUFFERED=1 "$py" -m training.train_torch --data "$real" --val-source "$book" \
         --synth "$fold/synth-arrays" --out "$fold/run" --workers "$loaders" "$@" > "$fold/train.log" 2>&1 &
-    pids+=($!)
+    pids+=($!) trained+=("$book")
 done
-status=0
-for pid in "${pids[@]}"; do wait "$pid" || status=1; done
-echo "$(date -u +%T) all folds finished (status $status)"
-exit $status
+for i in "${!pids[@]}"; do
+    if ! wait "${pids[$i]}"; then
+        echo "$(date -u +%T) ${trained[$i]}: training FAILED (see $out/${trained[$i]}/train.log)" >&2
+        failed+=("${trained[$i]}")
+    fi
+done
+if [[ ${#failed[@]} -gt 0 ]]; then
+    echo "$(date -u +%T) folds finished; FAILED: ${failed[*]}" >&2
+    exit 1
+fi
+echo "$(date -u +%T) all ${#books[@]} folds finished"

@@ -262,7 +262,10 @@ def quantize_int8(float_path: Path, out: Path, parity_lines: list[np.ndarray]) -
 
 
 def describe_data(run_args: dict) -> dict:
-    """Which sources, splits and line counts the run saw (from the shard manifests)."""
+    """Which sources, splits and line counts the run saw (from the shard manifests, re-split by book for a run
+    given ``--val-source``)."""
+    from recognition.line_data import matches_source
+
     from .shards import MANIFEST
 
     def splits(folder: str) -> dict:
@@ -270,7 +273,19 @@ def describe_data(run_args: dict) -> dict:
         if not path.exists():
             return {"folder": folder}
         manifest = json.loads(path.read_text(encoding="utf-8"))
-        return {split: info["sources"] for split, info in manifest["splits"].items()}
+        if not val_source:
+            return {split: info["sources"] for split, info in manifest["splits"].items()}
+        # A run that re-split the folder by book (train_torch --val-source) trained on every split but the
+        # held-out book's lines and validated on those: the manifest's own splits would name the held-out
+        # book among the training sources.
+        resplit: dict[str, dict] = {"train": {}, "val": {}}
+        for info in manifest["splits"].values():
+            for source, count in info["sources"].items():
+                target = resplit["val" if matches_source(source, [val_source]) else "train"]
+                target[source] = target.get(source, 0) + count
+        return resplit
+
+    val_source = run_args.get("val_source")
 
     return {"real": [splits(d) for d in run_args.get("data", [])],
             "synthetic": [splits(d) for d in run_args.get("synth", [])],

@@ -8,7 +8,9 @@ For each fold folder OUT/BOOK/ whose ``run/last.pt`` (``training.train_torch``) 
   3. evaluation on every book of LINES_DIR (``training.evaluate``); the held-out book's row is the fold's figure,
   4. whether the held-out book's text was in the fold's synthetic lines' corpus (runs of words shared with it).
 Then the same summary as ``training.leave_one_out``: a table, OUT/summary.json, OUT/loo-cer.png and the
-``training.model_card --leave-one-out`` arguments. Steps already done (their output there) are not done again.
+``training.model_card --leave-one-out`` arguments. Steps already done (their output there) are not done again,
+unless ``run/last.pt`` is newer than them (the run trained on). A fold whose run has not trained all the epochs it
+was started for (still training, or stopped) is left out of the summary and named there.
 The folds' recipe is the run's own: ``run/run.json`` holds each fold's arguments, and folds trained with
 different ones are flagged, as the CPU driver does.
 """
@@ -60,6 +62,11 @@ def finish_fold(fold: Path, lines_dir: Path, parity_data: list[str], corpus: lis
     book, run = fold.name, fold / "run"
     keras_path, onnx_path = run / "last.keras", fold / "model" / f"loo-{fold.name}.onnx"
     evaluation = fold / "evaluation" / "evaluation.json"
+    if keras_path.exists() and keras_path.stat().st_mtime < (run / "last.pt").stat().st_mtime:
+        # The run trained on after these were made (resumed, more epochs): they describe older weights.
+        log.info("%s: run/last.pt is newer than its Keras copy: converting, exporting and evaluating again", book)
+        for stale in (keras_path, onnx_path, evaluation):
+            stale.unlink(missing_ok=True)
     if not keras_path.exists():
         log.info("%s: copying the last epoch's weights into the Keras model", book)
         if torch_to_keras.main([str(run / "last.pt"), "--out", str(keras_path)]):
@@ -72,16 +79,28 @@ def finish_fold(fold: Path, lines_dir: Path, parity_data: list[str], corpus: lis
         log.info("%s: evaluating on every book of %s", book, lines_dir)
         evaluate.main([str(onnx_path), str(lines_dir), "--out", str(evaluation.parent), "--threads", str(threads)])
     results = json.loads(evaluation.read_text(encoding="utf-8"))["results"]
-    source = next(s for s in results if s != "all" and matches_source(s, [book]))
+    sources = [s for s in results if s != "all" and matches_source(s, [book])]
+    if len(sources) != 1:  # the first of several would be another book's figure
+        raise SystemExit(f"{book}: {len(sources)} evaluated sources match it ({sources}); name the book so that one does")
+    source = sources[0]
     record = json.loads((run / "run.json").read_text(encoding="utf-8"))
     shared, long_lines = corpus_check(book, lines_dir, corpus)
     if long_lines and shared / long_lines > MAX_SHARED_LINES:
         raise SystemExit(f"{book}: {shared} of its {long_lines} long lines share a run of {RUN_WORDS} words with "
                          "the synthetic lines' corpus: its text was in there, the fold does not count")
     recipe = {k: v for k, v in record.get("args", {}).items() if k not in RECIPE_KEYS_PER_FOLD}
-    return {"book": book, **held_out_row(results, source), "epochs": len(record.get("history", [])),
+    return {"book": book, **held_out_row(results, source), "epochs": len(record.get("val_cer", [])),
             "training_minutes": record.get("minutes"), "machine": record.get("machine"),
             "evaluation": str(evaluation), "corpus_check": [shared, long_lines], "recipe": recipe}
+
+
+def trained_epochs(fold: Path) -> tuple[int, int | None]:
+    """(epochs the fold's run has trained, epochs it was started for) from its run.json."""
+    path = fold / "run" / "run.json"
+    if not path.exists():
+        return 0, None
+    record = json.loads(path.read_text(encoding="utf-8"))
+    return len(record.get("val_cer", [])), record.get("args", {}).get("epochs")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -105,9 +124,21 @@ def main(argv: list[str] | None = None) -> int:
     if not folds:
         print(f"no fold with run/last.pt under {args.out}", file=sys.stderr)
         return 2
-    rows = [finish_fold(f, args.lines_dir, args.parity_data, args.corpus, args.threads) for f in folds]
+    # A fold still training (or stopped early) has a last.pt too: its figure is not the recipe's.
+    unfinished = {}
+    for fold in folds:
+        done, planned = trained_epochs(fold)
+        if planned is None or done < planned:
+            unfinished[fold.name] = f"{done} of {planned} epochs"
+            log.warning("%s: its run has trained %d of %s epochs: left out until it has finished", fold.name, done,
+                        planned)
+    finished = [f for f in folds if f.name not in unfinished]
+    if not finished:
+        print(f"no fold under {args.out} has finished its training", file=sys.stderr)
+        return 2
+    rows = [finish_fold(f, args.lines_dir, args.parity_data, args.corpus, args.threads) for f in finished]
     recipes = {json.dumps(r["recipe"], sort_keys=True) for r in rows}
-    summary = {"folds_finished": len(rows), "folds": len(folds),
+    summary = {"folds_finished": len(rows), "folds": len(folds), "unfinished": unfinished,
                "mean_cer": round(sum(r["cer"] for r in rows) / len(rows), 5), "mixed_recipes": len(recipes) > 1,
                "model_card_arguments": ["--leave-one-out", *(f"{r['book']}={r['evaluation']}" for r in rows)],
                "per_fold": rows}
@@ -120,7 +151,8 @@ def main(argv: list[str] | None = None) -> int:
                           for r in rows])
     print(table)
     print(f"\nmean held-out CER {percent(summary['mean_cer'])} over {len(rows)} folds"
-          + ("\nWARNING: the folds were not all trained with the same arguments" if summary["mixed_recipes"] else ""))
+          + ("\nWARNING: the folds were not all trained with the same arguments" if summary["mixed_recipes"] else "")
+          + (f"\nWARNING: {len(unfinished)} folds left out, not finished training: {unfinished}" if unfinished else ""))
     print(f"wrote {args.out / 'summary.json'} and {args.out / 'loo-cer.png'}\nfor the model card: "
           + " ".join(summary["model_card_arguments"]))
     return 0

@@ -36,8 +36,11 @@ from .formatting import percent
 def _unsteered(state: dict | None) -> bool:
     """Whether the validation book neither set the run's learning rate nor stopped it."""
     args = (state or {}).get("args") or {}
+    # A run without a --patience (training.train_torch, converted by training.torch_to_keras) has no early
+    # stopping at all: its cosine schedule over fixed epochs is as unsteered as train.py's with patience >= epochs.
+    patience = int(args["patience"]) if "patience" in args else int(args.get("epochs", 1))
     return (args.get("lr_schedule") == "cosine" and (state or {}).get("stop_reason") == "epochs done"
-            and int(args.get("patience", 0)) >= int(args.get("epochs", 1)))
+            and patience >= int(args.get("epochs", 1)))
 
 
 def _book(source: str) -> str:

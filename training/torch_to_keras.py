@@ -52,11 +52,16 @@ def run_state(checkpoint: dict, source: Path) -> dict:
 
     history = checkpoint["history"]
     last = history[-1] if history else {}
+    planned = checkpoint["args"].get("epochs")
+    # Only a run that trained all its planned epochs ended on them: the model card calls the last epoch
+    # "not chosen by the held-out book" on that word, and an interrupted run's last epoch is no such thing.
+    stop_reason = ("epochs done" if planned is not None and checkpoint["epoch"] >= planned else
+                   f"interrupted after epoch {checkpoint['epoch']} of {planned}")
     return {"epoch": checkpoint["epoch"], "step": checkpoint["step"], "best_cer": last.get("val_cer"),
             "best_epoch": last.get("epoch"), "seconds": checkpoint["seconds"],
             "alphabet": json.loads(checkpoint["alphabet"]), "model_config": checkpoint["model_config"],
             "history": history, "args": checkpoint["args"], "machine": machine_line(checkpoint),
-            "converted_from": str(source), "stop_reason": "epochs done"}
+            "converted_from": str(source), "stop_reason": stop_reason}
 
 
 def main(argv: list[str] | None = None) -> int:

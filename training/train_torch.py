@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from recognition.alphabet import Alphabet
+from recognition.line_data import matches_source
 
 from .labels import DEFAULT_MIN_CHAR_COUNT
 from .model import PRESETS, ModelConfig
@@ -57,7 +58,9 @@ def read_lines(data: list[str], val_source: str | None) -> tuple[list[Line], lis
         return ([l for d in data for l in read_split(Path(d), "train")],
                 [l for d in data for l in read_split(Path(d), "val")])
     lines = [l for d in data for split in read_manifest(Path(d))["splits"] for l in read_split(Path(d), split)]
-    return [l for l in lines if val_source not in l.source], [l for l in lines if val_source in l.source]
+    # preprocess --val-source's rule, which export's description of the run and loo_finish follow too
+    held_out = [matches_source(l.source, [val_source]) for l in lines]
+    return [l for l, h in zip(lines, held_out) if not h], [l for l, h in zip(lines, held_out) if h]
 
 
 class BatchStream(torch.utils.data.IterableDataset):
