@@ -44,12 +44,12 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.lines import select_lines
 from bench.recognizer import machine
 from recognition.beam_search import BeamSearchSettings, CTCBeamSearch
 from recognition.char_lm import CharacterLanguageModel
 from recognition.ctc import decode_line
 from recognition.evaluation import Evaluation
-from recognition.line_data import SkipReport, iter_samples, matches_source
 from recognition.metrics import edit_operations
 from recognition.recognizer import Recognizer
 from recognition.text import normalize_text
@@ -198,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     def log(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
 
-    samples = [s for s in iter_samples([args.data], SkipReport()) if matches_source(s.source, [args.book])]
+    samples = select_lines([args.data], [args.book])
     if len(samples) < 2:
         parser.error(f"no lines of {args.book} in {args.data}")
     half = len(samples) // 2
@@ -248,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
                          "model_ms": statistics.mean(model_ms[half:])})
         for book in args.cross_check:
             # Another book's lines, read with these settings and an LM that never read that book either.
-            other = [x for x in iter_samples([args.data], SkipReport()) if matches_source(x.source, [book])]
+            other = select_lines([args.data], [book])
             other_lm = CharacterLanguageModel(*char_lm.build(char_lm.read_lines(args.corpus, [args.book, book])[0],
                                                              chosen["order"], chosen["min_count"]))
             _, other_outputs, _ = model_outputs(Path(model), other)

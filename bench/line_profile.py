@@ -26,9 +26,9 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from bench.lines import select_lines
 from recognition.ctc import decode_line
 from recognition.image import load_grey
-from recognition.line_data import SkipReport, iter_samples, matches_source
 from recognition.recognizer import Recognizer
 
 RESULTS = Path(__file__).parent / "results"
@@ -88,8 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=str(RESULTS / "line_profile.json"))
     args = parser.parse_args(argv)
 
-    samples = [s for s in iter_samples(args.data, SkipReport())
-               if not args.sources or matches_source(s.source, args.sources)][: args.max_lines]
+    samples = select_lines(args.data, args.sources, at_most=args.max_lines)
     if not samples:
         parser.error("no lines found")
     greys = [load_grey(s.image_path) for s in samples]

@@ -19,14 +19,16 @@ import platform
 import statistics
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
+from bench.lines import select_lines
 from recognition.image import load_grey
-from recognition.line_data import SkipReport, iter_samples, matches_source
 from recognition.recognizer import Recognizer
 from training.evaluate import score
+from training.machine import cpu_model
 
 RESULTS = Path(__file__).parent / "results"
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
@@ -34,15 +36,9 @@ DEFAULT_MODELS = (MODELS_DIR / "arabic-crnn-v2.onnx", MODELS_DIR / "arabic-crnn-
 
 
 def machine() -> dict:
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "system": platform.platform()}
+    """The machine, as every bench's JSON records it (``training.machine`` is the one place that reads the CPU)."""
+    return {"cpu": cpu_model() or "unknown", "cores": os.cpu_count(), "python": platform.python_version(),
+            "system": platform.platform()}
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -130,15 +126,8 @@ def main(argv: list[str] | None = None) -> int:
         import cv2
 
         cv2.setNumThreads(args.opencv_threads)
-    per_source: dict[str, int] = {}
-    samples = []
-    for s in iter_samples(args.data, SkipReport()):
-        if args.sources and not matches_source(s.source, args.sources):
-            continue
-        if per_source.get(s.source, 0) >= args.max_lines:
-            continue
-        per_source[s.source] = per_source.get(s.source, 0) + 1
-        samples.append(s)
+    samples = select_lines(args.data, args.sources, at_most_per_source=args.max_lines)
+    per_source = dict(Counter(s.source for s in samples))
     if not samples:
         parser.error("no lines found")
     greys = [load_grey(s.image_path) for s in samples]

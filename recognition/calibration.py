@@ -23,6 +23,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .metadata_json import read_optional_prop, read_versioned_json
+
 METADATA_KEY = "confidence_calibration"
 
 
@@ -75,20 +77,14 @@ class ConfidenceCalibration:
 
     @classmethod
     def from_json(cls, text: str) -> ConfidenceCalibration:
-        try:
-            data = json.loads(text)
-            if data.get("version") != 1:
-                raise CalibrationError(f"unknown calibration version {data.get('version')!r}")
-            return cls(MonotoneMap.from_dict(data["character"]), MonotoneMap.from_dict(data["line"]),
-                       data.get("fitted_on", ""))
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:  # AttributeError: JSON that is no object
-            raise CalibrationError(f"unreadable {METADATA_KEY}: {exc}") from exc
+        return read_versioned_json(text, METADATA_KEY, "calibration", CalibrationError, lambda data: cls(
+            MonotoneMap.from_dict(data["character"]), MonotoneMap.from_dict(data["line"]),
+            data.get("fitted_on", "")))
 
     @classmethod
     def from_props(cls, props: dict[str, str]) -> ConfidenceCalibration | None:
         """The calibration a model's metadata carries, or None for an uncalibrated model."""
-        text = props.get(METADATA_KEY)
-        return cls.from_json(text) if text else None
+        return read_optional_prop(props, METADATA_KEY, cls.from_json)
 
 
 # -- fitting ----------------------------------------------------------------

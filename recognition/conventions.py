@@ -32,6 +32,8 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from .metadata_json import read_optional_prop, read_versioned_json
+
 METADATA_KEY = "transcription_conventions"
 BEFORE, AFTER = "before", "after"
 SPACE = " "
@@ -91,19 +93,13 @@ class TranscriptionConventions:
 
     @classmethod
     def from_json(cls, text: str) -> TranscriptionConventions:
-        try:
-            data = json.loads(text)
-            if data.get("version") != 1:
-                raise ConventionsError(f"unknown conventions version {data.get('version')!r}")
-            return cls(tuple(SpacingRule.from_dict(r) for r in data["rules"]), data.get("learned_from", ""))
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise ConventionsError(f"unreadable {METADATA_KEY}: {exc}") from exc
+        return read_versioned_json(text, METADATA_KEY, "conventions", ConventionsError, lambda data: cls(
+            tuple(SpacingRule.from_dict(r) for r in data["rules"]), data.get("learned_from", "")))
 
     @classmethod
     def from_props(cls, props: dict[str, str]) -> TranscriptionConventions | None:
         """The conventions a model's metadata carries, or None (a model that reads as it was trained)."""
-        text = props.get(METADATA_KEY)
-        return cls.from_json(text) if text else None
+        return read_optional_prop(props, METADATA_KEY, cls.from_json)
 
     def apply(self, chars: Sequence[str], confidences: Sequence[float]) -> tuple[list[str], list[float]]:
         """Characters read (logical order) and their confidences -> the same with the book's spacing."""

@@ -137,6 +137,23 @@ class PreprocessConfig:
     normalisation: str = NORMALISATION
 
 
+def check_grey_array(grey: np.ndarray) -> np.ndarray:
+    """A caller's own grey line array, as ``load_grey`` would have made it: 2-D uint8 (0 black .. 255 white).
+
+    Anything else is refused rather than guessed at: a float array in [0, 1] would be taken for a dark
+    page (grey levels far below 100), inverted, and read as an empty line without a word of warning.
+    """
+    if grey.dtype != np.uint8:
+        raise ImageError("unsupported_array", f"a grey line array must be uint8 (0 black .. 255 white), not "
+                                              f"{grey.dtype}; scale a [0, 1] float image by 255 first")
+    if grey.ndim != 2:
+        raise ImageError("unsupported_array", f"a grey line array must be 2-D (height x width), not of shape "
+                                              f"{grey.shape}")
+    if grey.size == 0:
+        raise ImageError("empty_image", f"the array has no pixels (shape {grey.shape})")
+    return grey
+
+
 def ink_map(grey: np.ndarray) -> np.ndarray:
     """Grey paper/ink to float ink strength in [0, 1], contrast-stretched.
 

@@ -24,7 +24,7 @@ from .beam_search import BeamSearchSettings, CTCBeamSearch
 from .char_lm import CharacterLanguageModel
 from .ctc import LineResult, decode_line
 from .evaluation import Evaluation
-from .image import DEFAULT_MAX_PIXELS, ImageError, LineLimits, load_grey, preprocess
+from .image import DEFAULT_MAX_PIXELS, ImageError, LineLimits, check_grey_array, load_grey, preprocess
 from .line_data import LineSample
 from .metadata import ModelInfo
 
@@ -117,10 +117,11 @@ class Recognizer:
     # -- line images ----------------------------------------------------------
 
     def prepare(self, source) -> np.ndarray:
-        """A path, bytes, file or grey array -> the model's input for it (raises ``ImageError``)."""
+        """A path, bytes, file or 2-D uint8 grey array -> the model's input for it (raises ``ImageError``;
+        an array of another type or shape is ``unsupported_array``)."""
         config = self.info.preprocess_config
         if isinstance(source, np.ndarray):
-            grey = source
+            grey = check_grey_array(source)
         else:
             def check_size(width: int, height: int) -> None:
                 self.limits.check_size(width, height, config.height)

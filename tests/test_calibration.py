@@ -45,7 +45,7 @@ def test_a_map_is_monotone_clamped_and_survives_json():
     assert ConfidenceCalibration.from_props({}) is None
     with pytest.raises(CalibrationError):
         MonotoneMap((0.2, 0.5), (0.6, 0.3))
-    with pytest.raises(CalibrationError):
+    with pytest.raises(CalibrationError, match="unreadable confidence_calibration: unknown calibration version 7"):
         ConfidenceCalibration.from_json('{"version": 7}')
     for crafted in ("[]", '"text"', "7"):  # a model file's metadata is input: a clear error, never a traceback
         with pytest.raises(CalibrationError):

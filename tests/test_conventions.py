@@ -119,5 +119,7 @@ def test_conventions_travel_in_the_model_metadata():
                 '"space": true, "share": 1, "count": 3}]}', "not json"):
         with pytest.raises(ConventionsError):
             TranscriptionConventions.from_json(bad)
+    with pytest.raises(ConventionsError, match="unreadable transcription_conventions: unknown conventions version 2"):
+        TranscriptionConventions.from_json('{"version": 2, "rules": []}')
     with pytest.raises(ConventionsError):
         conventions((".", BEFORE, True), (".", BEFORE, False))

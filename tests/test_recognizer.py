@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from recognition import LineError, LineResult, Recognizer
-from recognition.image import LineLimits
+from recognition.image import ImageError, LineLimits
 from recognition.line_data import LineSample
 from tests.rendering import png_bytes, render_line
 
@@ -103,6 +103,20 @@ def test_paths_bytes_files_and_grey_arrays_read_alike(recognizer, tmp_path):
         outcomes = recognizer.recognize([path, str(path), path.read_bytes(), f, grey])
     for outcome in outcomes[1:]:
         assert_same_reading(outcomes[0], outcome)
+
+
+def test_grey_arrays_other_than_2d_uint8_are_refused_not_misread(recognizer):
+    """A float line in [0, 1] would pass for a dark page, be inverted and read as nothing: refused instead."""
+    grey = render_line(TEXTS[0])
+    as_float = grey.astype(np.float32) / 255
+    outcomes = recognizer.recognize([as_float, grey.astype(np.float64), grey[..., None], np.stack([grey] * 3, -1),
+                                     np.zeros((0, 0), np.uint8), grey])
+    assert [getattr(o, "code", None) for o in outcomes] == ["unsupported_array"] * 4 + ["empty_image", None]
+    assert "uint8" in outcomes[0].message and "float32" in outcomes[0].message
+    assert "2-D" in outcomes[2].message
+    assert outcomes[-1].text  # the same line as uint8 reads
+    with pytest.raises(ImageError, match="uint8"):
+        recognizer.recognize_one(as_float)
 
 
 def test_one_outcome_per_input_and_a_bad_image_fails_only_itself(recognizer):

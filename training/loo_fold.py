@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from .loo_recipe import Recipe
-from .train import machine_description
+from .machine import machine_description
 
 STEPS = ("real", "synth", "synth-arrays", "train", "export", "evaluate")
 RECORD = "fold.json"

@@ -20,7 +20,6 @@ import json
 import logging
 import math
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -35,6 +34,7 @@ from recognition.text import normalize_text
 from .augment import augment_line
 from .checkpoint import load_model, save_model
 from .labels import DEFAULT_MIN_CHAR_COUNT, alphabet_from_texts, encode_labels
+from .machine import machine_description
 from .model import PRESETS, ModelConfig, build_model, frames_for, logits_model, padded_width
 from .schedule import EarlyStopping, cosine_learning_rate, run_progress
 from .shards import Line, read_split
@@ -270,23 +270,6 @@ def plot_curves(history: list[dict], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
-
-
-def cpu_model() -> str | None:
-    """The processor's name where Linux tells it: runs on machines of one size may still differ in speed."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return None
-
-
-def machine_description() -> str:
-    cpu = cpu_model()
-    return (f"{platform.machine()}{f' ({cpu})' if cpu else ''}, {os.cpu_count()} CPU cores, "
-            f"{platform.system()} ({platform.python_version()})")
 
 
 def build_parser() -> argparse.ArgumentParser:

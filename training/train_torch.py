@@ -31,13 +31,13 @@ from recognition.alphabet import Alphabet
 from recognition.line_data import matches_source
 
 from .labels import DEFAULT_MIN_CHAR_COUNT
+from .machine import cpu_model
 from .model import PRESETS, ModelConfig
 from .schedule import cosine_learning_rate, run_progress
 from .shards import Line, read_manifest, read_split
 from .torch_crnn import TorchCRNN
 from .train import (
     LinePool,
-    cpu_model,
     evaluate_predictions,
     mixed_batches,
     mixing_ratio,

@@ -1,0 +1,53 @@
+"""The benches' line selection (``bench.lines``) and the machine they record (``training.machine``)."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench.lines import select_lines
+from bench.recognizer import machine
+from training.machine import machine_description
+
+
+@pytest.fixture()
+def lines(tmp_path):
+    """Two books, interleaved by name within the data: book_A/ 3 lines, book_B/ 4 lines, book_AB/ 2."""
+    for book, count in (("book_A", 3), ("book_B", 4), ("book_AB", 2)):
+        folder = tmp_path / "data" / book
+        folder.mkdir(parents=True)
+        for i in range(count):
+            (folder / f"{i:03}.png").write_bytes(b"")  # never opened here
+            (folder / f"{i:03}.gt.txt").write_text(f"{book} {i}", encoding="utf-8")
+    return tmp_path / "data"
+
+
+def texts(samples) -> list[str]:
+    return [s.text for s in samples]
+
+
+def test_every_line_in_file_order_where_nothing_is_asked(lines):
+    assert texts(select_lines([str(lines)])) == [f"book_A {i}" for i in range(3)] + [
+        f"book_AB {i}" for i in range(2)] + [f"book_B {i}" for i in range(4)]
+    assert select_lines([str(lines)], []) == select_lines([str(lines)])  # `--sources` given no names: all
+
+
+def test_sources_match_as_the_rest_of_the_project_matches_them(lines):
+    assert texts(select_lines([str(lines)], ["book_B"])) == [f"book_B {i}" for i in range(4)]
+    assert len(select_lines([str(lines)], ["A"])) == 5  # a part of a name: book_A and book_AB
+
+
+def test_at_most_counts_all_lines_and_at_most_per_source_each_source(lines):
+    assert texts(select_lines([str(lines)], at_most=4)) == ["book_A 0", "book_A 1", "book_A 2", "book_AB 0"]
+    assert texts(select_lines([str(lines)], at_most_per_source=2)) == [
+        "book_A 0", "book_A 1", "book_AB 0", "book_AB 1", "book_B 0", "book_B 1"]
+    assert texts(select_lines([str(lines)], ["B"], at_most=3, at_most_per_source=1)) == ["book_AB 0", "book_B 0"]
+
+
+def test_a_missing_folder_fails_however_few_lines_are_asked(lines):
+    with pytest.raises(FileNotFoundError):
+        select_lines([str(lines), str(lines / "nowhere")], at_most=1)
+
+
+def test_the_machine_is_described_the_same_way_as_before():
+    assert set(machine()) == {"cpu", "cores", "python", "system"} and machine()["cpu"]
+    assert f"{machine()['cores']} CPU cores" in machine_description()
