@@ -9,9 +9,10 @@
 # by book (train_torch --val-source). TEXT_DIR: the books' transcriptions (NAME.gt.txt in one folder per book), the
 # text the synthetic lines are drawn from, the held-out book's left out (--exclude-corpus), plus datasets/corpus.
 # For each BOOK in turn: render SYNTH_LINES synthetic lines (seed SYNTH_SEED) without that book's text, preprocess
-# them, then start the fold's training in the background, so that the trainings overlap the next folds' rendering;
-# every fold gets the same TRAIN_TORCH_ARGS. OUT/BOOK/ holds synth/, synth-arrays/, run/ (last.pt, history.csv,
-# run.json) and train.log. Export and evaluation need TensorFlow: python -m training.loo_finish, on the CPU machine.
+# them at REAL_ARRAYS' height (its manifest's input_height), then start the fold's training in the background, so
+# that the trainings overlap the next folds' rendering; every fold gets the same TRAIN_TORCH_ARGS. OUT/BOOK/ holds
+# synth/, synth-arrays/, run/ (last.pt, history.csv, run.json) and train.log. Export and evaluation need TensorFlow:
+# python -m training.loo_finish, on the CPU machine.
 # A fold whose rendering or training fails is named at the end and the exit status is 1; the other folds go on.
 #
 # Environment: SYNTH_LINES (45000), SYNTH_SEED (2026), WORKERS (CPU cores for rendering and preprocessing: all),
@@ -19,7 +20,7 @@
 set -euo pipefail
 
 if [[ $# -lt 5 || "$1" == -h || "$1" == --help ]]; then
-    sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
 fi
 real=$1 text=$2 out=$3
@@ -35,11 +36,14 @@ seed=${SYNTH_SEED:-2026}
 workers=${WORKERS:-$(nproc)}
 loaders=${LOADER_WORKERS:-2}
 here=$(cd "$(dirname "$0")/.." && pwd)
+# The synthetic lines must have the real lines' height (a tiny-preset series has 32, not preprocess's default).
+height=$("$py" -c 'import json, sys; print(json.load(open(sys.argv[1]))["input_height"])' "$real/manifest.json") \
+    || { echo "$real: no manifest.json with input_height (training.preprocess's output)" >&2; exit 2; }
 mkdir -p "$out"
 render() {  # BOOK FOLD: the fold's synthetic lines, without the book's text, preprocessed
     "$py" -m training.synth --lines "$lines" --out "$2/synth" --corpus "$text" "$here/datasets/corpus" \
         --exclude-corpus "$1" --seed "$seed" --workers "$workers" > "$2/synth.log" 2>&1 || return 1
-    "$py" -m training.preprocess "$2/synth" --out "$2/synth-arrays" --workers "$workers" \
+    "$py" -m training.preprocess "$2/synth" --out "$2/synth-arrays" --height "$height" --workers "$workers" \
         > "$2/preprocess.log" 2>&1 || return 1
     rm -rf "$2/synth"  # the arrays are what training reads; the PNGs are gigabytes
 }

@@ -1,161 +1,236 @@
-"""What the GPU leave-one-book-out path records about its folds: scripts/loo-gpu.sh's failures,
-training.loo_finish's choice of folds and rows, and the state.json / export metadata of a converted run."""
+"""The GPU leave-one-book-out path end to end, on the CPU, with its real components: ``scripts/loo-gpu.sh``
+renders, preprocesses and trains (``training.train_torch``) the folds of three tiny rendered books, and
+``training.loo_finish`` converts, exports, evaluates and checks the corpus of what it trained.
+
+The books' lines are words of the shipped corpus in a random order of each book's own, so a run of six words
+(``training.text_overlap.RUN_WORDS``) tells which book's text a synthetic line was drawn from."""
 
 import json
 import os
+import random
+import shutil
+import signal
 import subprocess
-import time
+import sys
 from pathlib import Path
 
 import pytest
 
+from tests.conftest import CORPUS_LINES, write_line_folder
+from training.text_overlap import lines_sharing_runs
+
+torch = pytest.importorskip("torch")
+
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parent.parent
+BOOKS = {"Alpha": "Amiri-Regular", "Beta": "Scheherazade-Regular", "Gamma": "Amiri-Regular"}
+LINES_PER_BOOK, WORDS_PER_LINE = 8, 8
+# Every fold's training: seconds on one CPU core.
+TRAIN_ARGS = ["--preset", "tiny", "--epochs", "1", "--steps-per-epoch", "2", "--batch-size", "4",
+              "--max-val-lines", "4", "--min-char-count", "1", "--no-augment", "--threads", "1"]
+
+
+def loo_gpu(real: Path, text: Path, out: Path, *books_and_args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHON": sys.executable, "SYNTH_LINES": "24", "WORKERS": "1", "LOADER_WORKERS": "0",
+           "OMP_NUM_THREADS": "1"}
+    return subprocess.run(["bash", str(REPO / "scripts" / "loo-gpu.sh"), str(real), str(text), str(out),
+                           *books_and_args], env=env, capture_output=True, text=True, timeout=180)
+
+
+def book_words(lines_dir: Path, book: str) -> list[str]:
+    from recognition.text import normalize_text
+
+    folder = lines_dir / f"book_{book}"
+    return [w for f in sorted(folder.glob("*.gt.txt")) for w in normalize_text(f.read_text(encoding="utf-8")).split()]
+
+
+@pytest.fixture(scope="module")
+def lines_dir(tmp_path_factory) -> Path:
+    """Three books as line folders (NAME.png + NAME.gt.txt), also the text the synthetic lines are drawn from."""
+    words = " ".join(CORPUS_LINES).split()
+    rng = random.Random(5)
+    root = tmp_path_factory.mktemp("gs") / "lines"
+    for book, face in BOOKS.items():
+        texts = [" ".join(rng.sample(words, WORDS_PER_LINE)) for _ in range(LINES_PER_BOOK)]
+        write_line_folder(root / f"book_{book}", texts, face)
+    return root
+
+
+@pytest.fixture(scope="module")
+def real_arrays(lines_dir, tmp_path_factory) -> Path:
+    from training import preprocess
+    from training.model import PRESETS
+
+    out = tmp_path_factory.mktemp("real")
+    preprocess.main([str(lines_dir), "--out", str(out), "--height", str(PRESETS["tiny"].height), "--workers", "1"])
+    return out
+
+
+@pytest.fixture(scope="module")
+def parity_arrays(lines_dir, tmp_path_factory) -> Path:
+    """A few of the lines for export's parity check (each line through Keras alone: seconds for 16)."""
+    from training import preprocess
+    from training.model import PRESETS
+
+    out = tmp_path_factory.mktemp("parity")
+    preprocess.main([str(lines_dir), "--out", str(out), "--height", str(PRESETS["tiny"].height), "--max-lines", "4",
+                     "--workers", "1"])
+    return out
+
+
+@pytest.fixture(scope="module")
+def series(lines_dir, real_arrays, tmp_path_factory):
+    """Folds Alpha and Beta trained by loo-gpu.sh, and Gamma's run stopped after epoch 1 of 2 (killed mid-epoch 2)."""
+    out = tmp_path_factory.mktemp("series")
+    result = loo_gpu(real_arrays, lines_dir, out, "Alpha", "Beta", "--", *TRAIN_ARGS)
+    cut = out / "Gamma" / "run"
+    args = [*TRAIN_ARGS[:2], "--epochs", "2", "--steps-per-epoch", "20", *TRAIN_ARGS[6:]]
+    training = subprocess.Popen([sys.executable, "-m", "training.train_torch", "--data", str(real_arrays),
+                                 "--val-source", "Gamma", "--out", str(cut), "--progress-every", "1", *args],
+                                cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)
+    # Epoch 2's first progress line comes after epoch 1's last.pt and run.json are written; 19 steps remain.
+    for line in training.stdout:
+        if line.startswith("  epoch 2 step"):
+            training.send_signal(signal.SIGKILL)
+            break
+    training.wait(timeout=60)
+    assert len(json.loads((cut / "run.json").read_text(encoding="utf-8"))["val_cer"]) == 1
+    return out, result
 
 
 # -- scripts/loo-gpu.sh ------------------------------------------------------------
 
-FAKE_PYTHON = """#!/usr/bin/env bash
-# training.synth fails for the book Bad, training.train_torch for the book Worse; all else succeeds.
-args=" $* "
-[[ $args == *" -m training.synth "* && $args == *" --exclude-corpus Bad "* ]] && exit 1
-[[ $args == *" -m training.train_torch "* && $args == *" --val-source Worse "* ]] && exit 3
-[[ $args == *" -m training.train_torch "* ]] && echo "$args" >> "$TRAINED"
-exit 0
-"""
+def test_loo_gpu_trains_every_fold_on_lines_without_its_book(series, lines_dir):
+    from training.shards import read_split
+
+    out, result = series
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "all 2 folds finished" in result.stdout
+    for book in ("Alpha", "Beta"):
+        run = out / book / "run"
+        assert {"last.pt", "run.json", "history.csv"} <= {p.name for p in run.iterdir()}
+        record = json.loads((run / "run.json").read_text(encoding="utf-8"))
+        assert record["args"]["val_source"] == book and record["args"]["epochs"] == 1
+        assert len(record["val_cer"]) == 1 and record["lines"]["val"] == 4
+        assert not (out / book / "synth").exists()  # only the arrays are kept
+        synthetic = [line.text for line in read_split(out / book / "synth-arrays", "train")]
+        assert len(synthetic) == 24
+        shared = {other: lines_sharing_runs(synthetic, book_words(lines_dir, other))[0] for other in BOOKS}
+        # The held-out book's text was left out; the other books' text was drawn from (so the check could see it).
+        assert shared[book] == 0, shared
+        assert all(shared[other] for other in BOOKS if other != book), shared
 
 
-def test_loo_gpu_names_every_failed_fold_and_trains_the_others(tmp_path):
-    python = tmp_path / "python"
-    python.write_text(FAKE_PYTHON)
-    python.chmod(0o755)
-    trained = tmp_path / "trained.txt"
-    env = {**os.environ, "PYTHON": str(python), "TRAINED": str(trained), "WORKERS": "1"}
-    result = subprocess.run(["bash", str(REPO / "scripts" / "loo-gpu.sh"), "real", "text", str(tmp_path / "out"),
-                             "Bad", "Good", "Worse", "--", "--epochs", "2"],
-                            env=env, capture_output=True, text=True, timeout=60)
+def test_loo_gpu_names_every_failed_fold_and_trains_the_others(lines_dir, real_arrays, tmp_path):
+    # txt: its exclusion leaves synth no text at all; Nowhere: no line of the real data is its, so training
+    # has nothing to validate on.
+    out = tmp_path / "out"
+    result = loo_gpu(real_arrays, lines_dir, out, "txt", "Beta", "Nowhere", "--", *TRAIN_ARGS)
     assert result.returncode == 1, result.stdout + result.stderr
-    assert "Bad: FAILED making its synthetic lines" in result.stderr
-    assert "Worse: training FAILED" in result.stderr
-    assert "FAILED: Bad Worse" in result.stderr
-    runs = trained.read_text().splitlines()
-    assert len(runs) == 1 and "--val-source Good" in runs[0] and "--epochs 2" in runs[0]
+    assert "txt: FAILED making its synthetic lines" in result.stderr
+    assert "the text corpus is empty" in (out / "txt" / "synth.log").read_text(encoding="utf-8")
+    assert "Nowhere: training FAILED" in result.stderr
+    assert "no validation lines" in (out / "Nowhere" / "train.log").read_text(encoding="utf-8")
+    assert "FAILED: txt Nowhere" in result.stderr
+    record = json.loads((out / "Beta" / "run" / "run.json").read_text(encoding="utf-8"))
+    assert record["args"]["val_source"] == "Beta" and len(record["val_cer"]) == 1
+    assert not (out / "Nowhere" / "run" / "last.pt").exists()
 
 
-# -- training.loo_finish --------------------------------------------------------------
-
-def make_fold(out: Path, book: str, trained: int, planned: int) -> Path:
-    run = out / book / "run"
-    run.mkdir(parents=True)
-    (run / "last.pt").write_bytes(b"weights")
-    (run / "run.json").write_text(json.dumps({"args": {"epochs": planned, "lr": 1e-3, "val_source": book},
-                                              "val_cer": [0.1] * trained, "minutes": 3.0, "machine": {}}))
-    return run
+def test_loo_gpu_refuses_real_arrays_without_a_manifest(lines_dir, tmp_path):
+    result = loo_gpu(tmp_path, lines_dir, tmp_path / "out", "Alpha", "--", *TRAIN_ARGS)
+    assert result.returncode == 2 and "no manifest.json with input_height" in result.stderr
+    assert not (tmp_path / "out").exists()
 
 
-@pytest.fixture
-def fake_steps(monkeypatch):
-    """loo_finish with its conversion, export, evaluation and corpus check stubbed: what each was asked to do."""
-    from training import evaluate, export, loo_finish, torch_to_keras
+# -- training.loo_finish ----------------------------------------------------------------
 
-    calls = []
-    sources = {"all": None}
-
-    def convert(argv):
-        calls.append(("convert", argv[0]))
-        Path(argv[argv.index("--out") + 1]).write_bytes(b"keras")
-        return 0
-
-    def export_main(argv):
-        out = Path(argv[argv.index("--out") + 1])
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_bytes(b"onnx")
-
-    def evaluate_main(argv):
-        out = Path(argv[argv.index("--out") + 1])
-        out.mkdir(parents=True, exist_ok=True)
-        results = {s: {"lines": 10, "chars": 100, "cer": 0.05, "wer": 0.2} for s in sources["names"]}
-        results["all"] = {"lines": 20, "chars": 200, "cer": 0.05, "wer": 0.2}
-        (out / "evaluation.json").write_text(json.dumps({"results": results}))
-
-    monkeypatch.setattr(torch_to_keras, "main", convert)
-    monkeypatch.setattr(export, "main", export_main)
-    monkeypatch.setattr(evaluate, "main", evaluate_main)
-    monkeypatch.setattr(loo_finish, "corpus_check", lambda book, lines_dir, corpus: [0, 10])
-    monkeypatch.setattr(loo_finish, "plot", lambda *a: None)
-    sources["names"] = ["gs/book_Good/1", "gs/book_Other/1"]
-    return calls, sources
-
-
-def test_loo_finish_leaves_out_a_fold_still_training(tmp_path, fake_steps):
+def loo_finish(out: Path, lines: Path, parity: Path) -> int:
     from training import loo_finish
 
-    calls, _ = fake_steps
-    out = tmp_path / "series"
-    make_fold(out, "Good", 3, 3)
-    make_fold(out, "Other", 1, 3)  # trained one epoch of three so far: it has a last.pt all the same
-    assert loo_finish.main([str(out), str(tmp_path), "--parity-data", "p"]) == 0
-    summary = json.loads((out / "summary.json").read_text())
-    assert [r["book"] for r in summary["per_fold"]] == ["Good"]
-    assert summary["unfinished"] == {"Other": "1 of 3 epochs"} and summary["folds"] == 2
-    assert summary["per_fold"][0]["epochs"] == 3  # run.json's epochs (it has no "history")
-    assert summary["per_fold"][0]["source"] == "gs/book_Good/1"
-    assert calls == [("convert", str(out / "Good" / "run" / "last.pt"))]
+    return loo_finish.main([str(out), str(lines), "--parity-data", str(parity),
+                            "--corpus", str(REPO / "datasets" / "corpus"), "--threads", "1"])
 
 
-def test_loo_finish_redoes_a_fold_whose_run_trained_on(tmp_path, fake_steps):
-    from training import loo_finish
-
-    calls, _ = fake_steps
-    out = tmp_path / "series"
-    run = make_fold(out, "Good", 3, 3)
-    assert loo_finish.main([str(out), str(tmp_path), "--parity-data", "p"]) == 0
-    assert loo_finish.main([str(out), str(tmp_path), "--parity-data", "p"]) == 0
-    assert len(calls) == 1  # done steps are not done again
-    later = time.time() + 10
-    os.utime(run / "last.pt", (later, later))  # resumed with more epochs after the first finish
-    assert loo_finish.main([str(out), str(tmp_path), "--parity-data", "p"]) == 0
-    assert len(calls) == 2
+FOLD_STEPS = ("run/last.keras", "model/loo-{book}.onnx", "evaluation/evaluation.json")
 
 
-def test_loo_finish_refuses_a_book_matching_several_evaluated_sources(tmp_path, fake_steps):
-    from training import loo_finish
-
-    _, sources = fake_steps
-    sources["names"] = ["gs/book_Good/1", "gs/book_Goodwin/1"]
-    out = tmp_path / "series"
-    make_fold(out, "Good", 3, 3)
-    with pytest.raises(SystemExit, match="2 evaluated sources"):
-        loo_finish.main([str(out), str(tmp_path), "--parity-data", "p"])
+def step_times(out: Path, book: str) -> list[int]:
+    return [(out / book / step.format(book=book)).stat().st_mtime_ns for step in FOLD_STEPS]
 
 
-# -- a converted run's state.json and export metadata ------------------------------------
-
-def test_export_describes_a_val_source_run_with_the_book_held_out(tmp_path):
-    from training.export import describe_data
-    from training.shards import MANIFEST
-
-    (tmp_path / MANIFEST).write_text(json.dumps({"splits": {
-        "train": {"sources": {"gs/book_A/1": 5, "gs/book_B/1": 7}}, "val": {"sources": {"gs/book_C/1": 3}}}}))
-    plain = describe_data({"data": [str(tmp_path)]})
-    assert plain["real"] == [{"train": {"gs/book_A/1": 5, "gs/book_B/1": 7}, "val": {"gs/book_C/1": 3}}]
-    resplit = describe_data({"data": [str(tmp_path)], "val_source": "book_B"})
-    assert resplit["real"] == [{"train": {"gs/book_A/1": 5, "gs/book_C/1": 3}, "val": {"gs/book_B/1": 7}}]
+@pytest.fixture(scope="module")
+def finished(series, lines_dir, parity_arrays):
+    pytest.importorskip("tensorflow")
+    out, _ = series
+    assert loo_finish(out, lines_dir, parity_arrays) == 0
+    return out
 
 
-def checkpoint(epoch: int, planned: int) -> dict:
-    return {"epoch": epoch, "step": 12 * epoch, "seconds": 5.0, "alphabet": json.dumps(["a"]),
-            "model_config": {}, "machine": {}, "args": {"epochs": planned, "lr_schedule": "cosine"},
-            "history": [{"epoch": e, "val_cer": 0.5, "step": 12 * e} for e in range(1, epoch + 1)]}
-
-
-def test_a_converted_run_says_whether_it_trained_all_its_epochs():
-    pytest.importorskip("torch")
+def test_loo_finish_sums_up_the_finished_folds_and_leaves_out_the_stopped_one(finished):
     from training.model_card import _unsteered
-    from training.torch_to_keras import run_state
 
-    done = run_state(checkpoint(3, 3), Path("last.pt"))
-    assert done["stop_reason"] == "epochs done"
-    assert _unsteered(done)  # fixed epochs, cosine, no early stopping in train_torch
-    cut = run_state(checkpoint(1, 3), Path("last.pt"))
-    assert cut["stop_reason"] == "interrupted after epoch 1 of 3"
-    assert not _unsteered(cut)
+    summary = json.loads((finished / "summary.json").read_text(encoding="utf-8"))
+    assert [r["book"] for r in summary["per_fold"]] == ["Alpha", "Beta"]
+    assert summary["unfinished"] == {"Gamma": "1 of 2 epochs"}
+    assert summary["folds"] == 3 and summary["folds_finished"] == 2 and not summary["mixed_recipes"]
+    for row in summary["per_fold"]:
+        book = row["book"]
+        assert row["source"] == f"lines/book_{book}" and row["lines"] == LINES_PER_BOOK
+        assert row["epochs"] == 1 and row["recipe"]["epochs"] == 1 and "val_source" not in row["recipe"]
+        # The held-out book's long lines share no run of words with the fold's corpus (its text was left out).
+        assert row["corpus_check"] == [0, LINES_PER_BOOK]
+        results = json.loads(Path(row["evaluation"]).read_text(encoding="utf-8"))["results"]
+        assert row["cer"] == results[row["source"]]["cer"]
+        assert f"{book}={row['evaluation']}" in summary["model_card_arguments"]
+        # The exported model says which book it was validated on, and that the run trained all its epochs.
+        exported = json.loads((finished / book / "model" / f"loo-{book}.json").read_text(encoding="utf-8"))
+        real = json.loads(exported["training_data"])["real"][0]
+        assert set(real["val"]) == {row["source"]} and row["source"] not in real["train"]
+        state = json.loads((finished / book / "run" / "state.json").read_text(encoding="utf-8"))
+        assert state["stop_reason"] == "epochs done" and _unsteered(state)
+    assert summary["mean_cer"] == pytest.approx(sum(r["cer"] for r in summary["per_fold"]) / 2, abs=1e-5)
+    assert (finished / "loo-cer.png").stat().st_size > 0
+    assert not any((finished / "Gamma").glob("**/*.keras")) and not (finished / "Gamma" / "evaluation").exists()
+
+
+def test_a_stopped_run_converted_says_it_was_interrupted(finished, tmp_path):
+    from training import torch_to_keras
+    from training.model_card import _unsteered
+
+    assert torch_to_keras.main([str(finished / "Gamma" / "run" / "last.pt"), "--out", str(tmp_path / "c.keras")]) == 0
+    state = json.loads((tmp_path / "state.json").read_text(encoding="utf-8"))
+    assert state["stop_reason"] == "interrupted after epoch 1 of 2" and not _unsteered(state)
+
+
+def test_loo_finish_redoes_a_fold_whose_run_trained_on(finished, lines_dir, real_arrays, parity_arrays, tmp_path):
+    out = tmp_path / "series"
+    shutil.copytree(finished, out)  # times kept: the steps are as done
+    before = {book: step_times(out, book) for book in ("Alpha", "Beta")}
+    assert loo_finish(out, lines_dir, parity_arrays) == 0
+    assert {book: step_times(out, book) for book in ("Alpha", "Beta")} == before  # done steps not done again
+    # Alpha trained on: the same command again with more epochs resumes its run from last.pt.
+    result = loo_gpu(real_arrays, lines_dir, out, "Alpha", "--", *TRAIN_ARGS[:2], "--epochs", "2", *TRAIN_ARGS[4:])
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "resuming" in (out / "Alpha" / "train.log").read_text(encoding="utf-8")
+    assert loo_finish(out, lines_dir, parity_arrays) == 0
+    redone = step_times(out, "Alpha")
+    assert all(new > old for new, old in zip(redone, before["Alpha"]))
+    assert redone[0] > (out / "Alpha" / "run" / "last.pt").stat().st_mtime_ns
+    assert step_times(out, "Beta") == before["Beta"]
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    assert [(r["book"], r["epochs"]) for r in summary["per_fold"]] == [("Alpha", 2), ("Beta", 1)]
+    assert summary["mixed_recipes"]  # Alpha's 2 epochs against Beta's 1
+
+
+def test_loo_finish_refuses_a_book_matching_several_evaluated_sources(finished, lines_dir, parity_arrays, tmp_path):
+    lines = tmp_path / "lines"
+    shutil.copytree(lines_dir, lines)
+    shutil.copytree(lines_dir / "book_Beta", lines / "book_Betawi")  # a second book whose name holds "Beta"
+    out = tmp_path / "series"
+    shutil.copytree(finished / "Beta", out / "Beta", ignore=shutil.ignore_patterns("evaluation"))
+    with pytest.raises(SystemExit, match="2 evaluated sources"):
+        loo_finish(out, lines, parity_arrays)
+    assert not (out / "summary.json").exists()
