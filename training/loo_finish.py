@@ -112,6 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--corpus", nargs="*", default=["datasets/corpus"],
                         help="extra text the synthetic lines were drawn from (as given to loo-gpu.sh)")
     parser.add_argument("--books", nargs="*", help="only these folds (default: every OUT/BOOK with run/last.pt)")
+    parser.add_argument("--planned", nargs="*", default=[], metavar="BOOK",
+                        help="every book of the series: those with no trained run yet are listed as not trained, and "
+                             "the summary counts the series' folds, not only the ones found")
     parser.add_argument("--threads", type=int, default=0)
     return parser
 
@@ -138,21 +141,24 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     rows = [finish_fold(f, args.lines_dir, args.parity_data, args.corpus, args.threads) for f in finished]
     recipes = {json.dumps(r["recipe"], sort_keys=True) for r in rows}
-    summary = {"folds_finished": len(rows), "folds": len(folds), "unfinished": unfinished,
+    not_trained = [b for b in args.planned if b not in {f.name for f in folds}]
+    series = len(folds) + len(not_trained)
+    summary = {"folds_finished": len(rows), "folds": series, "unfinished": unfinished, "not_trained": not_trained,
                "mean_cer": round(sum(r["cer"] for r in rows) / len(rows), 5), "mixed_recipes": len(recipes) > 1,
                "model_card_arguments": ["--leave-one-out", *(f"{r['book']}={r['evaluation']}" for r in rows)],
                "per_fold": rows}
     write_json(args.out / "summary.json", summary)
-    plot(rows, summary["mean_cer"], len(folds), args.out / "loo-cer.png")
+    plot(rows, summary["mean_cer"], series, args.out / "loo-cer.png")
     table = format_table(["held-out book", "lines", "CER", "WER", "CER on its training books", "epochs",
                           "training minutes"],
                          [[r["book"], str(r["lines"]), percent(r["cer"]), percent(r["wer"]),
                            percent(r["trained_books_cer"]), str(r["epochs"]), f"{r['training_minutes'] or 0:.0f}"]
                           for r in rows])
     print(table)
-    print(f"\nmean held-out CER {percent(summary['mean_cer'])} over {len(rows)} folds"
+    print(f"\nmean held-out CER {percent(summary['mean_cer'])} over {len(rows)} of {series} folds"
           + ("\nWARNING: the folds were not all trained with the same arguments" if summary["mixed_recipes"] else "")
-          + (f"\nWARNING: {len(unfinished)} folds left out, not finished training: {unfinished}" if unfinished else ""))
+          + (f"\nWARNING: {len(unfinished)} folds left out, not finished training: {unfinished}" if unfinished else "")
+          + (f"\nnot trained yet: {', '.join(not_trained)}" if not_trained else ""))
     print(f"wrote {args.out / 'summary.json'} and {args.out / 'loo-cer.png'}\nfor the model card: "
           + " ".join(summary["model_card_arguments"]))
     return 0
