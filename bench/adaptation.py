@@ -204,6 +204,9 @@ def print_decoding(points: list[dict]) -> None:
               f"{100 * rest['greedy']['cer']:.2f}% | {100 * rest['chosen']['cer']:.2f}% | {book} | "
               f"{100 * rest['shipped settings']['cer']:.2f}% | {d['model_ms']:.1f} + {rest['greedy']['decoding_ms']:.2f}"
               f" / {rest['chosen']['decoding_ms']:.2f} |")
+        if "all_corrected" in d:
+            print(f"|   | all {p['corrected']} (control) | {setting(d['all_corrected']['chosen'])} | | "
+                  f"{100 * rest['chosen on all N']['cer']:.2f}% | | | |")
 
 
 if __name__ == "__main__":

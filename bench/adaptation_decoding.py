@@ -6,7 +6,8 @@ alike and greedy would win by default; the gate's held-out fifth is what it has 
 base model (N = 0) nothing was seen: the general LM's settings are chosen on all the first
 ``--base-tune-lines`` lines. A book LM adds the text of the lines the model trained on (for N = 0,
 the same four fifths of the first lines) and is chosen on the fifth left. The lines scored (the rest
-of the book) are never looked at while choosing.
+of the book) are never looked at while choosing. For the control, the choice made on all N corrected
+lines is scored too.
 """
 
 from __future__ import annotations
@@ -25,14 +26,15 @@ def tune_point(model: Path, corrected: list, model_saw: list, book_lm_text: list
     """Choose on the corrected lines the model (and the book LM) did not read; score the rest with each choice.
 
     ``corrected``: the reviewed lines; ``model_saw``: those the model trained on; ``book_lm_text``: those
-    whose text the book LM adds (None for ``general_lines``: no book LM); ``rest``: the lines scored.
+    whose text the book LM adds to ``general_lines`` (the book left out; None: no book LM); ``rest``: the
+    lines scored. Where the model trained on some, the choice made on all of them is reported too (a control).
     """
     seen, in_lm = {id(s) for s in model_saw}, {id(s) for s in book_lm_text}
     tune_general = [s for s in corrected if id(s) not in seen]
     tune_book = [s for s in tune_general if id(s) not in in_lm]
-    recognizer, outputs, ms = model_outputs(model, tune_general + rest)
-    by_sample = dict(zip(map(id, tune_general + rest), outputs))
-    rest_outputs = outputs[len(tune_general):]
+    recognizer, outputs, ms = model_outputs(model, tune_general + rest + model_saw)
+    by_sample = dict(zip(map(id, tune_general + rest + model_saw), outputs))
+    rest_outputs = outputs[len(tune_general):len(tune_general) + len(rest)]
 
     log(f"  choosing with the general LM on {len(tune_general)} corrected lines")
     chosen, table = tune(recognizer, outputs[:len(tune_general)], tune_general, lm)
@@ -47,10 +49,18 @@ def tune_point(model: Path, corrected: list, model_saw: list, book_lm_text: list
         report.update(book_lm=book_lm.header["training_text"], book_chosen=book_chosen, book_table=book_table)
         report["tuned_on"]["book_lm"] = len(tune_book)
 
+    if model_saw:
+        # The control for "why not all N": the same choice made on every corrected line, those trained on included.
+        everything = [by_sample[id(s)] for s in corrected]
+        all_chosen, all_table = tune(recognizer, everything, corrected, lm)
+        seen_greedy = score(model_saw, read(recognizer, [by_sample[id(s)] for s in model_saw], None))
+        decoders["chosen on all N"] = decoder_for(recognizer, all_chosen, lm)
+        report["all_corrected"] = {"chosen": all_chosen, "table": all_table, "trained_on_greedy": seen_greedy}
+
     from bench.language_model import decoding_ms
 
     times = decoding_ms(recognizer, rest_outputs, decoders)
-    report["model_ms"] = statistics.mean(ms[len(tune_general):])
+    report["model_ms"] = statistics.mean(ms[len(tune_general):len(tune_general) + len(rest)])
     report["rest"] = {name: {**score(rest, read(recognizer, rest_outputs, decoder)),
                              "decoding_ms": statistics.mean(times[name])} for name, decoder in decoders.items()}
     for name, r in report["rest"].items():

@@ -112,11 +112,12 @@ def test_the_adaptation_bench_chooses_on_unseen_corrected_lines_and_gives_the_bo
     # an adapted model (N = 5): chosen on the held-out fifth, the book LM given the four lines trained on
     report = adaptation_decoding.tune_point(Path("m.onnx"), corrected, train, train, rest, lm, LINES[:3],
                                             lambda message: None)
-    assert read_lines == [heldout + rest]
+    assert read_lines == [heldout + rest + train]
     assert built_from == [[s.text for s in train]]
     assert report["tuned_on"] == {"general_lm": 1, "book_lm": 1}
     assert report["book_lm"]["reviewed_lines"] == 4 and report["book_lm"]["general_lines"] == 3
-    assert set(report["rest"]) == {"greedy", "chosen", "shipped settings", "chosen, book LM"}
+    assert set(report["rest"]) == {"greedy", "chosen", "shipped settings", "chosen, book LM", "chosen on all N"}
+    assert report["all_corrected"]["trained_on_greedy"]["lines"] == 4
     assert report["rest"]["chosen"]["lines"] == len(rest)
 
     # the base model (N = 0) saw none of them: the general LM's settings are chosen on all the corrected lines
