@@ -24,6 +24,7 @@ from recognition.line_data import SkipReport, iter_samples
 
 DEFAULT_BASE = os.environ.get("OCR_DEFAULT_MODEL", "models/arabic-crnn-v2-int8.onnx")
 HELDOUT_EVERY = 5   # the service's default (OCR_ADAPT_HELDOUT_EVERY)
+DEFAULT_LM = Path(__file__).resolve().parent.parent / "models" / "arabic-char-lm.npz"
 
 
 def link(samples, folder: Path) -> None:
@@ -34,25 +35,34 @@ def link(samples, folder: Path) -> None:
         (folder / f"{n:06d}.gt.txt").write_text(sample.text + "\n", encoding="utf-8")
 
 
+def split_corrected(first: list) -> tuple[list, list]:
+    """The corrected lines trained on, and the gate's held-out slice (every 5th), as the service splits them."""
+    heldout = [s for i, s in enumerate(first) if i % HELDOUT_EVERY == HELDOUT_EVERY - 1]
+    train = [s for i, s in enumerate(first) if i % HELDOUT_EVERY != HELDOUT_EVERY - 1]
+    return train, heldout
+
+
 def run_point(corrected: int, samples: list, evaluation: Path, work: Path, args) -> dict:
     from training import adapt
 
-    first = samples[:corrected]
-    heldout = [s for i, s in enumerate(first) if i % HELDOUT_EVERY == HELDOUT_EVERY - 1]
-    train = [s for i, s in enumerate(first) if i % HELDOUT_EVERY != HELDOUT_EVERY - 1]
+    train, heldout = split_corrected(samples[:corrected])
     point = work / f"n{corrected}"
-    link(train, point / "train")
-    link(heldout or samples[corrected: corrected + 20], point / "heldout")
-    argv = ["--base", args.base, "--heldout", str(point / "heldout"), "--out", str(point / "out"),
-            "--name", f"bench-n{corrected}", "--cache", str(work / "cache"), *args.adapt_args.split()]
-    if train:
-        argv += ["--train", str(point / "train")]
-    if Path(args.base).stem.endswith("-int8"):
-        argv.append("--int8")
-    result = adapt.adapt(adapt.build_parser().parse_args(argv))
+    kept = point / "out" / "result.json"
+    if args.reuse_kept and kept.exists():
+        result = json.loads(kept.read_text(encoding="utf-8"))   # this N's adaptation, from an earlier --keep run
+    else:
+        link(train, point / "train")
+        link(heldout or samples[corrected: corrected + 20], point / "heldout")
+        argv = ["--base", args.base, "--heldout", str(point / "heldout"), "--out", str(point / "out"),
+                "--name", f"bench-n{corrected}", "--cache", str(work / "cache"), *args.adapt_args.split()]
+        if train:
+            argv += ["--train", str(point / "train")]
+        if Path(args.base).stem.endswith("-int8"):
+            argv.append("--int8")
+        result = adapt.adapt(adapt.build_parser().parse_args(argv))
     model = result["model"] or args.base
     cer, _ = adapt.model_cer(Path(model), [str(evaluation)])
-    return {"corrected": corrected, "trained_on": len(train), "gate_lines": len(heldout) if train else 0,
+    return {"corrected": corrected, "model": model, "trained_on": len(train), "gate_lines": len(heldout) if train else 0,
             "book_cer": cer, "accepted": result["accepted"], "gate": result["reason"],
             "reference_cer": result.get("reference_cer"), "global_reference_cer": result["global_reference_cer"],
             "epochs": result.get("epochs", 0), "steps": result.get("steps", 0), "plan": result.get("plan"),
@@ -96,6 +106,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--adapt-args", default="", help="extra training.adapt options, e.g. '--epochs 8'")
     parser.add_argument("--keep", help="work in this folder and keep it: each N's adapted model and result.json "
                                        "(DIR/nN/out), the rendered replay lines (DIR/cache, reused by a later run)")
+    parser.add_argument("--reuse-kept", action="store_true",
+                        help="with --keep: an N whose DIR/nN/out/result.json exists is not adapted again")
+    decoding = parser.add_argument_group("decoding chosen per book (bench.adaptation_decoding)")
+    decoding.add_argument("--tune-decoding", action="store_true",
+                          help="after each N, choose greedy or beam + LM (weight, bonus) on the corrected lines "
+                               "the model did not train on; score the rest with greedy and with the choice")
+    decoding.add_argument("--lm", default=str(DEFAULT_LM), help="the character LM (default %(default)s)")
+    decoding.add_argument("--book-lm-corpus", nargs="*", default=[],
+                          help="also a book LM: training.char_lm on this general text plus the text of the lines "
+                               "the model trained on")
+    decoding.add_argument("--book-lm-exclude", nargs="*", default=None,
+                          help="corpus files left out of the book LM (default: the book folder's name)")
+    decoding.add_argument("--base-tune-lines", type=int, default=200,
+                          help="N = 0: choose on the book's first so many lines (default %(default)s)")
     args = parser.parse_args(argv)
 
     counts = sorted({int(n) for n in args.corrected.split(",") if n.strip()})
@@ -106,9 +130,20 @@ def main(argv: list[str] | None = None) -> int:
         rest = rest[: args.max_eval_lines]
     if not rest:
         parser.error(f"{args.book} has {len(samples)} lines: none left to score after {first_scored}")
+    if args.tune_decoding and 0 in counts and args.base_tune_lines > first_scored:
+        parser.error(f"--base-tune-lines {args.base_tune_lines} would choose on lines scored after {first_scored}")
+    lm = general_lines = None
+    if args.tune_decoding:
+        from recognition.char_lm import CharacterLanguageModel
+        from training import char_lm
+
+        lm = CharacterLanguageModel.load(args.lm)
+        if args.book_lm_corpus:
+            exclude = args.book_lm_exclude if args.book_lm_exclude is not None else [Path(args.book).resolve().name]
+            general_lines, _ = char_lm.read_lines(args.book_lm_corpus, exclude)
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bench-adaptation-"))
     try:
-        for stale in [work / "evaluation", *(work / f"n{n}" for n in counts)]:
+        for stale in [work / "evaluation", *(work / f"n{n}" for n in counts if not args.reuse_kept)]:
             shutil.rmtree(stale, ignore_errors=True)   # a kept folder from an earlier run: its cache stays
         link(rest, work / "evaluation")
         points = []
@@ -117,13 +152,21 @@ def main(argv: list[str] | None = None) -> int:
             p = points[-1]
             print(f"N={n:4d}: CER {100 * p['book_cer']:.2f}% on {len(rest)} lines, {p['minutes']:.1f} min "
                   f"({p['cpu_minutes']:.1f} CPU min), gate: {p['gate']}", flush=True)
+            if args.tune_decoding:
+                p["decoding"] = decoding_point(n, p["model"], samples, rest, lm, general_lines, args)
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
     from bench.recognizer import machine
 
     report = {"book": args.book, "base": args.base, "book_lines": len(samples), "evaluation_lines": len(rest),
-              "adapt_args": args.adapt_args, "machine": machine(), "points": points}
+              "evaluation_first": Path(rest[0].image_path).name, "adapt_args": args.adapt_args, "machine": machine(),
+              "load_average": os.getloadavg(), "points": points}
+    if args.tune_decoding:
+        report["decoding"] = {"lm": args.lm, "book_lm_corpus": args.book_lm_corpus, "base_tune_lines":
+                              args.base_tune_lines, "chosen_on": "corrected lines the model did not train on "
+                              "(the gate's held-out fifth; N = 0: all the first base_tune_lines, the book LM's "
+                              "fifth of them); the book LM adds the text of the other four fifths"}
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, ensure_ascii=False, indent=1), encoding="utf-8")
@@ -132,7 +175,38 @@ def main(argv: list[str] | None = None) -> int:
     for p in points:
         print(f"| {p['corrected']} | {100 * p['book_cer']:.2f}% | {p['minutes']:.1f} | {p['cpu_minutes']:.1f} | "
               f"{'accepted' if p['accepted'] else 'refused'} |")
+    if args.tune_decoding:
+        print_decoding(points)
     return 0
+
+
+def decoding_point(n: int, model: str, samples: list, rest: list, lm, general_lines, args) -> dict:
+    """The decoding chosen on this N's corrected lines (N = 0: the first --base-tune-lines), scored on the rest."""
+    from bench.adaptation_decoding import tune_point
+
+    corrected = samples[:n or args.base_tune_lines]
+    train, _ = split_corrected(corrected)
+    return tune_point(Path(model), corrected, train if n else [], train, rest, lm, general_lines,
+                      lambda message: print(message, flush=True))
+
+
+def print_decoding(points: list[dict]) -> None:
+    def setting(row: dict) -> str:
+        return "greedy" if row["decoder"] == "greedy" else f"{row['decoder']} a={row['alpha']} b={row['beta']}"
+
+    print("\n| corrected | chosen on | chosen | rest CER greedy | rest CER chosen | with book LM (chosen) | "
+          "shipped settings | ms/line model + decoding (greedy / chosen) |\n|---:|---:|---|---:|---:|---|---:|---|")
+    for p in points:
+        d, rest = p["decoding"], p["decoding"]["rest"]
+        book = (f"{100 * rest['chosen, book LM']['cer']:.2f}% ({setting(d['book_chosen'])}, on "
+                f"{d['tuned_on']['book_lm']})" if "book_chosen" in d else "")
+        print(f"| {p['corrected']} | {d['tuned_on']['general_lm']} | {setting(d['chosen'])} | "
+              f"{100 * rest['greedy']['cer']:.2f}% | {100 * rest['chosen']['cer']:.2f}% | {book} | "
+              f"{100 * rest['shipped settings']['cer']:.2f}% | {d['model_ms']:.1f} + {rest['greedy']['decoding_ms']:.2f}"
+              f" / {rest['chosen']['decoding_ms']:.2f} |")
+        if "all_corrected" in d:
+            print(f"|   | all {p['corrected']} (control) | {setting(d['all_corrected']['chosen'])} | | "
+                  f"{100 * rest['chosen on all N']['cer']:.2f}% | | | |")
 
 
 if __name__ == "__main__":

@@ -42,53 +42,28 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 from bench.lines import select_lines
 from bench.recognizer import machine
 from recognition.beam_search import BeamSearchSettings, CTCBeamSearch
 from recognition.char_lm import CharacterLanguageModel
 from recognition.ctc import decode_line
-from recognition.evaluation import Evaluation
 from recognition.metrics import edit_operations
 from recognition.recognizer import Recognizer
 from recognition.text import normalize_text
 from training import char_lm
 from training.calibrate import confidence_measures, outcome
+from training.tune_decoding import SPEED, model_outputs, read, score
 
 RESULTS = Path(__file__).parent / "results"
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 DEFAULT_MODELS = (MODELS_DIR / "arabic-crnn-v2-int8.onnx", MODELS_DIR / "arabic-crnn-swift-int8.onnx")
-# What the grid walks (the search's speed settings are fixed: see SPEED).
+# What the grid walks (the search's speed settings are fixed: training.tune_decoding.SPEED, shared with the
+# per-book choice there).
 ORDERS = (4, 5, 6)
 MIN_COUNTS = (1, 2)
 ALPHAS = (0.1, 0.15, 0.2, 0.3, 0.4)
 BETAS = (0.0, 0.5, 1.0, 1.5, 2.0, 2.5)
 BEAMS = (2, 4, 8, 16)
-SPEED = {"prune": 5.0, "blank_skip": 0.99, "min_prob": 0.01, "top_k": 4}
-
-
-def model_outputs(model: Path, samples) -> tuple[Recognizer, list[np.ndarray], list[float]]:
-    """Each line's softmax output and the model's milliseconds for it (image to output, batch 1, one thread)."""
-    recognizer = Recognizer(model, threads=1)
-    recognizer.warm_up()
-    outputs, ms = [], []
-    for sample in samples:
-        began = time.perf_counter()
-        outputs.extend(recognizer.probabilities([recognizer.prepare(sample.image_path)]))
-        ms.append((time.perf_counter() - began) * 1000)
-    return recognizer, outputs, ms
-
-
-def read(recognizer: Recognizer, outputs, decoder) -> list:
-    return [decode_line(p, recognizer.info.alphabet, recognizer.info.mirror, recognizer.calibration,
-                        recognizer.conventions, decoder) for p in outputs]
-
-
-def score(samples, results) -> dict:
-    evaluation = Evaluation()
-    evaluation.add(samples, results)
-    return {"cer": evaluation.cer, "wer": evaluation.wer, "lines": evaluation.lines}
 
 
 def space_errors(samples, results) -> tuple[int, int]:

@@ -41,6 +41,32 @@ def test_the_adaptation_benchmark_reports_cer_and_minutes_per_point(tiny_model, 
     assert adapted["gate"].startswith(("accepted", "refused"))
 
 
+def test_the_adaptation_benchmark_chooses_the_decoding_on_corrected_lines_with_a_real_model(tiny_model, lateef_book,
+                                                                                             tmp_path):
+    from bench import adaptation
+    from recognition.char_lm import save
+    from training import char_lm
+
+    general = tmp_path / "general"
+    general.mkdir()
+    (general / "text.txt").write_text("\n".join(short_lines(40, offset=5000)) + "\n", encoding="utf-8")
+    save(tmp_path / "lm.npz", *char_lm.build(short_lines(40, offset=5000), order=3))
+    out = tmp_path / "adaptation.json"
+    adaptation.main([str(lateef_book / "corrected"), "--corrected", "0,10", "--base", str(tiny_model),
+                     "--json", str(out), "--adapt-args", "--epochs 1 --steps-per-epoch 1 --batch-size 8 "
+                     "--replay-lines 8 --reference-lines 6 --no-augment", "--max-eval-lines", "12",
+                     "--tune-decoding", "--lm", str(tmp_path / "lm.npz"), "--book-lm-corpus", str(general),
+                     "--base-tune-lines", "10"])
+    base, adapted = json.loads(out.read_text(encoding="utf-8"))["points"]
+    assert base["decoding"]["tuned_on"] == {"general_lm": 10, "book_lm": 2}
+    assert adapted["decoding"]["tuned_on"] == {"general_lm": 2, "book_lm": 2}
+    assert adapted["decoding"]["book_lm"] == {"lines": 48, "general_lines": 40, "reviewed_lines": 8}
+    for point in (base, adapted):
+        rest = point["decoding"]["rest"]
+        assert rest["greedy"]["lines"] == 12 and rest["greedy"]["cer"] == pytest.approx(point["book_cer"])
+        assert point["decoding"]["chosen"]["cer"] <= point["decoding"]["table"][0]["cer"]
+
+
 def test_no_corrected_lines_measures_the_base_model_only(tiny_model, lateef_book, tmp_path):
     from training import adapt
 
