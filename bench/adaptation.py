@@ -42,17 +42,39 @@ def split_corrected(first: list) -> tuple[list, list]:
     return train, heldout
 
 
+def adaptation_inputs(train: list, gate: list, args) -> dict:
+    """What an N's adaptation depends on; ``--reuse-kept`` reuses a kept result made from the same only."""
+    def lines(samples):
+        return [[str(Path(s.image_path).resolve()), s.text] for s in samples]
+
+    return {"base": str(Path(args.base).resolve()), "adapt_args": args.adapt_args, "train": lines(train),
+            "heldout": lines(gate)}
+
+
+def kept_inputs(point: Path) -> dict | None:
+    try:
+        return json.loads((point / "inputs.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
 def run_point(corrected: int, samples: list, evaluation: Path, work: Path, args) -> dict:
     from training import adapt
 
     train, heldout = split_corrected(samples[:corrected])
+    gate = heldout or samples[corrected: corrected + 20]
     point = work / f"n{corrected}"
-    kept = point / "out" / "result.json"
-    if args.reuse_kept and kept.exists():
+    kept, inputs = point / "out" / "result.json", adaptation_inputs(train, gate, args)
+    if args.reuse_kept and kept.exists() and kept_inputs(point) == inputs:
         result = json.loads(kept.read_text(encoding="utf-8"))   # this N's adaptation, from an earlier --keep run
     else:
+        if args.reuse_kept and point.exists():
+            # Not this adaptation's (another base, book or --adapt-args), or an interrupted one: redo it, from a
+            # clean folder (the old train/heldout links would stay among the new ones, or fail to link).
+            print(f"N={corrected}: the kept {point} is not this adaptation's: adapting again", flush=True)
+            shutil.rmtree(point)
         link(train, point / "train")
-        link(heldout or samples[corrected: corrected + 20], point / "heldout")
+        link(gate, point / "heldout")
         argv = ["--base", args.base, "--heldout", str(point / "heldout"), "--out", str(point / "out"),
                 "--name", f"bench-n{corrected}", "--cache", str(work / "cache"), *args.adapt_args.split()]
         if train:
@@ -60,6 +82,9 @@ def run_point(corrected: int, samples: list, evaluation: Path, work: Path, args)
         if Path(args.base).stem.endswith("-int8"):
             argv.append("--int8")
         result = adapt.adapt(adapt.build_parser().parse_args(argv))
+        tmp = point / "inputs.json.tmp"   # written after result.json: its presence says the adaptation finished
+        tmp.write_text(json.dumps(inputs, ensure_ascii=False), encoding="utf-8")
+        tmp.replace(point / "inputs.json")
     model = result["model"] or args.base
     cer, _ = adapt.model_cer(Path(model), [str(evaluation)])
     return {"corrected": corrected, "model": model, "trained_on": len(train), "gate_lines": len(heldout) if train else 0,
@@ -121,6 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     decoding.add_argument("--base-tune-lines", type=int, default=200,
                           help="N = 0: choose on the book's first so many lines (default %(default)s)")
     args = parser.parse_args(argv)
+    check_options(parser, args)
 
     counts = sorted({int(n) for n in args.corrected.split(",") if n.strip()})
     samples = list(iter_samples([args.book], SkipReport()))
@@ -132,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"{args.book} has {len(samples)} lines: none left to score after {first_scored}")
     if args.tune_decoding and 0 in counts and args.base_tune_lines > first_scored:
         parser.error(f"--base-tune-lines {args.base_tune_lines} would choose on lines scored after {first_scored}")
-    lm = general_lines = None
+    lm = general_lines = exclude = general_sources = None
     if args.tune_decoding:
         from recognition.char_lm import CharacterLanguageModel
         from training import char_lm
@@ -140,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
         lm = CharacterLanguageModel.load(args.lm)
         if args.book_lm_corpus:
             exclude = args.book_lm_exclude if args.book_lm_exclude is not None else [Path(args.book).resolve().name]
-            general_lines, _ = char_lm.read_lines(args.book_lm_corpus, exclude)
+            general_lines, general_sources = char_lm.read_lines(args.book_lm_corpus, exclude)
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bench-adaptation-"))
     try:
         for stale in [work / "evaluation", *(work / f"n{n}" for n in counts if not args.reuse_kept)]:
@@ -167,6 +193,8 @@ def main(argv: list[str] | None = None) -> int:
                               args.base_tune_lines, "chosen_on": "corrected lines the model did not train on "
                               "(the gate's held-out fifth; N = 0: all the first base_tune_lines, the book LM's "
                               "fifth of them); the book LM adds the text of the other four fifths"}
+        if general_lines is not None:   # what the book LM read of the general text, the book's own files left out
+            report["decoding"].update(book_lm_exclude=exclude, book_lm_sources=general_sources)
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, ensure_ascii=False, indent=1), encoding="utf-8")
@@ -178,6 +206,25 @@ def main(argv: list[str] | None = None) -> int:
     if args.tune_decoding:
         print_decoding(points)
     return 0
+
+
+def check_options(parser: argparse.ArgumentParser, args) -> None:
+    """Refuse options that would be accepted and then ignored (a run that does not measure what was asked)."""
+    counts = {int(n) for n in args.corrected.split(",") if n.strip()}
+    if args.reuse_kept and not args.keep:
+        parser.error("--reuse-kept needs --keep DIR (the folder whose results it reuses)")
+    given = [f"--{name.replace('_', '-')}" for name in ("lm", "book_lm_corpus", "book_lm_exclude", "base_tune_lines")
+             if getattr(args, name) != parser.get_default(name)]
+    if given and not args.tune_decoding:
+        parser.error(f"{', '.join(given)} only apply with --tune-decoding")
+    if args.base_tune_lines != parser.get_default("base_tune_lines") and 0 not in counts:
+        parser.error("--base-tune-lines only applies to N = 0 (--corrected 0,...)")
+    if args.book_lm_exclude is not None and not args.book_lm_corpus:
+        parser.error("--book-lm-exclude only applies with --book-lm-corpus")
+    small = sorted(n for n in counts if 0 < n < HELDOUT_EVERY)
+    if args.tune_decoding and small:
+        parser.error(f"--tune-decoding: N = {', '.join(map(str, small))} leaves no corrected line held out to choose on "
+                     f"(every {HELDOUT_EVERY}th is)")
 
 
 def decoding_point(n: int, model: str, samples: list, rest: list, lm, general_lines, args) -> dict:

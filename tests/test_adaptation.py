@@ -6,6 +6,8 @@ a book is tested end to end in tests/service/test_book_adaptation.py.
 from __future__ import annotations
 
 import json
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -166,3 +168,61 @@ def test_an_adapted_model_carries_the_spacing_its_corrected_lines_use_and_reads_
     plain = adapt.adapt(adapt.build_parser().parse_args([*args, "--out", str(tmp_path / "plain")]))
     assert plain["conventions"]["rules"] == [] and len(plain["conventions"]["candidates"]) == 1
     assert METADATA_KEY not in {p.key for p in onnx.load(plain["model"]).metadata_props}
+
+
+def fake_adaptation(monkeypatch, tmp_path):
+    """training.adapt's adapt and model_cer stand-ins: record each adaptation, write its result.json as adapt does."""
+    from training import adapt
+
+    runs = []
+
+    def fake_adapt(args):
+        runs.append(sorted(p.name for p in Path(args.train[0]).iterdir()) if args.train else [])
+        result = {"model": None, "accepted": False, "reason": "refused", "global_reference_cer": 0.1, "minutes": 0.0,
+                  "cpu_minutes": 0.0}
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        (Path(args.out) / "result.json").write_text(json.dumps(result), encoding="utf-8")
+        return result
+
+    monkeypatch.setattr(adapt, "adapt", fake_adapt)
+    monkeypatch.setattr(adapt, "model_cer", lambda model, folders: (0.02, []))
+    return runs
+
+
+def test_reuse_kept_reuses_only_a_finished_adaptation_of_the_same_inputs(monkeypatch, tmp_path):
+    from bench import adaptation
+    from recognition.line_data import LineSample
+
+    runs = fake_adaptation(monkeypatch, tmp_path)
+    for i in range(12):
+        (tmp_path / f"{i:03d}.png").write_bytes(b"")
+    samples = [LineSample(tmp_path / f"{i:03d}.png", f"line {i}", "book") for i in range(12)]
+    work = tmp_path / "keep"
+
+    def point(adapt_args=""):
+        args = SimpleNamespace(base=str(tmp_path / "base.onnx"), adapt_args=adapt_args, reuse_kept=True)
+        return adaptation.run_point(10, samples, tmp_path, work, args)
+
+    point()
+    point()
+    assert len(runs) == 1                                   # the same inputs: the kept result is read back
+    point("--epochs 8")
+    assert len(runs) == 2                                   # other --adapt-args: adapted again, not trusted
+    # an interrupted run (links made, no result): adapted again from a clean folder, not a crash on the old links
+    (work / "n10" / "out" / "result.json").unlink()
+    (work / "n10" / "inputs.json").unlink()
+    point("--epochs 8")
+    assert len(runs) == 3 and runs[-1] == runs[0] and len(runs[0]) == 2 * 8   # 8 lines trained on, no stale ones
+
+
+@pytest.mark.parametrize("options", [["--reuse-kept"], ["--book-lm-corpus", "x"], ["--lm", "x.npz"],
+                                     ["--tune-decoding", "--book-lm-exclude", "Book"],
+                                     ["--tune-decoding", "--corrected", "50", "--base-tune-lines", "40"],
+                                     ["--tune-decoding", "--corrected", "0,3"]])
+def test_the_adaptation_benchmark_refuses_options_it_would_ignore(options, tmp_path, capsys):
+    from bench import adaptation
+
+    with pytest.raises(SystemExit):
+        adaptation.main([str(tmp_path / "no-book"), "--json", str(tmp_path / "a.json"), *options])
+    err = capsys.readouterr().err
+    assert any(why in err for why in ("only appl", "needs --keep", "no corrected line held out")), err

@@ -127,3 +127,11 @@ def test_the_adaptation_bench_chooses_on_unseen_corrected_lines_and_gives_the_bo
     assert read_lines == [corrected + rest] and report["tuned_on"] == {"general_lm": 5}
     assert report["chosen"]["decoder"] == "beam + LM"
     assert report["rest"]["chosen"]["cer"] < report["rest"]["greedy"]["cer"]
+
+
+@pytest.mark.parametrize("options", [["--book-lm-lines", "trained"], ["--book-lm-exclude", "Book"],
+                                     ["--book-lm-corpus", "corpus"]])
+def test_book_lm_options_are_refused_where_they_would_be_ignored_or_leak_the_book(options, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        tune_decoding.main(["--model", str(tmp_path / "m.onnx"), "--lines", str(tmp_path / "lines"), *options])
+    assert "--book-lm-corpus" in capsys.readouterr().err

@@ -149,13 +149,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lm", type=Path, default=DEFAULT_LM, help="the character LM (default %(default)s)")
     parser.add_argument("--book-lm-corpus", nargs="+", default=[],
                         help="build a book LM instead: this general text (training.char_lm) plus --book-lm-lines")
-    parser.add_argument("--book-lm-exclude", nargs="*", default=[],
-                        help="leave out corpus files whose path contains any of these (the book's own files)")
+    parser.add_argument("--book-lm-exclude", nargs="*",
+                        help="leave out corpus files whose path contains any of these (the book's own files); "
+                             "required with --book-lm-corpus (given with no value: leave nothing out)")
     parser.add_argument("--book-lm-lines", nargs="*", default=[],
                         help="reviewed lines whose text the book LM adds (not the --lines chosen on)")
     parser.add_argument("--threads", type=int, default=1, help="onnxruntime threads (default %(default)s)")
     parser.add_argument("--json", type=Path, help="write the choice and the table here")
     args = parser.parse_args(argv)
+    # Book LM options without a book LM would be ignored; a book LM that may hold the book's own text (the
+    # lines chosen on among it) would flatter its choice.
+    if not args.book_lm_corpus and (args.book_lm_lines or args.book_lm_exclude is not None):
+        parser.error("--book-lm-lines and --book-lm-exclude only apply with --book-lm-corpus")
+    if args.book_lm_corpus and args.book_lm_exclude is None:
+        parser.error("--book-lm-corpus needs --book-lm-exclude: the book's own files, left out of the book LM")
 
     samples = list(iter_samples(args.lines, SkipReport()))
     if not samples:
