@@ -6,8 +6,6 @@ a book is tested end to end in tests/service/test_book_adaptation.py.
 from __future__ import annotations
 
 import json
-from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
@@ -170,49 +168,31 @@ def test_an_adapted_model_carries_the_spacing_its_corrected_lines_use_and_reads_
     assert METADATA_KEY not in {p.key for p in onnx.load(plain["model"]).metadata_props}
 
 
-def fake_adaptation(monkeypatch, tmp_path):
-    """training.adapt's adapt and model_cer stand-ins: record each adaptation, write its result.json as adapt does."""
-    from training import adapt
-
-    runs = []
-
-    def fake_adapt(args):
-        runs.append(sorted(p.name for p in Path(args.train[0]).iterdir()) if args.train else [])
-        result = {"model": None, "accepted": False, "reason": "refused", "global_reference_cer": 0.1, "minutes": 0.0,
-                  "cpu_minutes": 0.0}
-        Path(args.out).mkdir(parents=True, exist_ok=True)
-        (Path(args.out) / "result.json").write_text(json.dumps(result), encoding="utf-8")
-        return result
-
-    monkeypatch.setattr(adapt, "adapt", fake_adapt)
-    monkeypatch.setattr(adapt, "model_cer", lambda model, folders: (0.02, []))
-    return runs
-
-
-def test_reuse_kept_reuses_only_a_finished_adaptation_of_the_same_inputs(monkeypatch, tmp_path):
+@pytest.mark.slow
+def test_reuse_kept_reuses_only_a_finished_adaptation_of_the_same_inputs(tiny_model, lateef_book, tmp_path):
     from bench import adaptation
-    from recognition.line_data import LineSample
 
-    runs = fake_adaptation(monkeypatch, tmp_path)
-    for i in range(12):
-        (tmp_path / f"{i:03d}.png").write_bytes(b"")
-    samples = [LineSample(tmp_path / f"{i:03d}.png", f"line {i}", "book") for i in range(12)]
-    work = tmp_path / "keep"
+    keep = tmp_path / "keep"
+    kept = keep / "n10" / "out" / "result.json"
+    fast = "--epochs 1 --steps-per-epoch 1 --batch-size 8 --replay-lines 8 --reference-lines 6 --no-augment"
 
-    def point(adapt_args=""):
-        args = SimpleNamespace(base=str(tmp_path / "base.onnx"), adapt_args=adapt_args, reuse_kept=True)
-        return adaptation.run_point(10, samples, tmp_path, work, args)
+    def run(adapt_args: str) -> dict:
+        out = tmp_path / "adaptation.json"
+        adaptation.main([str(lateef_book / "corrected"), "--corrected", "10", "--base", str(tiny_model),
+                         "--json", str(out), "--max-eval-lines", "8", "--keep", str(keep), "--reuse-kept",
+                         "--adapt-args", adapt_args])
+        return json.loads(out.read_text(encoding="utf-8"))["points"][0]
 
-    point()
-    point()
-    assert len(runs) == 1                                   # the same inputs: the kept result is read back
-    point("--epochs 8")
-    assert len(runs) == 2                                   # other --adapt-args: adapted again, not trusted
-    # an interrupted run (links made, no result): adapted again from a clean folder, not a crash on the old links
-    (work / "n10" / "out" / "result.json").unlink()
-    (work / "n10" / "inputs.json").unlink()
-    point("--epochs 8")
-    assert len(runs) == 3 and runs[-1] == runs[0] and len(runs[0]) == 2 * 8   # 8 lines trained on, no stale ones
+    first = run(fast)
+    adapted_at = kept.stat().st_mtime_ns
+    assert run(fast) == first and kept.stat().st_mtime_ns == adapted_at      # same inputs: read back, not redone
+    other = run(fast.replace("--steps-per-epoch 1", "--steps-per-epoch 2"))
+    assert kept.stat().st_mtime_ns != adapted_at and other["steps"] == 2     # other --adapt-args: adapted again
+    # an interrupted run (lines linked, no result): adapted again from a clean folder, not a crash on old links
+    kept.unlink()
+    (keep / "n10" / "inputs.json").unlink()
+    again = run(fast)
+    assert again["steps"] == 1 and kept.exists() and (keep / "n10" / "inputs.json").exists()
 
 
 @pytest.mark.parametrize("options", [["--reuse-kept"], ["--book-lm-corpus", "x"], ["--lm", "x.npz"],
