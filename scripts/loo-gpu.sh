@@ -8,11 +8,11 @@
 # REAL_ARRAYS: every book's real lines preprocessed once (training.preprocess, any split); each fold re-splits them
 # by book (train_torch --val-source). TEXT_DIR: the books' transcriptions (NAME.gt.txt in one folder per book), the
 # text the synthetic lines are drawn from, the held-out book's left out (--exclude-corpus), plus datasets/corpus.
-# For each BOOK in turn: render SYNTH_LINES synthetic lines (seed SYNTH_SEED) without that book's text, preprocess
-# them at REAL_ARRAYS' height (its manifest's input_height), then start the fold's training in the background, so
-# that the trainings overlap the next folds' rendering; every fold gets the same TRAIN_TORCH_ARGS. OUT/BOOK/ holds
-# synth/, synth-arrays/, run/ (last.pt, history.csv, run.json) and train.log. Export and evaluation need TensorFlow:
-# python -m training.loo_finish, on the CPU machine.
+# First, for each BOOK: render SYNTH_LINES synthetic lines (seed SYNTH_SEED) without that book's text and preprocess
+# them at REAL_ARRAYS' height (its manifest's input_height), on all cores; then start every fold's training side by
+# side (rendering beside training slowed the trainings' first epochs 5-10x on the first run); every fold gets the
+# same TRAIN_TORCH_ARGS. OUT/BOOK/ holds synth/, synth-arrays/, run/ (last.pt, history.csv, run.json) and
+# train.log. Export and evaluation need TensorFlow: python -m training.loo_finish, on the CPU machine.
 # A fold whose rendering or training fails is named at the end and the exit status is 1; the other folds go on.
 #
 # Environment: SYNTH_LINES (45000), SYNTH_SEED (2026), WORKERS (CPU cores for rendering and preprocessing: all),
@@ -48,19 +48,23 @@ render() {  # BOOK FOLD: the fold's synthetic lines, without the book's text, pr
     rm -rf "$2/synth"  # the arrays are what training reads; the PNGs are gigabytes
 }
 
-pids=() trained=() failed=()
+pids=() trained=() ready=() failed=()
 for book in "${books[@]}"; do
     fold=$out/$book
     mkdir -p "$fold"
     if [[ ! -f $fold/synth-arrays/manifest.json ]]; then
         echo "$(date -u +%T) $book: rendering $lines synthetic lines without its text"
-        # Not under set -e: a failed fold must not end the script while earlier folds train unwatched.
+        # Not under set -e: one fold's failure must not stop the others.
         if ! render "$book" "$fold"; then
             echo "$(date -u +%T) $book: FAILED making its synthetic lines (see $fold/synth.log, preprocess.log)" >&2
             failed+=("$book")
             continue
         fi
     fi
+    ready+=("$book")
+done
+for book in "${ready[@]}"; do
+    fold=$out/$book
     echo "$(date -u +%T) $book: training (log: $fold/train.log)"
     PYTHONUNBUFFERED=1 "$py" -m training.train_torch --data "$real" --val-source "$book" \
         --synth "$fold/synth-arrays" --out "$fold/run" --workers "$loaders" "$@" > "$fold/train.log" 2>&1 &
