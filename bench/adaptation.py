@@ -184,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
-    from bench.recognizer import machine
+    from bench.machine import machine
 
     report = {"book": args.book, "base": args.base, "book_lines": len(samples), "evaluation_lines": len(rest),
               "evaluation_first": Path(rest[0].image_path).name, "adapt_args": args.adapt_args, "machine": machine(),
