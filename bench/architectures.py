@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.recognizer import RESULTS, machine
+from bench.machine import RESULTS, machine
 
 
 def profile(onnx_bytes: bytes, height: int, width: int, runs: int) -> dict:

@@ -31,7 +31,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.recognizer import RESULTS, machine
+from bench.machine import RESULTS, machine
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -36,8 +36,8 @@ import time
 import uuid
 from pathlib import Path
 
+from bench.machine import RESULTS, machine
 from bench.processes import children, rss_mb
-from bench.recognizer import RESULTS, machine
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -43,7 +43,7 @@ import time
 from pathlib import Path
 
 from bench.lines import select_lines
-from bench.recognizer import machine
+from bench.machine import machine
 from recognition.beam_search import BeamSearchSettings, CTCBeamSearch
 from recognition.char_lm import CharacterLanguageModel
 from recognition.ctc import decode_line

@@ -42,7 +42,7 @@ from recognition.text import normalize_text  # noqa: E402
 from tests.page_matching import match_lines  # noqa: E402
 from tests.page_rendering import PageSpec, render_page  # noqa: E402
 
-from .recognizer import machine  # noqa: E402
+from .machine import machine  # noqa: E402
 
 cv2.setNumThreads(1)   # one thread each, as Tesseract: OpenCV would otherwise spread the layout over the cores
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -25,20 +24,13 @@ from pathlib import Path
 import numpy as np
 
 from bench.lines import select_lines
+from bench.machine import RESULTS, machine
 from recognition.image import load_grey
 from recognition.recognizer import Recognizer
 from training.evaluate import score
-from training.machine import cpu_model
 
-RESULTS = Path(__file__).parent / "results"
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 DEFAULT_MODELS = (MODELS_DIR / "arabic-crnn-v2.onnx", MODELS_DIR / "arabic-crnn-v2-int8.onnx")
-
-
-def machine() -> dict:
-    """The machine, as every bench's JSON records it (``training.machine`` is the one place that reads the CPU)."""
-    return {"cpu": cpu_model() or "unknown", "cores": os.cpu_count(), "python": platform.python_version(),
-            "system": platform.platform()}
 
 
 def percentile(values: list[float], q: float) -> float:

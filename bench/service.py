@@ -30,8 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.machine import RESULTS, machine
 from bench.processes import children, rss_mb
-from bench.recognizer import RESULTS, machine
 from recognition.line_data import SkipReport, iter_samples
 
 ROOT = Path(__file__).resolve().parent.parent

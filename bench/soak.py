@@ -36,8 +36,8 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.machine import RESULTS, machine
 from bench.processes import children
-from bench.recognizer import RESULTS, machine
 from bench.service import multipart, unique_png
 from tests.service.server_process import wait_until_ready
 

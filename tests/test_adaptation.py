@@ -198,7 +198,7 @@ def test_reuse_kept_reuses_only_a_finished_adaptation_of_the_same_inputs(tiny_mo
 @pytest.mark.parametrize("options", [["--reuse-kept"], ["--book-lm-corpus", "x"], ["--lm", "x.npz"],
                                      ["--tune-decoding", "--book-lm-exclude", "Book"],
                                      ["--tune-decoding", "--corrected", "50", "--base-tune-lines", "40"],
-                                     ["--tune-decoding", "--corrected", "0,3"]])
+                                     ["--tune-decoding", "--corrected", "0,3"], ["--corrected", "0,4,50"]])
 def test_the_adaptation_benchmark_refuses_options_it_would_ignore(options, tmp_path, capsys):
     from bench import adaptation
 

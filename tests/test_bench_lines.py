@@ -1,11 +1,14 @@
-"""The benches' line selection (``bench.lines``) and the machine they record (``training.machine``)."""
+"""The benches' line selection (``bench.lines``) and the machine they record (``bench.machine``, from ``training.machine``)."""
 
 from __future__ import annotations
+
+import subprocess
+import sys
 
 import pytest
 
 from bench.lines import select_lines
-from bench.recognizer import machine
+from bench.machine import machine
 from training.machine import machine_description
 
 
@@ -51,3 +54,12 @@ def test_a_missing_folder_fails_however_few_lines_are_asked(lines):
 def test_the_machine_is_described_the_same_way_as_before():
     assert set(machine()) == {"cpu", "cores", "python", "system"} and machine()["cpu"]
     assert f"{machine()['cores']} CPU cores" in machine_description()
+
+
+def test_the_service_benches_record_the_machine_without_importing_the_recogniser_bench():
+    benches = ("service", "jobs", "book_loading", "soak", "adaptation", "architectures")
+    code = ("import sys\n" + "".join(f"import bench.{b}\n" for b in benches)
+            + "print(sorted(m for m in ('bench.recognizer', 'training.evaluate', 'recognition.recognizer') "
+              "if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"

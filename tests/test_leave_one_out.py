@@ -342,3 +342,15 @@ def test_a_book_too_short_to_check_against_the_corpus_is_said_loudly(tmp_path, c
     summary = summarise(tmp_path / "loo", [fold])
     assert "WARNING: not checked whether the synthetic lines' corpus held the text of book_a" in format_summary(
         summary, tmp_path / "loo")
+
+
+def test_loo_finish_checks_the_shipped_corpus_from_any_folder_and_refuses_a_missing_one(tmp_path, monkeypatch,
+                                                                                         capsys):
+    from training import loo_finish
+
+    monkeypatch.chdir(tmp_path)  # a relative default would find no datasets/corpus here and check nothing
+    default = loo_finish.build_parser().parse_args(["out", "lines", "--parity-data", "p"]).corpus
+    assert default == [leave_one_out.DEFAULT_CORPUS] and Path(default[0]).is_absolute()
+    assert iter_text_files(default, [])  # the shipped text is what the corpus check reads
+    assert loo_finish.main(["out", "lines", "--parity-data", "p", "--corpus", "datasets/corpus"]) == 2
+    assert "--corpus: no such file or folder: datasets/corpus" in capsys.readouterr().err

@@ -108,16 +108,44 @@ def test_torch_training_writes_its_run_and_its_loss_falls(torch_run):
     assert len(run["val_cer"]) == 3 and run["machine"]["torch"] == torch.__version__
 
 
-def test_torch_training_resumes_from_last_pt(torch_run, tiny_arrays, tmp_path):
+def test_torch_training_resumes_from_last_pt(torch_run, tiny_arrays, tmp_path, caplog):
     from training import train_torch
 
     run = tmp_path / "resumed"
     shutil.copytree(torch_run, run)
     assert train_torch.main(["--data", str(tiny_arrays), "--out", str(run), "--epochs", "4", *TRAIN_ARGS]) == 0
+    # train.py's warning, shared: the held-out book has characters the training texts never had ("!", "؟", ...)
+    warning = next(r.getMessage() for r in caplog.records if "cannot output" in r.getMessage())
+    assert "!" in warning and "؟" in warning
     with (run / "history.csv").open() as f:
         history = list(csv.DictReader(f))
     assert [int(h["epoch"]) for h in history] == [1, 2, 3, 4]
     assert int(history[3]["step"]) == int(history[2]["step"]) + 12
+
+
+def test_the_random_state_round_trips_through_last_pt_on_a_cpu_only_machine(torch_run):
+    from training.train_torch import load_checkpoint, restore_rng_states, rng_states
+
+    checkpoint = load_checkpoint(torch_run / "last.pt")
+    assert "cuda_rng" not in checkpoint  # a CPU run has no GPU generator to save
+    restore_rng_states(checkpoint, torch.device("cpu"))
+    drawn = torch.rand(4)
+    restore_rng_states({**checkpoint, **rng_states(torch.device("cpu"))}, torch.device("cpu"))
+    assert not torch.equal(torch.rand(4), drawn)  # the state saved after drawing, not the checkpoint's
+    restore_rng_states(checkpoint, torch.device("cpu"))
+    assert torch.equal(torch.rand(4), drawn)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU")
+def test_a_gpu_runs_dropout_state_is_saved_and_restored():
+    from training.train_torch import restore_rng_states, rng_states
+
+    gpu = torch.device("cuda")
+    saved = rng_states(gpu)
+    drawn = torch.rand(4, device=gpu)
+    torch.cuda.manual_seed(0)  # as a resumed run's torch.manual_seed(--seed) before the restore
+    restore_rng_states(saved, gpu)
+    assert torch.equal(torch.rand(4, device=gpu), drawn)
 
 
 def test_val_source_holds_a_book_out_of_every_split(tiny_arrays):

@@ -27,6 +27,7 @@ from recognition.line_data import SkipReport, iter_samples, matches_source
 from recognition.text import normalize_text
 
 from .formatting import percent
+from .leave_one_out import DEFAULT_CORPUS
 from .loo_fold import write_json
 from .loo_report import format_table, plot
 from .loo_steps import MAX_SHARED_LINES, held_out_row
@@ -109,8 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("out", type=Path, help="the series folder of scripts/loo-gpu.sh (OUT/BOOK/run/last.pt)")
     parser.add_argument("lines_dir", type=Path, help="the books' lines (NAME.png + NAME.gt.txt, a folder per book)")
     parser.add_argument("--parity-data", nargs="+", required=True, help="preprocessed lines for export's parity check")
-    parser.add_argument("--corpus", nargs="*", default=["datasets/corpus"],
-                        help="extra text the synthetic lines were drawn from (as given to loo-gpu.sh)")
+    parser.add_argument("--corpus", nargs="*", default=[DEFAULT_CORPUS],
+                        help="extra text the synthetic lines were drawn from (as given to loo-gpu.sh; default: the "
+                             "repository's datasets/corpus, wherever this is run from)")
     parser.add_argument("--books", nargs="*", help="only these folds (default: every OUT/BOOK with run/last.pt)")
     parser.add_argument("--planned", nargs="*", default=[], metavar="BOOK",
                         help="every book of the series: those with no trained run yet are listed as not trained, and "
@@ -122,6 +124,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    # The corpus check reads what it finds: a mistyped path would silently leave that text out of it.
+    missing = [c for c in args.corpus if not Path(c).exists()]
+    if missing:
+        print(f"--corpus: no such file or folder: {', '.join(missing)}", file=sys.stderr)
+        return 2
     folds = [d for d in sorted(args.out.iterdir()) if (d / "run" / "last.pt").exists()
              and (not args.books or d.name in args.books)]
     if not folds:

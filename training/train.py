@@ -134,6 +134,16 @@ def training_alphabet(real_train: list[Line], synth_lines: list[Line], min_count
     return alphabet_from_texts([l.text for l in real_train + synth_lines], min_count)
 
 
+def warn_of_unknown_characters(val_lines: list[Line], alphabet: Alphabet) -> set[str]:
+    """The validation characters the model cannot output, warned of: each counts as an error in the val CER,
+    which no training can lower (a held-out book's own letters, or ones too rare in the training texts)."""
+    unknown = set().union(*(alphabet.unknown(l.text) for l in val_lines))
+    if unknown:
+        log.warning("validation lines have characters the model cannot output (counted as errors): %s",
+                    "".join(sorted(unknown)))
+    return unknown
+
+
 def batch_dataset(tf, real: LinePool, synth: LinePool, ratio: float, batch_size: int,
                   rng: np.random.Generator, augment: bool, height: int):
     """An endless tf.data stream of width-bucketed batches, mixed real/synthetic by ``ratio``.
@@ -383,10 +393,7 @@ def train(args) -> int:
     heights = {l.image.shape[0] for l in real_train + val_lines + synth_lines}
     if heights != {config.height}:
         raise SystemExit(f"data heights {sorted(heights)} do not match the model height {config.height}")
-    unknown = set().union(*(alphabet.unknown(l.text) for l in val_lines))
-    if unknown:
-        log.warning("validation lines have characters the model cannot output (counted as errors): %s",
-                    "".join(sorted(unknown)))
+    warn_of_unknown_characters(val_lines, alphabet)
 
     real = LinePool([l for l in real_train if not alphabet.unknown(l.text)], alphabet, "real")
     synth = LinePool([l for l in synth_lines if not alphabet.unknown(l.text)], alphabet, "synth")

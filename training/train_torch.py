@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import logging
 import math
 import os
 import platform
@@ -43,6 +44,7 @@ from .train import (
     mixing_ratio,
     steps_per_epoch,
     training_alphabet,
+    warn_of_unknown_characters,
 )
 
 CHECKPOINT = "last.pt"
@@ -130,6 +132,27 @@ def load_checkpoint(path: Path) -> dict:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
+def rng_states(device: torch.device) -> dict:
+    """The random generators' states for ``last.pt``: the CPU's (the DataLoader workers' seeds), and on a GPU the
+    device's own too, which draws the dropout masks there."""
+    states = {"torch_rng": torch.get_rng_state()}
+    if device.type == "cuda":
+        states["cuda_rng"] = torch.cuda.get_rng_state(device)
+    return states
+
+
+def restore_rng_states(checkpoint: dict, device: torch.device) -> None:
+    """Resume the generators where the interrupted run left them, so that it goes on as an uninterrupted one."""
+    torch.set_rng_state(checkpoint["torch_rng"])
+    if device.type != "cuda":
+        return  # a GPU run resumed on the CPU: the CPU generator draws the dropout masks from here on
+    if checkpoint.get("cuda_rng") is None:
+        print("last.pt holds no GPU random state (trained on the CPU, or before it was saved): the GPU's dropout "
+              "goes on from --seed, not as an uninterrupted run's", flush=True)
+        return
+    torch.cuda.set_rng_state(checkpoint["cuda_rng"], device)
+
+
 def write_history(out: Path, history: list[dict]) -> None:
     with (out / "history.csv").open("w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(history[-1]))
@@ -170,6 +193,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # Progress is printed; the warnings of train.py's functions it shares (unknown characters, lines left out) logged.
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     return train(args)
 
 
@@ -201,6 +226,7 @@ def train(args) -> int:
     heights = {l.image.shape[0] for l in real_train + val_lines + synth_lines}
     if heights != {config.height}:
         raise SystemExit(f"data heights {sorted(heights)} do not match the model height {config.height}")
+    warn_of_unknown_characters(val_lines, alphabet)
 
     real = LinePool([l for l in real_train if not alphabet.unknown(l.text)], alphabet, "real")
     synth = LinePool([l for l in synth_lines if not alphabet.unknown(l.text)], alphabet, "synth")
@@ -218,7 +244,7 @@ def train(args) -> int:
         model.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
         state = {k: checkpoint[k] for k in state}
-        torch.set_rng_state(checkpoint["torch_rng"])
+        restore_rng_states(checkpoint, device)
         print(f"resuming {out} after epoch {state['epoch']} (step {state['step']})", flush=True)
     print(f"alphabet {len(alphabet)} chars; real {len(real)}, synth {len(synth)} (ratio {ratio:.2f}), val {len(val)} "
           f"lines; {steps} steps/epoch; params {sum(p.numel() for p in parameters)}; device {device}", flush=True)
@@ -268,7 +294,8 @@ def train(args) -> int:
               f"WER {counter.wer:.4f}, lr {lr:.2e}, {time.monotonic() - epoch_start:.0f} s", flush=True)
         save_checkpoint(out / CHECKPOINT, {
             "model": model.state_dict(), "optimizer": optimizer.state_dict(), **state,
-            "torch_rng": torch.get_rng_state(), "machine": machine(device), "alphabet": alphabet.to_json(), "model_config": config.to_dict(),
+            **rng_states(device), "machine": machine(device), "alphabet": alphabet.to_json(),
+            "model_config": config.to_dict(),
             "args": {k: v for k, v in vars(args).items()}})
         write_history(out, state["history"])
         run = {"args": vars(args), "lines": {"real": len(real), "synth": len(synth), "val": len(val)},
