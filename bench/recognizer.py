@@ -98,6 +98,16 @@ def plot(rows: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
+def lines_of_width(samples: list, greys: list, low: int, high: int, at_most_per_source: int) -> tuple[list, list]:
+    """The lines whose image is ``low`` to ``high`` px wide, at most ``at_most_per_source`` of each source (file order)."""
+    taken, kept = Counter(), []
+    for sample, grey in zip(samples, greys):
+        if low <= grey.shape[1] <= high and taken[sample.source] < at_most_per_source:
+            taken[sample.source] += 1
+            kept.append((sample, grey))
+    return [s for s, _ in kept], [g for _, g in kept]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.recognizer", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -110,6 +120,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--opencv-threads", type=int, help="OpenCV's threads for preprocessing (default: OpenCV's own, "
                                                              "one per core; 1 makes a one-thread row one thread throughout)")
+    parser.add_argument("--widths", type=int, nargs=2, metavar=("MIN", "MAX"),
+                        help="only lines whose image is MIN to MAX px wide, chosen before --max-lines (e.g. 900 1100 "
+                             "for 'a typical line, about 1,000 px at 300 dpi')")
     parser.add_argument("--no-tesseract", action="store_true")
     parser.add_argument("--out", default=str(RESULTS / "recognizer.json"))
     args = parser.parse_args(argv)
@@ -118,11 +131,13 @@ def main(argv: list[str] | None = None) -> int:
         import cv2
 
         cv2.setNumThreads(args.opencv_threads)
-    samples = select_lines(args.data, args.sources, at_most_per_source=args.max_lines)
+    samples = select_lines(args.data, args.sources, at_most_per_source=None if args.widths else args.max_lines)
+    greys = [load_grey(s.image_path) for s in samples]
+    if args.widths:
+        samples, greys = lines_of_width(samples, greys, *args.widths, at_most_per_source=args.max_lines)
     per_source = dict(Counter(s.source for s in samples))
     if not samples:
-        parser.error("no lines found")
-    greys = [load_grey(s.image_path) for s in samples]
+        parser.error("no lines found" + (f" {args.widths[0]}-{args.widths[1]} px wide" if args.widths else ""))
     widths = [g.shape[1] for g in greys]
     print(f"{len(samples)} lines from {len(per_source)} sources, median {int(np.median(widths))} px wide; "
           f"{machine()['cpu']}, {os.cpu_count()} cores", file=sys.stderr)
@@ -165,7 +180,8 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     result = {"models": args.models, "lines": len(samples), "sources": per_source,
-              "median_width_px": int(np.median(widths)), "machine": machine(), "opencv_threads": args.opencv_threads,
+              "median_width_px": int(np.median(widths)), "widths": args.widths, "machine": machine(),
+              "opencv_threads": args.opencv_threads,
               "load_average": os.getloadavg(),
               "when": time.strftime("%Y-%m-%d %H:%M:%S"), "rows": rows}
     out.write_text(json.dumps(result, ensure_ascii=False, indent=1), encoding="utf-8")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -63,3 +64,24 @@ def test_the_service_benches_record_the_machine_without_importing_the_recogniser
               "if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_the_recognizer_bench_measures_only_lines_of_the_widths_asked(tiny_model, tmp_path):
+    """`bench.recognizer --widths`: 'a typical line' is a width, so the lines are chosen by it before --max-lines."""
+    from PIL import Image
+
+    from bench import recognizer
+    from tests.conftest import short_lines, write_line_folder
+
+    texts = short_lines(6) + [" ".join(short_lines(6, offset=300))]   # six short lines and a long one
+    paths = write_line_folder(tmp_path / "book", texts, "Amiri-Regular")
+    widths = [Image.open(p).size[0] for p in paths]
+    low, high = sorted(widths)[1], sorted(widths)[4]                 # a band the extremes fall outside
+    inside = [w for w in widths if low <= w <= high]
+    out = tmp_path / "speed.json"
+    assert recognizer.main([str(tmp_path / "book"), "--models", str(tiny_model), "--batches", "1", "--threads", "1",
+                            "--no-tesseract", "--widths", str(low), str(high), "--max-lines", "3",
+                            "--out", str(out)]) == 0
+    result = json.loads(out.read_text(encoding="utf-8"))
+    assert result["lines"] == min(3, len(inside)) and result["widths"] == [low, high]
+    assert low <= result["median_width_px"] <= high and len(result["rows"]) == 1
