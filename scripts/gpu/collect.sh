@@ -11,7 +11,7 @@ python3 - "$W" "$dest" <<'PY'
 import glob, sys, torch
 work, dest = sys.argv[1:]
 for path in sorted(glob.glob(f"{work}/out/*/run/last.pt")):
-    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)  # plain tensors and containers, as train_torch saves them
     checkpoint.pop("optimizer", None)
     torch.save(checkpoint, f"{dest}/fold-{path.split('/')[-3]}.pt")
 PY
