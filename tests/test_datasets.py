@@ -201,3 +201,33 @@ def test_the_synthetic_corpus_drops_words_with_one_off_characters(tmp_path):
     (tmp_path / "a.txt").write_text("قال <ص> أبو محمد\nقال أبو ~ محمد\n", encoding="utf-8")
     corpus = TextCorpus.from_paths([str(tmp_path)])
     assert corpus.words == ["قال", "أبو", "محمد", "قال", "أبو", "محمد"]
+
+
+def test_the_eulogy_glyph_is_drawn_where_the_label_spells_the_phrase():
+    """ﷺ (U+FDFA) as books print it, صلى الله عليه وسلم as transcriptions write it; faces without it draw none."""
+    corpus = TextCorpus("قال رسول الله فأجاب القوم".split())
+    plain = dict(vocalise_probability=0.0, neighbour_probability=0.0, number_probability=0.0,
+                 quote_probability=0.0, punctuation_probability=0.0, dotless_final_ya_probability=0.0)
+    always = synth.SynthConfig(eulogy_ligature_probability=1.0, **plain)
+    never = synth.SynthConfig(**plain)
+    amiri = [font("Amiri-Regular")]
+    for index in range(4):
+        image, label, _ = synth.synthesize_line(index, 5, corpus, amiri, always)
+        assert "صلى الله عليه وسلم" in label and synth.EULOGY_LIGATURE not in label
+        assert image.shape[1] < synth.render_text(label, amiri[0], 40).shape[1] * 2   # one glyph, not the phrase
+    without_glyph = [font("Scheherazade-Regular")]
+    for index in range(4):
+        assert "عليه وسلم" not in synth.synthesize_line(index, 5, corpus, without_glyph, always)[1]
+        assert synth.synthesize_line(index, 5, corpus, amiri, never)[1] == \
+            synth.synthesize_line(index, 5, corpus, amiri, synth.SynthConfig(**plain))[1]
+
+
+def test_synth_records_the_eulogy_rate_and_refuses_a_share_out_of_range(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        synth.main(["--lines", "1", "--out", str(tmp_path / "bad"), "--eulogy-ligature-rate", "1.5"])
+    assert "[0, 1]" in capsys.readouterr().err
+    assert synth.main(["--lines", "2", "--out", str(tmp_path / "s"), "--workers", "1", "--fonts", "Amiri-Regular",
+                       "--eulogy-ligature-rate", "1"]) == 0
+    assert json.loads((tmp_path / "s" / "synth.json").read_text(encoding="utf-8"))["eulogy_ligature_rate"] == 1.0
+    labels = [(tmp_path / "s" / f"{i:07d}.gt.txt").read_text(encoding="utf-8") for i in range(2)]
+    assert all("صلى الله عليه وسلم" in label for label in labels)

@@ -68,6 +68,13 @@ class SynthConfig:
     dotless_final_ya_probability: float = 0.2
     # Amiri follows Bulaq type, stacked ligatures (مما, يجوز, لم, لح) included: draw that share in it.
     amiri_share: float = 0.25
+    # Books print the eulogy after the Prophet's name as one glyph (U+FDFA) and transcriptions spell it out: on
+    # that share of lines (in faces that have the glyph) insert it, the label spelling the phrase. 0 draws no
+    # random number for it, so the lines of a seed stay those of earlier recipes.
+    eulogy_ligature_probability: float = 0.0
+
+
+EULOGY_LIGATURE = "\ufdfa"   # ﷺ, which normalize_text spells صلى الله عليه وسلم
 
 
 def _font(face: FontFace, size: int) -> ImageFont.FreeTypeFont:
@@ -111,6 +118,13 @@ _FINAL_YA = re.compile("\u064a(?![\u0620-\u064a\u066e-\u06d3])")
 def dotless_final_ya(text: str) -> str:
     """The text as Bulaq type prints it: every word-final ي drawn as ى."""
     return _FINAL_YA.sub("\u0649", text)
+
+
+def with_eulogy_ligature(text: str, rng: np.random.Generator) -> str:
+    """The text with the eulogy glyph after a random word, comma-separated as books set it."""
+    words = text.split(" ")
+    at = int(rng.integers(1, len(words) + 1))
+    return " ".join(words[:at] + [f"\u060c {EULOGY_LIGATURE}\u060c"] + words[at:]).replace(" \u060c", "\u060c")
 
 
 def _pick_face(fonts: list[FontFace], rng: np.random.Generator, config: SynthConfig) -> FontFace:
@@ -236,6 +250,10 @@ def synthesize_line(index: int, seed: int, corpus: TextCorpus, fonts: list[FontF
             break
     else:
         raise RuntimeError("no font covers the sampled text; check the corpus and fonts")
+    if (config.eulogy_ligature_probability and rng.random() < config.eulogy_ligature_probability
+            and face.covers(EULOGY_LIGATURE)):
+        printed = with_eulogy_ligature(printed, rng)
+        text = normalize_text(printed)
     drawn = printed
     if rng.random() < config.dotless_final_ya_probability and face.covers(dotless_final_ya(printed)):
         drawn = dotless_final_ya(printed)
@@ -254,13 +272,13 @@ def synthesize_line(index: int, seed: int, corpus: TextCorpus, fonts: list[FontF
 _WORKER: dict = {}
 
 
-def _init_worker(corpus: TextCorpus, fonts: list[FontFace], seed: int, out: str) -> None:
-    _WORKER.update(corpus=corpus, fonts=fonts, seed=seed, out=out)
+def _init_worker(corpus: TextCorpus, fonts: list[FontFace], seed: int, out: str, config: SynthConfig) -> None:
+    _WORKER.update(corpus=corpus, fonts=fonts, seed=seed, out=out, config=config)
 
 
 def _write_line(index: int) -> str:
     out = Path(_WORKER["out"])
-    image, text, font = synthesize_line(index, _WORKER["seed"], _WORKER["corpus"], _WORKER["fonts"])
+    image, text, font = synthesize_line(index, _WORKER["seed"], _WORKER["corpus"], _WORKER["fonts"], _WORKER["config"])
     stem = out / f"{index:07d}"
     Image.fromarray(image).save(f"{stem}.png", optimize=False, compress_level=1)
     # Text last: a line counts as written only when its transcription exists.
@@ -284,9 +302,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1234)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--fonts", nargs="*", help="font face names (default: all installed book faces)")
+    parser.add_argument("--eulogy-ligature-rate", type=float, default=0.0, metavar="P",
+                        help="share of lines (in faces that have it) with the eulogy glyph ﷺ inserted, labelled as "
+                             "transcriptions spell it (صلى الله عليه وسلم); default 0: none, the lines of earlier recipes")
     parser.add_argument("--compare-with", nargs="*", default=[],
                         help="real line folders to show beside the synthetic ones in contact-sheet.png")
     args = parser.parse_args(argv)
+    if not 0.0 <= args.eulogy_ligature_rate <= 1.0:
+        parser.error(f"--eulogy-ligature-rate wants a share in [0, 1], got {args.eulogy_ligature_rate:g}")
+    config = SynthConfig(eulogy_ligature_probability=args.eulogy_ligature_rate)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
     require_shaping()
@@ -305,7 +329,7 @@ def main(argv: list[str] | None = None) -> int:
     start = time.monotonic()
     used: dict[str, int] = {}
     with multiprocessing.get_context("fork").Pool(
-        args.workers, initializer=_init_worker, initargs=(corpus, fonts, args.seed, str(out))
+        args.workers, initializer=_init_worker, initargs=(corpus, fonts, args.seed, str(out), config)
     ) as pool:
         for font in tqdm(pool.imap_unordered(_write_line, todo, chunksize=16), total=len(todo),
                          unit="line", file=sys.stderr, disable=None):
@@ -316,6 +340,7 @@ def main(argv: list[str] | None = None) -> int:
     (out / "synth.json").write_text(json.dumps(
         {"lines": args.lines, "seed": args.seed, "fonts": [f.name for f in fonts],
          "corpus": args.corpus, "exclude_corpus": args.exclude_corpus,
+         "eulogy_ligature_rate": args.eulogy_ligature_rate,
          "fonts_used_this_run": used, "lines_per_second": round(rate, 1)},
         ensure_ascii=False, indent=1), encoding="utf-8")
     from .contact_sheet import build_sheet
