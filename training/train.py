@@ -144,6 +144,22 @@ def warn_of_unknown_characters(val_lines: list[Line], alphabet: Alphabet) -> set
     return unknown
 
 
+def line_pools(real_train: list[Line], synth_lines: list[Line], val_lines: list[Line], alphabet: Alphabet,
+               config: ModelConfig, args) -> tuple[LinePool, LinePool, LinePool, float, int]:
+    """The real, synthetic and validation pools a run trains on, their mixing ratio and its steps per epoch
+    (``training.train`` and ``training.train_torch`` alike): lines the alphabet cannot write are left out of
+    training, and data of another height than the model's is refused."""
+    heights = {l.image.shape[0] for l in real_train + val_lines + synth_lines}
+    if heights != {config.height}:
+        raise SystemExit(f"data heights {sorted(heights)} do not match the model height {config.height}")
+    warn_of_unknown_characters(val_lines, alphabet)
+    real = LinePool([l for l in real_train if not alphabet.unknown(l.text)], alphabet, "real")
+    synth = LinePool([l for l in synth_lines if not alphabet.unknown(l.text)], alphabet, "synth")
+    val = LinePool(val_lines, alphabet, "val")
+    ratio = mixing_ratio(args.synth_ratio, real, synth)
+    return real, synth, val, ratio, args.steps_per_epoch or steps_per_epoch(real, synth, ratio, args.batch_size)
+
+
 def batch_dataset(tf, real: LinePool, synth: LinePool, ratio: float, batch_size: int,
                   rng: np.random.Generator, augment: bool, height: int):
     """An endless tf.data stream of width-bucketed batches, mixed real/synthetic by ``ratio``.
@@ -390,16 +406,7 @@ def train(args) -> int:
         state = {"epoch": 0, "step": 0, "best_cer": None, "best_epoch": None, "lr": args.lr,
                  "since_best": 0, "seconds": 0.0, "stopping": None, "alphabet": list(alphabet.characters),
                  "model_config": config.to_dict(), "history": []}
-    heights = {l.image.shape[0] for l in real_train + val_lines + synth_lines}
-    if heights != {config.height}:
-        raise SystemExit(f"data heights {sorted(heights)} do not match the model height {config.height}")
-    warn_of_unknown_characters(val_lines, alphabet)
-
-    real = LinePool([l for l in real_train if not alphabet.unknown(l.text)], alphabet, "real")
-    synth = LinePool([l for l in synth_lines if not alphabet.unknown(l.text)], alphabet, "synth")
-    val = LinePool(val_lines, alphabet, "val")
-    ratio = mixing_ratio(args.synth_ratio, real, synth)
-    steps = args.steps_per_epoch or steps_per_epoch(real, synth, ratio, args.batch_size)
+    real, synth, val, ratio, steps = line_pools(real_train, synth_lines, val_lines, alphabet, config, args)
     log.info("alphabet %d chars; real %d, synth %d (ratio %.2f), val %d lines; %d steps/epoch; params %d",
              len(alphabet), len(real), len(synth), ratio, len(val), steps, model.count_params())
 

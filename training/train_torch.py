@@ -40,11 +40,9 @@ from .torch_crnn import TorchCRNN
 from .train import (
     LinePool,
     evaluate_predictions,
+    line_pools,
     mixed_batches,
-    mixing_ratio,
-    steps_per_epoch,
     training_alphabet,
-    warn_of_unknown_characters,
 )
 
 CHECKPOINT = "last.pt"
@@ -223,16 +221,7 @@ def train(args) -> int:
     else:
         alphabet = training_alphabet(real_train, synth_lines, args.min_char_count)
         config = PRESETS[args.preset]
-    heights = {l.image.shape[0] for l in real_train + val_lines + synth_lines}
-    if heights != {config.height}:
-        raise SystemExit(f"data heights {sorted(heights)} do not match the model height {config.height}")
-    warn_of_unknown_characters(val_lines, alphabet)
-
-    real = LinePool([l for l in real_train if not alphabet.unknown(l.text)], alphabet, "real")
-    synth = LinePool([l for l in synth_lines if not alphabet.unknown(l.text)], alphabet, "synth")
-    val = LinePool(val_lines, alphabet, "val")
-    ratio = mixing_ratio(args.synth_ratio, real, synth)
-    steps = args.steps_per_epoch or steps_per_epoch(real, synth, ratio, args.batch_size)
+    real, synth, val, ratio, steps = line_pools(real_train, synth_lines, val_lines, alphabet, config, args)
     total_steps = args.epochs * steps
 
     torch.manual_seed(args.seed)
