@@ -144,6 +144,13 @@ def warn_of_unknown_characters(val_lines: list[Line], alphabet: Alphabet) -> set
     return unknown
 
 
+def validation_sample(val_lines: list[Line], at_most: int) -> list[Line]:
+    """At most ``at_most`` validation lines spread evenly over the book (0: all), the same for every trainer."""
+    if not at_most:
+        return val_lines
+    return val_lines[:: max(1, len(val_lines) // at_most)][:at_most]
+
+
 def line_pools(real_train: list[Line], synth_lines: list[Line], val_lines: list[Line], alphabet: Alphabet,
                config: ModelConfig, args) -> tuple[LinePool, LinePool, LinePool, float, int]:
     """The real, synthetic and validation pools a run trains on, their mixing ratio and its steps per epoch
@@ -377,8 +384,7 @@ def train(args) -> int:
         raise SystemExit("no training lines in --data / --synth")
     if not val_lines:
         raise SystemExit("no validation lines: preprocess --data with --val-source (a held-out book)")
-    if args.max_val_lines:
-        val_lines = val_lines[:: max(1, len(val_lines) // args.max_val_lines)][: args.max_val_lines]
+    val_lines = validation_sample(val_lines, args.max_val_lines)
 
     if resuming:
         state = json.loads(state_path.read_text(encoding="utf-8"))

@@ -43,6 +43,7 @@ from .train import (
     line_pools,
     mixed_batches,
     training_alphabet,
+    validation_sample,
 )
 
 CHECKPOINT = "last.pt"
@@ -213,8 +214,7 @@ def train(args) -> int:
         raise SystemExit("no training lines in --data / --synth")
     if not val_lines:
         raise SystemExit("no validation lines: give --val-source or --data folders with a val split")
-    if args.max_val_lines:
-        val_lines = val_lines[:: max(1, len(val_lines) // args.max_val_lines)][: args.max_val_lines]
+    val_lines = validation_sample(val_lines, args.max_val_lines)
     if checkpoint:
         alphabet = Alphabet.from_json(checkpoint["alphabet"])
         config = ModelConfig.from_dict(checkpoint["model_config"])
