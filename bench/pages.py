@@ -59,7 +59,7 @@ def cer(ref: str, hyp: str) -> float:
 
 
 def rendered_pages(count: int) -> list[dict]:
-    words = " ".join(Path("datasets/corpus/phrases.txt").read_text(encoding="utf-8").split()).split()
+    words = " ".join((Path(__file__).resolve().parent.parent / "datasets/corpus/phrases.txt").read_text(encoding="utf-8").split()).split()
     faces = ["Amiri-Regular", "Scheherazade-Regular", "NotoNaskhArabic-Regular"]
     pages = []
     for i in range(count):

@@ -182,6 +182,14 @@ def test_synth_command_writes_pairs_resumes_and_is_deterministic(tmp_path, capsy
     assert read_manifest(arrays)["splits"]["train"]["lines"] == 12
 
 
+def test_synth_finds_its_default_corpus_from_any_directory(tmp_path, monkeypatch):
+    """The shipped text is found from the package, not from the directory the command is run in."""
+    monkeypatch.chdir(tmp_path)
+    assert synth.main(["--lines", "2", "--out", "synth", "--workers", "1", "--fonts", "Amiri-Regular"]) == 0
+    info = json.loads((tmp_path / "synth" / "synth.json").read_text(encoding="utf-8"))
+    assert info["corpus"] == [str(Path(synth.__file__).resolve().parent.parent / "datasets" / "corpus")]
+
+
 def test_contact_sheet(tmp_path, rendered_books):
     from training.contact_sheet import main as contact_sheet
 

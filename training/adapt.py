@@ -42,12 +42,13 @@ from pathlib import Path
 from recognition.adaptation_gate import DEFAULT_MAX_FORGETTING, judge_adaptation
 from recognition.line_data import SkipReport, iter_samples
 
+from .corpus import DEFAULT_CORPUS
+
 log = logging.getLogger("training.adapt")
 
 REPLAY_SEED = 7
 REFERENCE_SEED = 13
 REFERENCE_FONT = "NotoNaskhArabic-Regular"
-DEFAULT_CORPUS = str(Path(__file__).resolve().parent.parent / "datasets" / "corpus")
 
 
 def keras_twin(onnx_path: Path) -> Path:

@@ -11,6 +11,9 @@ import numpy as np
 
 from recognition.text import normalize_text
 
+# The shipped general text, found from the package so a command run outside the checkout's root finds it too.
+DEFAULT_CORPUS = str(Path(__file__).resolve().parent.parent / "datasets" / "corpus")
+
 
 def corpus_name(file: Path, root: Path) -> str:
     """The name an exclusion is matched against: from the given folder's own name down

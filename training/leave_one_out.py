@@ -49,6 +49,7 @@ from pathlib import Path
 
 from recognition.line_data import SkipReport, iter_samples
 
+from .corpus import DEFAULT_CORPUS
 from .loo_fold import Fold, steps_for, write_json
 from .loo_recipe import Recipe, RecipeError, check_init_from, corpus_fingerprint, parse_train_args
 from .loo_report import format_summary, status_table, summarise
@@ -57,7 +58,6 @@ from .loo_steps import DATA_STEPS, FoldError, Series, check_corpus, describe, tr
 log = logging.getLogger("training.leave_one_out")
 
 SERIES_RECORD = "loo.json"
-DEFAULT_CORPUS = str(Path(__file__).resolve().parent.parent / "datasets" / "corpus")
 DEFAULTS = {"synth_lines": 45000, "synth_seed": 2026, "corpus": [DEFAULT_CORPUS]}
 UNFINISHED = 3
 

@@ -26,8 +26,8 @@ from pathlib import Path
 from recognition.line_data import SkipReport, iter_samples, matches_source
 from recognition.text import normalize_text
 
+from .corpus import DEFAULT_CORPUS
 from .formatting import percent
-from .leave_one_out import DEFAULT_CORPUS
 from .loo_fold import write_json
 from .loo_report import format_table, plot
 from .loo_steps import MAX_SHARED_LINES, held_out_row

@@ -28,7 +28,7 @@ from PIL import Image, ImageDraw, ImageFont, features
 
 from recognition.text import normalize_text
 
-from .corpus import TextCorpus
+from .corpus import DEFAULT_CORPUS, TextCorpus
 from .fonts import FontFace, find_book_fonts
 
 log = logging.getLogger("training.synth")
@@ -293,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--lines", type=int, required=True, help="number of lines to have in --out")
     parser.add_argument("--out", required=True, help="output folder (created; existing lines are kept)")
-    parser.add_argument("--corpus", nargs="+", default=["datasets/corpus"],
+    parser.add_argument("--corpus", nargs="+", default=[DEFAULT_CORPUS],
                         help="text files or folders (*.txt, *.gt.txt) to draw words from "
                              "(default: %(default)s)")
     parser.add_argument("--exclude-corpus", nargs="*", default=[],
