@@ -245,8 +245,11 @@ def recognize_one(user, name: str, data: bytes, model: str | None = None) -> Rec
     return outcome
 
 
-class ReviewError(ValueError):
-    pass
+class ReviewError(ApiError):
+    """A reviewer's text that cannot be stored as what a line says (400, with a code the review page explains)."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(code, message)
 
 
 def normalized_review_text(text: str) -> str:
@@ -263,14 +266,36 @@ def has_visible_text(text: str) -> bool:
     return any(unicodedata.category(c)[0] not in "MZC" for c in text)
 
 
+def checked_review_text(text: str) -> str:
+    """The reviewer's text as it will be stored, or ``ReviewError`` saying why it cannot be.
+
+    Refused: a text with nothing visible once normalised (bidi marks or harakat alone); control characters
+    and lone surrogates (PostgreSQL refuses NUL, and a line's text is written out one line per file for
+    training); and a text longer than the widest line the service reads has pixel columns
+    (``OCR_MAX_LINE_WIDTH`` at the model's height): greedy CTC emits at most one character per column.
+    """
+    import unicodedata
+
+    text = normalized_review_text(text)
+    for position, char in enumerate(text):
+        if unicodedata.category(char) in ("Cc", "Cs"):
+            raise ReviewError("invalid_text", f"the text holds a control character (U+{ord(char):04X}) at "
+                                              f"position {position}; type only what the line says")
+    if not has_visible_text(text):
+        raise ReviewError("empty_text", "the corrected text is empty once normalised (only spaces, marks or "
+                                        "invisible characters); type what the line says, or skip it")
+    if len(text) > settings.OCR_MAX_LINE_WIDTH:
+        raise ReviewError("text_too_long", f"the text is {len(text)} characters long; no line the service reads "
+                                           f"can hold more than {settings.OCR_MAX_LINE_WIDTH}")
+    return text
+
+
 def review(recognition: Recognition, reviewer, corrected_text: str | None = None) -> Recognition:
     """Mark a prediction correct (no text given: an explicit verification), or store the reviewer's text.
 
-    An empty corrected text is refused: a line that says nothing is not a review.
+    A text that cannot be a line's reading is refused (``checked_review_text``).
     """
-    text = normalized_review_text(corrected_text) if corrected_text is not None else None
-    if text is not None and not has_visible_text(text):
-        raise ReviewError("the corrected text is empty")
+    text = checked_review_text(corrected_text) if corrected_text is not None else None
     if text is None or text == recognition.text:
         recognition.status = Recognition.Status.VERIFIED
         recognition.corrected_text = ""

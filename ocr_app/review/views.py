@@ -137,7 +137,7 @@ class SaveLineApi(APIView):
 
     def post(self, request, pk: int):
         line = get_object_or_404(Recognition, pk=pk)
-        text = request.data.get("text")
+        text = request.data.get("text") if isinstance(request.data, dict) else None  # a JSON list or string has none
         if not isinstance(text, str):
             raise ApiError("invalid_request", "send the line's text as 'text'")
         services.save(line, request.user, text)
