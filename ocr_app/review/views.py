@@ -18,12 +18,13 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 from drf_spectacular.utils import extend_schema
 from rest_framework import permissions
-from rest_framework.parsers import FormParser, JSONParser
+from rest_framework.parsers import FormParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from ..errors import ApiError
 from ..models import Recognition
+from ..parsers import StrictJSONParser
 from . import selectors, services
 from .forms import filters_from
 from .selectors import KEYBOARD_ROW, is_reviewer
@@ -133,7 +134,7 @@ class SaveLineApi(APIView):
     """Save the reviewer's text (verified if unchanged, corrected if edited) and claim the next line."""
 
     permission_classes = [IsReviewer]
-    parser_classes = [JSONParser, FormParser]
+    parser_classes = [StrictJSONParser, FormParser]
 
     def post(self, request, pk: int):
         line = get_object_or_404(Recognition, pk=pk)

@@ -91,3 +91,33 @@ def test_batch_items_must_be_strings(api):
 def test_a_bad_model_field_is_refused_even_when_every_image_is_bad(api):
     response = api.post(URL + "batch/", {"images": ["", "x"], "model": [1, 2]}, format="json")
     _assert_json_error(response, 400, "invalid_request")
+
+
+LONE_SURROGATE = '"\\ud800"'   # valid JSON text, but no character: Python decodes it into an unencodable string
+
+
+@pytest.mark.parametrize("url, body", [
+    (URL, '{"image": "iVBORw0KGgo=", "model": ' + LONE_SURROGATE + '}'),
+    (URL + "batch/", '{"images": ["iVBORw0KGgo="], "model": ' + LONE_SURROGATE + '}'),
+    ("/api/v1/pages/", '{"image": "iVBORw0KGgo=", "model": ' + LONE_SURROGATE + '}'),
+    (URL, '{"image": "iVBORw0KGgo=", "model": "a", "model": "b"}'),  # which one counts depends on the parser
+])
+def test_json_with_a_lone_surrogate_or_a_repeated_key_is_a_parse_error(api, url, body):
+    error = _assert_json_error(api.post(url, body, content_type="application/json"), 400, "parse_error")
+    assert "surrogate" in error["message"] or "twice" in error["message"]
+    assert Recognition.objects.count() == 0
+
+
+def test_a_surrogate_pair_is_a_character_and_still_parses(api):
+    body = '{"image": "@@", "model": "\\ud83d\\ude00"}'   # an emoji, spelled as JSON spells it
+    _assert_json_error(api.post(URL, body, content_type="application/json"), 400, "invalid_base64")
+
+
+def test_the_review_workspace_refuses_a_lone_surrogate_too(client, staff, user, line_png):
+    from ocr_app import services
+
+    line = services.recognize_uploads(user, [services.decode_upload("l.png", line_png)])[0]
+    client.force_login(staff)
+    answer = client.post(f"/review/lines/{line.pk}/save", '{"text": "a' + LONE_SURROGATE[1:] + '}',
+                         content_type="application/json")
+    _assert_json_error(answer, 400, "parse_error")

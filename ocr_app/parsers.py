@@ -1,0 +1,57 @@
+"""The JSON parser of every endpoint: DRF's, refusing what Python's json module lets through silently.
+
+JSON may spell a lone UTF-16 surrogate (``"\\ud800"``), which is no character: Python's json decodes it into
+a string that cannot be encoded to UTF-8, so the first database query or file name with it failed with a 500.
+JSON may also repeat a key (``{"model": "a", "model": "b"}``), and then which one counts depends on the
+parser: a proxy that checked the first would let the second through here. Both are refused as parse errors.
+"""
+
+from __future__ import annotations
+
+import codecs
+import json
+import re
+
+from rest_framework.exceptions import ParseError
+from rest_framework.parsers import JSONParser
+from rest_framework.utils.json import strict_constant
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+class DuplicateKeyError(ValueError):
+    pass
+
+
+def _object_without_duplicate_keys(pairs: list[tuple[str, object]]) -> dict:
+    found = {}
+    for key, value in pairs:
+        if key in found:
+            raise DuplicateKeyError(f"the key {key!r} appears twice in one object")
+        found[key] = value
+    return found
+
+
+def _lone_surrogate_in(value) -> bool:
+    if isinstance(value, str):
+        return _LONE_SURROGATE.search(value) is not None
+    if isinstance(value, dict):
+        return any(_lone_surrogate_in(k) or _lone_surrogate_in(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_lone_surrogate_in(item) for item in value)
+    return False
+
+
+class StrictJSONParser(JSONParser):
+    def parse(self, stream, media_type=None, parser_context=None):
+        encoding = (parser_context or {}).get("encoding") or "utf-8"
+        try:
+            text = codecs.getreader(encoding)(stream).read()
+            data = json.loads(text, object_pairs_hook=_object_without_duplicate_keys,
+                              parse_constant=strict_constant if self.strict else None)
+        except ValueError as exc:  # not JSON, not in its encoding, or a repeated key
+            raise ParseError(f"JSON parse error - {exc}") from None
+        if _lone_surrogate_in(data):
+            raise ParseError("JSON parse error - a string holds a lone UTF-16 surrogate escape (\\ud800-\\udfff), "
+                             "which is not a character")
+        return data
