@@ -121,3 +121,15 @@ def test_the_review_workspace_refuses_a_lone_surrogate_too(client, staff, user, 
     answer = client.post(f"/review/lines/{line.pk}/save", '{"text": "a' + LONE_SURROGATE[1:] + '}',
                          content_type="application/json")
     _assert_json_error(answer, 400, "parse_error")
+
+
+@pytest.mark.parametrize("accept", ["text/html", "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"])
+def test_errors_are_json_when_a_browser_asks_for_html(api, client, accept):
+    """A browser sends Accept: text/html; the browsable API would answer its errors as an HTML page."""
+    _assert_json_error(api.get(URL + "999999/", HTTP_ACCEPT=accept), 404, "not_found")
+    _assert_json_error(api.get(URL, {"min_confidence": "abc"}, HTTP_ACCEPT=accept), 400, "invalid_filter")
+    _assert_json_error(api.get("/api/v1/jobs/999999/", HTTP_ACCEPT=accept), 404, "not_found")
+    _assert_json_error(api.get(URL + "999999/", {"format": "api"}), 404, "not_found")
+    _assert_json_error(client.get(URL, HTTP_ACCEPT=accept), 401, "not_authenticated")
+    # a successful answer may still be the browsable page
+    assert api.get(URL, HTTP_ACCEPT="text/html")["Content-Type"].startswith("text/html")
