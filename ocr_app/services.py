@@ -22,6 +22,7 @@ from django.utils import timezone
 from PIL import Image, UnidentifiedImageError
 
 from recognition import LineError, LineResult
+from recognition.image import READ_FORMATS
 
 from . import engine, registry
 from .claims import claimed
@@ -70,12 +71,14 @@ def decode_upload(name: str, data: bytes) -> DecodedUpload:
     if not data:
         raise image_error("empty_file", "the file is empty (0 bytes)")
     try:
-        header = Image.open(io.BytesIO(data))  # reads the header only
+        header = Image.open(io.BytesIO(data), formats=READ_FORMATS)  # reads the header only
     except UnidentifiedImageError:
         raise image_error("not_an_image", "the file is not an image format we can read") from None
-    except (Image.DecompressionBombError, OSError) as exc:
-        raise image_error("image_too_large" if isinstance(exc, Image.DecompressionBombError) else "corrupt_image",
-                          str(exc)) from None
+    except Image.DecompressionBombError:  # Pillow's message names its own limit, not ours
+        raise image_error("image_too_large", f"the image has more than {settings.OCR_MAX_PIXELS} pixels, "
+                                             "the limit") from None
+    except OSError as exc:
+        raise image_error("corrupt_image", str(exc)) from None
     width, height = header.size
     if width * height > settings.OCR_MAX_PIXELS:
         raise image_error("image_too_large", f"the image is {width}x{height} = {width * height} pixels; "
