@@ -117,6 +117,7 @@ def line_page(request, pk: int):
         "progress": selectors.progress(request.user, selectors.review_queue(filters)),
         "previous_url": _line_url(previous, query) if previous else "",
         "page": selectors.page_context(line, filters.get("job")), "threshold": settings.OCR_REVIEW_LOW_CONFIDENCE,
+        "seen": services.review_stamp(line),
     })
 
 
@@ -138,10 +139,13 @@ class SaveLineApi(APIView):
 
     def post(self, request, pk: int):
         line = get_object_or_404(Recognition, pk=pk)
-        text = request.data.get("text") if isinstance(request.data, dict) else None  # a JSON list or string has none
+        data = request.data if isinstance(request.data, dict) else {}  # a JSON list or string has no fields
+        text, seen = data.get("text"), data.get("seen")
         if not isinstance(text, str):
             raise ApiError("invalid_request", "send the line's text as 'text'")
-        services.save(line, request.user, text)
+        if seen is not None and not isinstance(seen, str):
+            raise ApiError("invalid_request", "'seen' is the line's review stamp as its page showed it, a string")
+        services.save(line, request.user, text, seen=seen)
         _, _, query = filters_from(request.GET)
         return Response({"id": line.pk, "status": line.status, "next_url": _next_url(request, query)})
 

@@ -168,3 +168,38 @@ def test_presentation_forms_and_a_long_real_line_are_stored_normalised(client, r
     assert answer.status_code == 200, answer.content
     line.refresh_from_db()
     assert line.status == "corrected" and line.corrected_text == "الله لا " + "ق" * 300
+
+
+def _seen_on_page(html: str) -> str:
+    import re
+
+    return re.search(r'data-seen="([^"]*)"', html).group(1)
+
+
+def test_a_stale_tab_does_not_overwrite_a_review_saved_after_its_lease_lapsed(client, reviewer, second_reviewer,
+                                                                              lines):
+    from django.test import Client
+
+    line = lines[0]
+    client.force_login(reviewer)
+    seen = _seen_on_page(client.get(f"/review/lines/{line.pk}/").content.decode())
+    assert seen == ""   # unreviewed
+    # nadia's tab stays open past her lease; omar opens the line and corrects it
+    ReviewClaim.objects.filter(reviewer=reviewer).update(expires_at=timezone.now() - datetime.timedelta(seconds=1))
+    other = Client()
+    other.force_login(second_reviewer)
+    theirs = _seen_on_page(other.get(f"/review/lines/{line.pk}/").content.decode())
+    saved = other.post(f"/review/lines/{line.pk}/save", {"text": "قال أبو محمد", "seen": theirs},
+                       content_type="application/json")
+    assert saved.status_code == 200, saved.content
+    stale = client.post(f"/review/lines/{line.pk}/save", {"text": "قال ابو محمد", "seen": seen},
+                        content_type="application/json")
+    assert stale.status_code == 409 and stale.json()["error"]["code"] == "line_changed"
+    assert "omar" in stale.json()["error"]["message"]
+    line.refresh_from_db()
+    assert line.reviewed_by == second_reviewer and line.final_text == "قال أبو محمد"
+    # opened again, the page shows omar's review, and a save from it goes through
+    seen = _seen_on_page(client.get(f"/review/lines/{line.pk}/").content.decode())
+    again = client.post(f"/review/lines/{line.pk}/save", {"text": "قال ابو محمد", "seen": seen},
+                        content_type="application/json")
+    assert again.status_code == 200 and Recognition.objects.get(pk=line.pk).reviewed_by == reviewer
