@@ -101,10 +101,11 @@ LONE_SURROGATE = '"\\ud800"'   # valid JSON text, but no character: Python decod
     (URL + "batch/", '{"images": ["iVBORw0KGgo="], "model": ' + LONE_SURROGATE + '}'),
     ("/api/v1/pages/", '{"image": "iVBORw0KGgo=", "model": ' + LONE_SURROGATE + '}'),
     (URL, '{"image": "iVBORw0KGgo=", "model": "a", "model": "b"}'),  # which one counts depends on the parser
+    (URL, "[" * 100_000 + "]" * 100_000),                            # deeper than the json module recurses
 ])
-def test_json_with_a_lone_surrogate_or_a_repeated_key_is_a_parse_error(api, url, body):
+def test_json_with_a_lone_surrogate_a_repeated_key_or_absurd_nesting_is_a_parse_error(api, url, body):
     error = _assert_json_error(api.post(url, body, content_type="application/json"), 400, "parse_error")
-    assert "surrogate" in error["message"] or "twice" in error["message"]
+    assert any(why in error["message"] for why in ("surrogate", "twice", "nested too deeply"))
     assert Recognition.objects.count() == 0
 
 
@@ -113,14 +114,15 @@ def test_a_surrogate_pair_is_a_character_and_still_parses(api):
     _assert_json_error(api.post(URL, body, content_type="application/json"), 400, "invalid_base64")
 
 
-def test_the_review_workspace_refuses_a_lone_surrogate_too(client, staff, user, line_png):
+@pytest.mark.parametrize("body", ['{"text": "a' + LONE_SURROGATE[1:] + '}',
+                                  '{"text": ' + "[" * 100_000 + "]" * 100_000 + "}"])
+def test_the_review_workspace_refuses_them_too(client, staff, user, line_png, body):
     from ocr_app import services
 
     line = services.recognize_uploads(user, [services.decode_upload("l.png", line_png)])[0]
     client.force_login(staff)
-    answer = client.post(f"/review/lines/{line.pk}/save", '{"text": "a' + LONE_SURROGATE[1:] + '}',
-                         content_type="application/json")
-    _assert_json_error(answer, 400, "parse_error")
+    _assert_json_error(client.post(f"/review/lines/{line.pk}/save", body, content_type="application/json"), 400,
+                       "parse_error")
 
 
 @pytest.mark.parametrize("accept", ["text/html", "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"])
