@@ -105,7 +105,7 @@ def save(recognition: Recognition, reviewer, text: str, seen: str | None = None)
     if not isinstance(text, str) or not text.strip():
         raise ApiError("empty_text", "the corrected text is empty; type what the line says, or skip it")
     with transaction.atomic():
-        current = Recognition.objects.select_for_update().select_related("reviewed_by").get(pk=recognition.pk)
+        current = Recognition.objects.select_for_update().get(pk=recognition.pk)
         if seen is not None and review_stamp(current) != seen:
             raise LineChangedError(current)
         holder = current_claim_holder(recognition)
