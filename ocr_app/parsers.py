@@ -4,17 +4,16 @@ JSON may spell a lone UTF-16 surrogate (``"\\ud800"``), which is no character: P
 a string that cannot be encoded to UTF-8, so the first database query or file name with it failed with a 500.
 Arrays nested a hundred thousand deep exhaust the json module's recursion (a RecursionError, a 500 too).
 JSON may also repeat a key (``{"model": "a", "model": "b"}``), and then which one counts depends on the
-parser: a proxy that checked the first would let the second through here. All are refused as parse errors.
+parser: a proxy that checked the first would let the second through here. All are parse errors.
 """
 
 from __future__ import annotations
 
-import codecs
 import json
 import re
 
 from rest_framework.exceptions import ParseError
-from rest_framework.parsers import JSONParser
+from rest_framework.parsers import JSONParser, get_encoding
 from rest_framework.utils.json import strict_constant
 
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
@@ -50,9 +49,9 @@ def _lone_surrogate_in(value) -> bool:
 
 class StrictJSONParser(JSONParser):
     def parse(self, stream, media_type=None, parser_context=None):
-        encoding = (parser_context or {}).get("encoding") or "utf-8"
+        encoding = get_encoding(parser_context or {})   # DRF's: a charset that is no text encoding is refused
         try:
-            text = codecs.getreader(encoding)(stream).read()
+            text = stream.read().decode(encoding)
             data = json.loads(text, object_pairs_hook=_object_without_duplicate_keys,
                               parse_constant=strict_constant if self.strict else None)
         except ValueError as exc:  # not JSON, not in its encoding, or a repeated key

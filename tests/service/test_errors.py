@@ -135,3 +135,16 @@ def test_errors_are_json_when_a_browser_asks_for_html(api, client, accept):
     _assert_json_error(client.get(URL, HTTP_ACCEPT=accept), 401, "not_authenticated")
     # a successful answer may still be the browsable page
     assert api.get(URL, HTTP_ACCEPT="text/html")["Content-Type"].startswith("text/html")
+
+
+@pytest.mark.parametrize("charset", ["zlib", "rot13", "base64", "hex"])
+def test_a_json_charset_that_is_no_text_encoding_is_a_parse_error(api, charset):
+    """Codecs that are not text encodings would transform the body (charset=zlib would inflate it)."""
+    answer = api.post(URL, b'{"image": "@@"}', content_type=f"application/json; charset={charset}")
+    error = _assert_json_error(answer, 400, "parse_error")
+    assert "charset" in error["message"]
+
+
+def test_a_json_body_in_a_text_encoding_still_parses(api):
+    answer = api.post(URL, '{"image": "@@"}'.encode("utf-16"), content_type="application/json; charset=utf-16")
+    _assert_json_error(answer, 400, "invalid_base64")
