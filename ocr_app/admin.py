@@ -54,8 +54,11 @@ class RecognitionReviewForm(forms.ModelForm):
     def clean(self):
         cleaned = super().clean()
         text = cleaned.get("reviewed_text")
-        if text is not None and not services.has_visible_text(services.normalized_review_text(text)):
-            self.add_error("reviewed_text", "The reviewed text is empty once normalised (no letters left).")
+        if text is not None:
+            try:
+                services.checked_review_text(text)
+            except services.ReviewError as exc:
+                self.add_error("reviewed_text", exc.message)
         return cleaned
 
 

@@ -10,13 +10,14 @@ from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_sche
 from rest_framework import status
 from rest_framework.generics import get_object_or_404
 from rest_framework.pagination import PageNumberPagination
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from . import engine, registry, selectors, services, startup
 from .csv_export import CsvFormatMixin, csv_response
 from .errors import ApiError, error_body
+from .parsers import StrictJSONParser
 from .serializers import (
     BatchItemSerializer,
     BatchUploadSerializer,
@@ -27,7 +28,7 @@ from .serializers import (
 )
 
 log = logging.getLogger("ocr_app.api")
-PARSERS = [MultiPartParser, FormParser, JSONParser]
+PARSERS = [MultiPartParser, FormParser, StrictJSONParser]
 
 _ERROR_MEANINGS = {
     400: "invalid input: the code says what (not_an_image, invalid_filter, unknown_model, ...)",

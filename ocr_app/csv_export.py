@@ -23,13 +23,13 @@ COLUMNS = ["id", "created_at", "user", "model", "model_version", "status", "conf
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
-def _cell(value) -> str:
+def spreadsheet_cell(value) -> str:
     text = "" if value is None else str(value)
     return "'" + text if text.startswith(FORMULA_STARTS) else text
 
 
 def _row(r: Recognition) -> list[str]:
-    return [_cell(v) for v in (
+    return [spreadsheet_cell(v) for v in (
         r.pk, r.created_at.isoformat(), r.user.get_username() if r.user else "", r.model_version.name,
         r.model_version.version, r.status, f"{r.confidence:.4f}", r.text, r.corrected_text, r.final_text,
         r.reviewed_by.get_username() if r.reviewed_by else "", r.reviewed_at.isoformat() if r.reviewed_at else "",

@@ -44,6 +44,12 @@ def language_model_unavailable(reason: str) -> ApiError:
                     status.HTTP_503_SERVICE_UNAVAILABLE)
 
 
+def model_unavailable(version: ModelVersion, exc: Exception) -> ApiError:
+    return ApiError("model_unavailable", f"model {version.name} {version.version} is registered but cannot be "
+                                         f"used ({type(exc).__name__}); choose another or ask an administrator",
+                    status.HTTP_503_SERVICE_UNAVAILABLE)
+
+
 def language_model_path() -> Path | None:
     """The file ``OCR_LANGUAGE_MODEL`` names (a relative path is taken from the project folder), or None."""
     value = str(settings.OCR_LANGUAGE_MODEL or "").strip()
@@ -117,7 +123,14 @@ def recognizer_for(version: ModelVersion) -> Recognizer:
                 _unsuited[key] = f"{language_model_path()}: {exc}"
                 log.error("OCR_LANGUAGE_MODEL does not suit model %s %s: %s", version.name, version.version, exc)
                 raise language_model_unavailable(_unsuited[key]) from None
-            recognizer.warm_up()
+            except Exception as exc:  # its file gone or changed, or registered before the registry checked
+                log.exception("model %s %s (%s) cannot be loaded", version.name, version.version, version.path)
+                raise model_unavailable(version, exc) from None
+            try:
+                recognizer.warm_up()
+            except Exception as exc:
+                log.exception("model %s %s (%s) cannot read a line", version.name, version.version, version.path)
+                raise model_unavailable(version, exc) from None
             _recognizers[key] = recognizer
             log.info("loaded model %s %s from %s in %.0f ms%s", version.name, version.version,
                      version.path, 1000 * (time.perf_counter() - started),

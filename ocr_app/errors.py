@@ -8,6 +8,7 @@ from django.conf import settings
 from django.core.exceptions import PermissionDenied, RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
 from django.http import Http404
 from rest_framework import exceptions, status
+from rest_framework.renderers import JSONRenderer
 from rest_framework.views import exception_handler
 
 log = logging.getLogger("ocr_app")
@@ -65,4 +66,9 @@ def json_exception_handler(exc, context):
         message = _first_message(exc.detail)
     details = exc.detail if isinstance(exc, exceptions.ValidationError) else None
     response.data = error_body(code, message, details)
+    # An error is JSON whatever the client accepts: a browser's Accept (text/html) or ?format=api chose the
+    # browsable API's HTML page, which a client reading error.code cannot parse.
+    request = context.get("request")
+    if request is not None:
+        request.accepted_renderer, request.accepted_media_type = JSONRenderer(), JSONRenderer.media_type
     return response

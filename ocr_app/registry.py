@@ -56,15 +56,19 @@ class QualityComparison:
 
 
 def read_model_info(path: Path) -> ModelInfo:
-    import onnxruntime as ort
+    """What the model file says about itself, once it has read a line: a file that opens but whose metadata
+    no line can be read with (a height the graph does not take, a zero stride, a calibration that does not
+    parse) is refused here, not registered to answer 500 to whoever names it."""
+    from recognition import Recognizer
 
     try:
-        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        return ModelInfo.from_props(session.get_modelmeta().custom_metadata_map)
+        recognizer = Recognizer(path, threads=1)
+        recognizer.warm_up()
+        return recognizer.info
     except ModelMetadataError as exc:
         raise RegistryError(f"{path}: {exc}") from None
-    except Exception as exc:  # onnxruntime raises its own types for unreadable files
-        raise RegistryError(f"{path} is not a loadable ONNX model: {exc}") from None
+    except Exception as exc:  # onnxruntime raises its own types for unreadable files and failed runs
+        raise RegistryError(f"{path} is not a loadable ONNX line model: {exc}") from None
 
 
 def _stored_path(path: Path) -> str:

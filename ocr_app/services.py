@@ -22,6 +22,7 @@ from django.utils import timezone
 from PIL import Image, UnidentifiedImageError
 
 from recognition import LineError, LineResult
+from recognition.image import READ_FORMATS
 
 from . import engine, registry
 from .claims import claimed
@@ -70,12 +71,14 @@ def decode_upload(name: str, data: bytes) -> DecodedUpload:
     if not data:
         raise image_error("empty_file", "the file is empty (0 bytes)")
     try:
-        header = Image.open(io.BytesIO(data))  # reads the header only
+        header = Image.open(io.BytesIO(data), formats=READ_FORMATS)  # reads the header only
     except UnidentifiedImageError:
         raise image_error("not_an_image", "the file is not an image format we can read") from None
-    except (Image.DecompressionBombError, OSError) as exc:
-        raise image_error("image_too_large" if isinstance(exc, Image.DecompressionBombError) else "corrupt_image",
-                          str(exc)) from None
+    except Image.DecompressionBombError:  # Pillow's message names its own limit, not ours
+        raise image_error("image_too_large", f"the image has more than {settings.OCR_MAX_PIXELS} pixels, "
+                                             "the limit") from None
+    except OSError as exc:
+        raise image_error("corrupt_image", str(exc)) from None
     width, height = header.size
     if width * height > settings.OCR_MAX_PIXELS:
         raise image_error("image_too_large", f"the image is {width}x{height} = {width * height} pixels; "
@@ -245,8 +248,11 @@ def recognize_one(user, name: str, data: bytes, model: str | None = None) -> Rec
     return outcome
 
 
-class ReviewError(ValueError):
-    pass
+class ReviewError(ApiError):
+    """A reviewer's text that cannot be stored as what a line says (400, with a code the review page explains)."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(code, message)
 
 
 def normalized_review_text(text: str) -> str:
@@ -263,14 +269,36 @@ def has_visible_text(text: str) -> bool:
     return any(unicodedata.category(c)[0] not in "MZC" for c in text)
 
 
+def checked_review_text(text: str) -> str:
+    """The reviewer's text as it will be stored, or ``ReviewError`` saying why it cannot be.
+
+    Refused: a text with nothing visible once normalised (bidi marks or harakat alone); control characters
+    and lone surrogates (PostgreSQL refuses NUL, and a line's text is written out one line per file for
+    training); and a text longer than the widest line the service reads has pixel columns
+    (``OCR_MAX_LINE_WIDTH`` at the model's height): greedy CTC emits at most one character per column.
+    """
+    import unicodedata
+
+    text = normalized_review_text(text)
+    for position, char in enumerate(text):
+        if unicodedata.category(char) in ("Cc", "Cs"):
+            raise ReviewError("invalid_text", f"the text holds a control character (U+{ord(char):04X}) at "
+                                              f"position {position}; type only what the line says")
+    if not has_visible_text(text):
+        raise ReviewError("empty_text", "the corrected text is empty once normalised (only spaces, marks or "
+                                        "invisible characters); type what the line says, or skip it")
+    if len(text) > settings.OCR_MAX_LINE_WIDTH:
+        raise ReviewError("text_too_long", f"the text is {len(text)} characters long; no line the service reads "
+                                           f"can hold more than {settings.OCR_MAX_LINE_WIDTH}")
+    return text
+
+
 def review(recognition: Recognition, reviewer, corrected_text: str | None = None) -> Recognition:
     """Mark a prediction correct (no text given: an explicit verification), or store the reviewer's text.
 
-    An empty corrected text is refused: a line that says nothing is not a review.
+    A text that cannot be a line's reading is refused (``checked_review_text``).
     """
-    text = normalized_review_text(corrected_text) if corrected_text is not None else None
-    if text is not None and not has_visible_text(text):
-        raise ReviewError("the corrected text is empty")
+    text = checked_review_text(corrected_text) if corrected_text is not None else None
     if text is None or text == recognition.text:
         recognition.status = Recognition.Status.VERIFIED
         recognition.corrected_text = ""

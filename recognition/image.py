@@ -23,6 +23,10 @@ DEFAULT_MAX_PIXELS = 40_000_000
 NORMALISATION = "grey-ink1-paper0-trim-mirror-v1"
 # Image formats we read, by file suffix (folders of lines, the CLI, exports).
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".gif")
+# The same formats as Pillow names them: the only ones any input is decoded as. Pillow opens dozens more by
+# their content, whatever the file is called; among them EPS, which it hands to Ghostscript (an interpreter,
+# run on the uploaded file where it is installed), and rarely used decoders, where its CVEs cluster.
+READ_FORMATS = ("PNG", "JPEG", "TIFF", "BMP", "WEBP", "GIF")
 
 
 class ImageError(ValueError):
@@ -65,7 +69,7 @@ class LineLimits:
 def load_grey(source, max_pixels: int = DEFAULT_MAX_PIXELS, check_size=None) -> np.ndarray:
     """Decode an image (path, bytes or binary file) to a 2-D uint8 grey array.
 
-    Accepts every single-frame image Pillow reads: 1-bit, palette, grey with or
+    Accepts single-frame PNG, JPEG, TIFF, BMP, WebP and GIF (``READ_FORMATS``): 1-bit, palette, grey with or
     without alpha, 16-bit and 32-bit grey, RGB(A), CMYK, EXIF-rotated. Alpha is
     composited over white paper. Rejects empty, truncated, multi-frame and
     over-large images with a clear ``ImageError`` instead of guessing.
@@ -86,7 +90,7 @@ def load_grey(source, max_pixels: int = DEFAULT_MAX_PIXELS, check_size=None) -> 
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             try:
-                image = Image.open(stream)
+                image = Image.open(stream, formats=READ_FORMATS)
             except UnidentifiedImageError:
                 raise ImageError("not_an_image", "the file is not an image format we can read") from None
             except (Image.DecompressionBombError, Image.DecompressionBombWarning):

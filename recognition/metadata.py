@@ -17,6 +17,9 @@ from .image import NORMALISATION, PreprocessConfig
 
 TEXT_NORMALISATION = "nfc-fold-presentation-forms-drop-harakat-ascii-digits-v2"
 REQUIRED_KEYS = ("alphabet", "input_height", "width_stride")
+# A line model's input height: the shipped ones take 48. Beyond the bounds no model was ever trained, and a
+# crafted height of 10^9 would have the first line (and the warm-up) allocate gigabytes.
+MIN_INPUT_HEIGHT, MAX_INPUT_HEIGHT = 8, 512
 
 
 class ModelMetadataError(ValueError):
@@ -79,19 +82,39 @@ class ModelInfo:
             )
         known = {f for f in cls.__dataclass_fields__} - {"extra", "alphabet"}
         cer = props.get("validation_cer", "")
-        return cls(
-            alphabet=Alphabet.from_json(props["alphabet"]),
-            input_height=int(props["input_height"]),
-            width_stride=int(props["width_stride"]),
-            name=props.get("name", "unnamed"),
-            version=props.get("version", "0"),
-            mirror=json.loads(props.get("mirror", "true")),
-            normalisation=props.get("normalisation", NORMALISATION),
-            text_normalisation=props.get("text_normalisation", TEXT_NORMALISATION),
-            training_data=props.get("training_data", ""),
-            validation_cer=float(cer) if cer else None,
-            extra={k: v for k, v in props.items() if k not in known and k != "alphabet"},
-        )
+        try:
+            info = cls(
+                alphabet=Alphabet.from_json(props["alphabet"]),
+                input_height=int(props["input_height"]),
+                width_stride=int(props["width_stride"]),
+                name=props.get("name", "unnamed"),
+                version=props.get("version", "0"),
+                mirror=json.loads(props.get("mirror", "true")),
+                normalisation=props.get("normalisation", NORMALISATION),
+                text_normalisation=props.get("text_normalisation", TEXT_NORMALISATION),
+                training_data=props.get("training_data", ""),
+                validation_cer=float(cer) if cer else None,
+                extra={k: v for k, v in props.items() if k not in known and k != "alphabet"},
+            )
+        except (ValueError, TypeError) as exc:   # a number or a JSON value that is not one
+            raise ModelMetadataError(f"unreadable model metadata: {exc}") from None
+        info.check()
+        return info
+
+    def check(self) -> None:
+        """Refuse what no line could be read with, at load rather than on a user's first line: a height or
+        stride out of range, an empty alphabet, a calibration or conventions entry that does not parse."""
+        if not MIN_INPUT_HEIGHT <= self.input_height <= MAX_INPUT_HEIGHT:
+            raise ModelMetadataError(f"input_height {self.input_height} is outside {MIN_INPUT_HEIGHT}-"
+                                     f"{MAX_INPUT_HEIGHT} pixels")
+        if self.width_stride < 1:
+            raise ModelMetadataError(f"width_stride {self.width_stride} must be at least 1")
+        if len(self.alphabet) == 0:
+            raise ModelMetadataError("the alphabet is empty")
+        try:
+            self.calibration, self.conventions  # noqa: B018 (parsed for their errors)
+        except ValueError as exc:
+            raise ModelMetadataError(str(exc)) from None
 
     def summary(self) -> dict:
         """JSON-friendly description (for APIs and model cards)."""

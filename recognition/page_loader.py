@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageOps, ImageSequence, UnidentifiedImageError
 
-from .image import ImageError, to_grey
+from .image import READ_FORMATS, ImageError, to_grey
 from .pdf_sandbox import PDF_DPI, pdf_pages
 
 DEFAULT_MAX_PAGE_PIXELS = 60_000_000   # a 600-dpi A3 scan
@@ -132,7 +132,7 @@ def open_image(source: bytes | str | os.PathLike) -> Image.Image:
     """A page file's image (its bytes or its path), lazily (headers only), or the ImageError that says why it cannot
     be one. Opened from a path, the image holds the file open until it is closed."""
     try:
-        return Image.open(source if is_path(source) else io.BytesIO(source))
+        return Image.open(source if is_path(source) else io.BytesIO(source), formats=READ_FORMATS)
     except Image.DecompressionBombError:
         raise ImageError("image_too_large", "the image has too many pixels") from None
     except UnidentifiedImageError:

@@ -26,7 +26,7 @@ from .ctc import LineResult, decode_line
 from .evaluation import Evaluation
 from .image import DEFAULT_MAX_PIXELS, ImageError, LineLimits, check_grey_array, load_grey, preprocess
 from .line_data import LineSample
-from .metadata import ModelInfo
+from .metadata import ModelInfo, ModelMetadataError
 
 # The input through which a model is told each line's true width (model pixels),
 # so that the zero padding of a batch is invisible to it (masked convolutions,
@@ -46,6 +46,15 @@ def read_model_info(model_path: str | os.PathLike) -> ModelInfo:
     """What a model file says about itself (alphabet, text convention, ...), without a ``Recognizer``."""
     session = ort.InferenceSession(os.fspath(model_path), providers=["CPUExecutionProvider"])
     return ModelInfo.from_props(session.get_modelmeta().custom_metadata_map)
+
+
+def check_input_height(session: ort.InferenceSession, input_name: str, info: ModelInfo) -> None:
+    """The metadata's ``input_height`` must be the height the graph takes (NHWC) where the graph fixes one:
+    lines scaled to any other height fail in onnxruntime, on every line."""
+    shape = next(i.shape for i in session.get_inputs() if i.name == input_name)
+    if len(shape) == 4 and isinstance(shape[1], int) and shape[1] != info.input_height:
+        raise ModelMetadataError(f"the metadata says input_height {info.input_height}; the graph takes lines "
+                                 f"{shape[1]} pixels high")
 
 
 class Recognizer:
@@ -91,6 +100,7 @@ class Recognizer:
                                          text_normalisation=self.info.text_normalisation)
         inputs = [i.name for i in self.session.get_inputs()]
         self.input_name = next(name for name in inputs if name != WIDTHS_INPUT)
+        check_input_height(self.session, self.input_name, self.info)
         self.takes_widths = WIDTHS_INPUT in inputs
         # Batching needs a model that masks its padding *and* computes each line on
         # its own: a dynamically quantised model scales its activations by the

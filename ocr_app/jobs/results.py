@@ -11,6 +11,7 @@ import csv
 import io
 import zipfile
 
+from ..csv_export import spreadsheet_cell
 from .models import Job, Page, PageLine
 
 SUFFIXES = {"txt": ".txt", "alto": ".alto.xml", "page": ".page.xml", "hocr": ".hocr"}
@@ -45,8 +46,9 @@ def recognitions_csv(job: Job) -> str:
              .order_by("page__index", "index"))
     for line in lines.iterator():
         recognition = line.recognition
-        writer.writerow([line.page.source_name, line.page.number, line.index, recognition.final_text,
-                         f"{recognition.confidence:.4f}",
-                         f"{recognition.model_version.name}:{recognition.model_version.version}",
-                         recognition.created_at.isoformat()])
+        # the file name is the uploader's and the text may be a reviewer's: neither may run as a formula
+        writer.writerow([spreadsheet_cell(v) for v in (
+            line.page.source_name, line.page.number, line.index, recognition.final_text,
+            f"{recognition.confidence:.4f}", f"{recognition.model_version.name}:{recognition.model_version.version}",
+            recognition.created_at.isoformat())])
     return out.getvalue()

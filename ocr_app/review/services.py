@@ -32,6 +32,19 @@ class LineClaimedError(ApiError):
         self.holder = holder
 
 
+class LineChangedError(ApiError):
+    def __init__(self, line: Recognition):
+        who = line.reviewed_by.get_username() if line.reviewed_by else "someone"
+        super().__init__("line_changed", f"{who} reviewed this line after you opened it (it now reads "
+                                         f"{line.final_text!r}); open it again to see their reading",
+                         status.HTTP_409_CONFLICT)
+
+
+def review_stamp(line: Recognition) -> str:
+    """What identifies the line's current review (empty while unreviewed): the review page sends it back."""
+    return line.reviewed_at.isoformat() if line.reviewed_at else ""
+
+
 def _lease_end(now: datetime.datetime) -> datetime.datetime:
     return now + datetime.timedelta(seconds=settings.OCR_REVIEW_LEASE_SECONDS)
 
@@ -81,15 +94,20 @@ def release(reviewer) -> None:
     ReviewClaim.objects.filter(reviewer=reviewer).delete()
 
 
-def save(recognition: Recognition, reviewer, text: str) -> Recognition:
+def save(recognition: Recognition, reviewer, text: str, seen: str | None = None) -> Recognition:
     """Store the reviewer's reading: verified if it is the recognised text, corrected otherwise.
 
     An empty text is refused (a line with no text is not a line to train on),
-    and so is a line another reviewer holds.
+    and so is a line another reviewer holds. With ``seen`` (``review_stamp`` as the reviewer's page showed
+    it), a line reviewed by someone else since is refused too: after the reviewer's lease lapsed another one
+    may have opened and saved it, and a stale tab's save would overwrite their reading unseen.
     """
     if not isinstance(text, str) or not text.strip():
         raise ApiError("empty_text", "the corrected text is empty; type what the line says, or skip it")
     with transaction.atomic():
+        current = Recognition.objects.select_for_update().get(pk=recognition.pk)
+        if seen is not None and review_stamp(current) != seen:
+            raise LineChangedError(current)
         holder = current_claim_holder(recognition)
         if holder is not None and holder.pk != reviewer.pk:
             raise LineClaimedError(holder)

@@ -18,12 +18,13 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 from drf_spectacular.utils import extend_schema
 from rest_framework import permissions
-from rest_framework.parsers import FormParser, JSONParser
+from rest_framework.parsers import FormParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from ..errors import ApiError
 from ..models import Recognition
+from ..parsers import StrictJSONParser
 from . import selectors, services
 from .forms import filters_from
 from .selectors import KEYBOARD_ROW, is_reviewer
@@ -116,6 +117,7 @@ def line_page(request, pk: int):
         "progress": selectors.progress(request.user, selectors.review_queue(filters)),
         "previous_url": _line_url(previous, query) if previous else "",
         "page": selectors.page_context(line, filters.get("job")), "threshold": settings.OCR_REVIEW_LOW_CONFIDENCE,
+        "seen": services.review_stamp(line),
     })
 
 
@@ -133,14 +135,17 @@ class SaveLineApi(APIView):
     """Save the reviewer's text (verified if unchanged, corrected if edited) and claim the next line."""
 
     permission_classes = [IsReviewer]
-    parser_classes = [JSONParser, FormParser]
+    parser_classes = [StrictJSONParser, FormParser]
 
     def post(self, request, pk: int):
         line = get_object_or_404(Recognition, pk=pk)
-        text = request.data.get("text")
+        data = request.data if isinstance(request.data, dict) else {}  # a JSON list or string has no fields
+        text, seen = data.get("text"), data.get("seen")
         if not isinstance(text, str):
             raise ApiError("invalid_request", "send the line's text as 'text'")
-        services.save(line, request.user, text)
+        if seen is not None and not isinstance(seen, str):
+            raise ApiError("invalid_request", "'seen' is the line's review stamp as its page showed it, a string")
+        services.save(line, request.user, text, seen=seen)
         _, _, query = filters_from(request.GET)
         return Response({"id": line.pk, "status": line.status, "next_url": _next_url(request, query)})
 

@@ -9,6 +9,7 @@ from ocr_app import registry
 from ocr_app.models import ModelVersion, Recognition
 from ocr_app.registry import RegistryError, register_model
 from tests.rendering import png_bytes, render_line
+from tests.service.conftest import media_files
 
 pytestmark = pytest.mark.django_db
 
@@ -182,3 +183,47 @@ def test_register_rejects_files_that_are_not_models(tmp_path):
     bogus.write_bytes(b"not a model")
     with pytest.raises(CommandError):
         call_command("register_model", str(bogus), stdout=StringIO())
+
+
+def _with_metadata(model_file, tmp_path, name: str, **changes):
+    """The model under a new version, its metadata changed as a crafted or botched export would."""
+    import onnx
+
+    proto = onnx.load(str(model_file))
+    for prop in proto.metadata_props:
+        if prop.key == "version":
+            prop.value = name
+        if prop.key in changes:
+            prop.value = changes[prop.key]
+    path = tmp_path / f"model-{name}.onnx"
+    onnx.save(proto, str(path))
+    return path
+
+
+@pytest.mark.parametrize("changes, says", [
+    ({"input_height": "0"}, "input_height 0"),
+    ({"input_height": "1000000000"}, "input_height 1000000000"),
+    ({"input_height": "64"}, "the graph takes lines 48 pixels high"),
+    ({"width_stride": "0"}, "width_stride 0"),
+    ({"input_height": "abc"}, "unreadable model metadata"),
+    ({"alphabet": "[]"}, "the alphabet is empty"),
+    ({"confidence_calibration": '{"x": 1}'}, "calibration"),
+])
+def test_register_refuses_metadata_no_line_could_be_read_with(model_file, tmp_path, changes, says):
+    path = _with_metadata(model_file, tmp_path, "crafted", **changes)
+    with pytest.raises(RegistryError, match=says):
+        register_model(path)
+    assert not ModelVersion.objects.filter(version="crafted").exists()
+
+
+def test_a_registered_model_that_cannot_be_loaded_is_a_json_503_not_a_500(api, model_file, tmp_path, line_png,
+                                                                           settings):
+    """A version registered before the registry checked, or whose file was replaced or removed since."""
+    path = _copy_as_new_version(model_file, tmp_path, "gone")
+    register_model(path)
+    path.write_bytes(b"no longer a model")
+    for url in ("/api/v1/recognitions/", "/api/v1/pages/"):
+        answer = api.post(url, {"image": SimpleUploadedFile("l.png", line_png), "model": "gone"}, format="multipart")
+        assert answer.status_code == 503 and answer["Content-Type"].startswith("application/json"), answer.content
+        assert answer.json()["error"]["code"] == "model_unavailable" and "gone" in answer.json()["error"]["message"]
+    assert Recognition.objects.count() == 0 and media_files(settings) == []

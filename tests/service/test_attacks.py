@@ -340,3 +340,27 @@ def test_the_serving_process_stays_small_while_a_pdf_bomb_is_checked(tmp_path):
     assert done.returncode == 0, done.stderr
     outcome, grown_mb = done.stdout.strip().splitlines()
     assert outcome == "image_too_large 413" and int(grown_mb) < 64, done.stdout
+
+
+def _page_in(format_name: str) -> bytes:
+    out = io.BytesIO()
+    Image.fromarray(job_pages.small_page(0).image).save(out, format_name)
+    return out.getvalue()
+
+
+# Pillow identifies these by their content; EPS it hands to Ghostscript, an interpreter, where one is installed
+EPS = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 600 800\nshowpage\n%%EOF\n"
+
+
+@pytest.mark.parametrize("name, data", [("scan.png", EPS), ("scan.ppm", "PPM"), ("scan.tga", "TGA"),
+                                        ("scan.pcx", "PCX")])
+def test_formats_outside_the_documented_ones_are_not_decoded_by_any_api(api, settings, name, data):
+    from ocr_app.models import Recognition
+
+    data = _page_in(data) if isinstance(data, str) else data
+    line = api.post("/api/v1/recognitions/", {"image": SimpleUploadedFile(name, data)}, format="multipart")
+    _assert_refused(line, 400, "not_an_image")
+    _assert_refused(_post_page(api, name, data), 400, "not_an_image")
+    _assert_refused(_post_job(api, [(name, data)]), 400, "no_readable_pages")
+    assert Recognition.objects.count() == 0
+    _nothing_stored(settings)

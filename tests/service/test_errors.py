@@ -91,3 +91,60 @@ def test_batch_items_must_be_strings(api):
 def test_a_bad_model_field_is_refused_even_when_every_image_is_bad(api):
     response = api.post(URL + "batch/", {"images": ["", "x"], "model": [1, 2]}, format="json")
     _assert_json_error(response, 400, "invalid_request")
+
+
+LONE_SURROGATE = '"\\ud800"'   # valid JSON text, but no character: Python decodes it into an unencodable string
+
+
+@pytest.mark.parametrize("url, body", [
+    (URL, '{"image": "iVBORw0KGgo=", "model": ' + LONE_SURROGATE + '}'),
+    (URL + "batch/", '{"images": ["iVBORw0KGgo="], "model": ' + LONE_SURROGATE + '}'),
+    ("/api/v1/pages/", '{"image": "iVBORw0KGgo=", "model": ' + LONE_SURROGATE + '}'),
+    (URL, '{"image": "iVBORw0KGgo=", "model": "a", "model": "b"}'),  # which one counts depends on the parser
+    (URL, "[" * 100_000 + "]" * 100_000),                            # deeper than the json module recurses
+])
+def test_json_with_a_lone_surrogate_a_repeated_key_or_absurd_nesting_is_a_parse_error(api, url, body):
+    error = _assert_json_error(api.post(url, body, content_type="application/json"), 400, "parse_error")
+    assert any(why in error["message"] for why in ("surrogate", "twice", "nested too deeply"))
+    assert Recognition.objects.count() == 0
+
+
+def test_a_surrogate_pair_is_a_character_and_still_parses(api):
+    body = '{"image": "@@", "model": "\\ud83d\\ude00"}'   # an emoji, spelled as JSON spells it
+    _assert_json_error(api.post(URL, body, content_type="application/json"), 400, "invalid_base64")
+
+
+@pytest.mark.parametrize("body", ['{"text": "a' + LONE_SURROGATE[1:] + '}',
+                                  '{"text": ' + "[" * 100_000 + "]" * 100_000 + "}"])
+def test_the_review_workspace_refuses_them_too(client, staff, user, line_png, body):
+    from ocr_app import services
+
+    line = services.recognize_uploads(user, [services.decode_upload("l.png", line_png)])[0]
+    client.force_login(staff)
+    _assert_json_error(client.post(f"/review/lines/{line.pk}/save", body, content_type="application/json"), 400,
+                       "parse_error")
+
+
+@pytest.mark.parametrize("accept", ["text/html", "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"])
+def test_errors_are_json_when_a_browser_asks_for_html(api, client, accept):
+    """A browser sends Accept: text/html; the browsable API would answer its errors as an HTML page."""
+    _assert_json_error(api.get(URL + "999999/", HTTP_ACCEPT=accept), 404, "not_found")
+    _assert_json_error(api.get(URL, {"min_confidence": "abc"}, HTTP_ACCEPT=accept), 400, "invalid_filter")
+    _assert_json_error(api.get("/api/v1/jobs/999999/", HTTP_ACCEPT=accept), 404, "not_found")
+    _assert_json_error(api.get(URL + "999999/", {"format": "api"}), 404, "not_found")
+    _assert_json_error(client.get(URL, HTTP_ACCEPT=accept), 401, "not_authenticated")
+    # a successful answer may still be the browsable page
+    assert api.get(URL, HTTP_ACCEPT="text/html")["Content-Type"].startswith("text/html")
+
+
+@pytest.mark.parametrize("charset", ["zlib", "rot13", "base64", "hex"])
+def test_a_json_charset_that_is_no_text_encoding_is_a_parse_error(api, charset):
+    """Codecs that are not text encodings would transform the body (charset=zlib would inflate it)."""
+    answer = api.post(URL, b'{"image": "@@"}', content_type=f"application/json; charset={charset}")
+    error = _assert_json_error(answer, 400, "parse_error")
+    assert "charset" in error["message"]
+
+
+def test_a_json_body_in_a_text_encoding_still_parses(api):
+    answer = api.post(URL, '{"image": "@@"}'.encode("utf-16"), content_type="application/json; charset=utf-16")
+    _assert_json_error(answer, 400, "invalid_base64")

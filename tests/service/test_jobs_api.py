@@ -305,3 +305,20 @@ def test_control_characters_in_fields_are_a_400(api, pages, field):
     answer = _submit(api, {"p.png": job_pages.png(pages[0])}, **{field: "a\x00b"})
     assert answer.status_code == 400 and answer.json()["error"]["code"] == "invalid_request"
     assert not Job.objects.exists()
+
+
+def test_recognitions_csv_in_the_results_keeps_formulas_as_text(api, pages, staff):
+    """A file name is the uploader's and a corrected text a reviewer's: neither may run as a spreadsheet formula
+    in whoever opens the results (the recognitions CSV export guards its cells the same way)."""
+    from ocr_app import services as line_services
+
+    body = _submit(api, {"=1+2.png": job_pages.png(pages[0])}).json()
+    runner.run_pending()
+    first = Recognition.objects.filter(page_lines__page__job_id=body["id"]).order_by("page_lines__index").first()
+    line_services.review(first, staff, "=HYPERLINK(\"http://example.org\")")
+    archive = zipfile.ZipFile(io.BytesIO(b"".join(api.get(body["results_url"]).streaming_content)))
+    import csv
+
+    rows = list(csv.reader(io.StringIO(archive.read("recognitions.csv").decode("utf-8-sig"))))
+    assert rows[1][0] == "'=1+2.png" and rows[1][3] == "'=HYPERLINK(\"http://example.org\")"
+    assert all(not cell.startswith(("=", "+", "-", "@")) for row in rows[1:] for cell in row)

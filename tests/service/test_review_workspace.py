@@ -131,3 +131,75 @@ def test_the_queue_ends(client, reviewer, lines):
         services.save(line, reviewer, line.text)
     assert client.post("/review/start/")["Location"] == "/review/?done=1"
     assert "Nothing left to claim" in client.get("/review/?done=1").content.decode()
+
+
+@pytest.mark.parametrize("text, code", [
+    ("\u200f", "empty_text"),            # a bidi mark alone: nothing left once normalised
+    ("\u064e\u064f", "empty_text"),      # harakat alone
+    ("\u200b\u200c", "empty_text"),      # zero-width characters alone
+    ("\x00", "invalid_text"),            # NUL: PostgreSQL refuses it
+    ("قال\x00أبو", "invalid_text"),
+    ("قال\x01", "invalid_text"),
+    ("\x7f", "invalid_text"),
+    ("ق" * 100_000, "text_too_long"),     # longer than any line the service reads can be
+])
+def test_a_text_that_cannot_be_a_lines_reading_is_a_json_400_and_stores_nothing(client, reviewer, lines, text, code):
+    client.force_login(reviewer)
+    line = lines[0]
+    answer = client.post(f"/review/lines/{line.pk}/save", {"text": text}, content_type="application/json")
+    assert answer.status_code == 400 and answer["Content-Type"].startswith("application/json"), answer.content[:300]
+    assert answer.json()["error"]["code"] == code and answer.json()["error"]["message"]
+    line.refresh_from_db()
+    assert line.status == "unreviewed" and line.corrected_text == "" and line.reviewed_by is None
+
+
+@pytest.mark.parametrize("body", ["[]", '"text"', "1", "null"])
+def test_a_json_body_that_is_not_an_object_is_a_json_400(client, reviewer, lines, body):
+    client.force_login(reviewer)
+    answer = client.post(f"/review/lines/{lines[0].pk}/save", body, content_type="application/json")
+    assert answer.status_code == 400 and answer.json()["error"]["code"] == "invalid_request"
+
+
+def test_presentation_forms_and_a_long_real_line_are_stored_normalised(client, reviewer, lines):
+    client.force_login(reviewer)
+    line = lines[0]
+    answer = client.post(f"/review/lines/{line.pk}/save", {"text": "ﷲ ﻻ " + "ق" * 300},
+                         content_type="application/json")
+    assert answer.status_code == 200, answer.content
+    line.refresh_from_db()
+    assert line.status == "corrected" and line.corrected_text == "الله لا " + "ق" * 300
+
+
+def _seen_on_page(html: str) -> str:
+    import re
+
+    return re.search(r'data-seen="([^"]*)"', html).group(1)
+
+
+def test_a_stale_tab_does_not_overwrite_a_review_saved_after_its_lease_lapsed(client, reviewer, second_reviewer,
+                                                                              lines):
+    from django.test import Client
+
+    line = lines[0]
+    client.force_login(reviewer)
+    seen = _seen_on_page(client.get(f"/review/lines/{line.pk}/").content.decode())
+    assert seen == ""   # unreviewed
+    # nadia's tab stays open past her lease; omar opens the line and corrects it
+    ReviewClaim.objects.filter(reviewer=reviewer).update(expires_at=timezone.now() - datetime.timedelta(seconds=1))
+    other = Client()
+    other.force_login(second_reviewer)
+    theirs = _seen_on_page(other.get(f"/review/lines/{line.pk}/").content.decode())
+    saved = other.post(f"/review/lines/{line.pk}/save", {"text": "قال أبو محمد", "seen": theirs},
+                       content_type="application/json")
+    assert saved.status_code == 200, saved.content
+    stale = client.post(f"/review/lines/{line.pk}/save", {"text": "قال ابو محمد", "seen": seen},
+                        content_type="application/json")
+    assert stale.status_code == 409 and stale.json()["error"]["code"] == "line_changed"
+    assert "omar" in stale.json()["error"]["message"]
+    line.refresh_from_db()
+    assert line.reviewed_by == second_reviewer and line.final_text == "قال أبو محمد"
+    # opened again, the page shows omar's review, and a save from it goes through
+    seen = _seen_on_page(client.get(f"/review/lines/{line.pk}/").content.decode())
+    again = client.post(f"/review/lines/{line.pk}/save", {"text": "قال ابو محمد", "seen": seen},
+                        content_type="application/json")
+    assert again.status_code == 200 and Recognition.objects.get(pk=line.pk).reviewed_by == reviewer

@@ -45,7 +45,8 @@
     field.focus();
   }
 
-  const save = () => post(form.dataset.saveUrl, { text: field.value });
+  // "seen": the line's review as this page showed it; a review saved by someone else since is not overwritten
+  const save = () => post(form.dataset.saveUrl, { text: field.value, seen: form.dataset.seen });
   const skip = () => post(form.dataset.skipUrl);
   const previous = () => { if (form.dataset.previousUrl) window.location.assign(form.dataset.previousUrl); };
   const undo = () => { field.value = original; field.focus(); };
