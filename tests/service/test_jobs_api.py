@@ -108,6 +108,24 @@ def test_a_zip_with_a_bad_page_fails_that_page_only(api, pages):
     assert names == ["01", "02", "03", "notes"]   # name order inside the zip
 
 
+def test_zip_members_whose_path_leaves_the_zip_are_failed_pages_not_skipped_unseen(api, pages):
+    """A '..' part looked hidden (it starts with a dot) and was dropped without a word; an absolute path was read.
+    Each is listed as a failed page that says why; hidden files and macOS's resource forks are still skipped."""
+    page = job_pages.png(pages[0])
+    archive = job_pages.zipped({"a/01.png": page, "../02.png": page, "a/../../03.png": page, "/etc/04.png": page,
+                                "C:/05.png": page, "x\\..\\..\\06.png": page, ".DS_Store": b"x",
+                                "__MACOSX/._01.png": b"x", "a..b/07.png": page})
+    body = _submit(api, {"scans.zip": archive}).json()
+    assert body["pages_total"] == 7 and body["pages_failed"] == 5, body
+    reasons = {f["file"]: (f["code"], f["message"]) for f in body["failures"]}
+    assert set(reasons) == {"scans.zip/../02.png", "scans.zip/a/../../03.png", "scans.zip//etc/04.png",
+                            "scans.zip/C:/05.png", "scans.zip/x\\..\\..\\06.png"}
+    assert all(code == "unsafe_zip_path" and "leaves the zip's folder" in message
+               for code, message in reasons.values())
+    runner.run_pending()
+    assert api.get(body["url"]).json()["pages_done"] == 2   # a/01.png and a..b/07.png ('..' only inside a name)
+
+
 def test_formats_limit_the_outputs(api, pages):
     body = _submit(api, {"p.png": job_pages.png(pages[0])}, formats="alto,txt").json()
     assert body["formats"] == ["txt", "alto"]
