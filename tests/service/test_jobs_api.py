@@ -181,12 +181,16 @@ def test_a_page_run_twice_is_stored_once(api, pages):
 @pytest.mark.parametrize("fields, code, http", [
     ({}, "missing_files", 400),
     ({"formats": "alto,pdf"}, "unknown_format", 400),
+    ({"formats": ""}, "unknown_format", 400),    # gave a job of the book text alone (a missing field gives all)
+    ({"formats": " , "}, "unknown_format", 400),
     ({"model": "no-such-model"}, "unknown_model", 400),
 ])
 def test_bad_requests_leave_nothing(api, pages, settings, fields, code, http):
     files = {} if code == "missing_files" else {"p.png": job_pages.png(pages[0])}
     answer = _submit(api, files, **fields)
     assert answer.status_code == http and answer.json()["error"]["code"] == code
+    if "formats" in fields:
+        assert "txt, alto, page, hocr" in answer.json()["error"]["message"]
     assert not Job.objects.exists() and not Page.objects.exists() and media_files(settings) == []
 
 
