@@ -126,6 +126,22 @@ def test_zip_members_whose_path_leaves_the_zip_are_failed_pages_not_skipped_unse
     assert api.get(body["url"]).json()["pages_done"] == 2   # a/01.png and a..b/07.png ('..' only inside a name)
 
 
+def test_a_phone_jpeg_with_a_gain_map_is_one_page(api, pages):
+    """Its HDR gain map (an MPO's second frame) was read as a second page of the book, and the pages API refused
+    the photo as multi_page_document."""
+    from PIL import Image
+
+    from tests.service.test_recognitions_api import ultra_hdr_jpeg
+
+    photo = ultra_hdr_jpeg(Image.open(io.BytesIO(job_pages.png(pages[0]))))
+    body = _submit(api, {"photo.jpg": photo}).json()
+    assert body["pages_total"] == 1, body
+    runner.run_pending()
+    assert api.get(body["url"]).json()["pages_done"] == 1
+    page = api.post("/api/v1/pages/", {"image": _named("photo.jpg", photo)}, format="multipart")
+    assert page.status_code == 201, page.content
+
+
 def test_formats_limit_the_outputs(api, pages):
     body = _submit(api, {"p.png": job_pages.png(pages[0])}, formats="alto,txt").json()
     assert body["formats"] == ["txt", "alto"]
