@@ -214,7 +214,7 @@ OCR_JOB_POLL_SECONDS = float(os.environ.get("OCR_JOB_POLL_SECONDS", 2.0))
 # -- book adaptation (ocr_app/books): fine-tuning a model on one book's reviewed lines -------------
 OCR_ADAPT_MIN_LINES = env_int("OCR_ADAPT_MIN_LINES", 100)       # reviewed lines a book needs before adapting
 OCR_ADAPT_HELDOUT_EVERY = env_int("OCR_ADAPT_HELDOUT_EVERY", 5)  # every Nth reviewed line is held out to measure
-OCR_ADAPT_DIR = os.environ.get("OCR_ADAPT_DIR", str(BASE_DIR / "var" / "adaptations"))  # runs and adapted models
+OCR_ADAPT_DIR = os.environ.get("OCR_ADAPT_DIR", str(VAR_DIR / "adaptations"))  # runs and adapted models
 OCR_ADAPT_ARGS = os.environ.get("OCR_ADAPT_ARGS", "")          # extra `training.adapt` options (e.g. --epochs 6)
 OCR_ADAPT_LEASE_SECONDS = env_int("OCR_ADAPT_LEASE_SECONDS", 60)  # a silent adaptation's worker is taken as dead
 OCR_TRAINING_QUEUE = os.environ.get("OCR_TRAINING_QUEUE", "training")  # Celery queue of `make worker-train`

@@ -29,6 +29,14 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".g
 READ_FORMATS = ("PNG", "JPEG", "TIFF", "BMP", "WEBP", "GIF")
 
 
+def primary_image_only(image: Image.Image) -> bool:
+    """Whether only the image's first frame is the picture sent: a JPEG with a Multi-Picture (MPF) segment, which
+    Pillow opens as format MPO, carries further images that are not more lines or pages: the HDR gain map of an
+    Ultra HDR photo (Android phones write one by default), a depth map or a preview. Read frame by frame, a
+    phone's photo of a line was refused as multi-frame and its photo of a page read as two pages."""
+    return image.format == "MPO"
+
+
 class ImageError(ValueError):
     """An input that cannot be read as a line image; ``code`` is for APIs."""
 
@@ -69,7 +77,8 @@ class LineLimits:
 def load_grey(source, max_pixels: int = DEFAULT_MAX_PIXELS, check_size=None) -> np.ndarray:
     """Decode an image (path, bytes or binary file) to a 2-D uint8 grey array.
 
-    Accepts single-frame PNG, JPEG, TIFF, BMP, WebP and GIF (``READ_FORMATS``): 1-bit, palette, grey with or
+    Accepts single-frame PNG, JPEG (a phone's gain map beside it ignored: ``primary_image_only``), TIFF, BMP,
+    WebP and GIF (``READ_FORMATS``): 1-bit, palette, grey with or
     without alpha, 16-bit and 32-bit grey, RGB(A), CMYK, EXIF-rotated. Alpha is
     composited over white paper. Rejects empty, truncated, multi-frame and
     over-large images with a clear ``ImageError`` instead of guessing.
@@ -105,7 +114,7 @@ def load_grey(source, max_pixels: int = DEFAULT_MAX_PIXELS, check_size=None) -> 
             raise ImageError("empty_image", "the image has no pixels")
         if check_size is not None:
             check_size(width, height)
-        if getattr(image, "n_frames", 1) > 1:
+        if not primary_image_only(image) and getattr(image, "n_frames", 1) > 1:
             raise ImageError(
                 "multi_frame_image",
                 f"the image has {image.n_frames} frames; send one line image per frame",

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageOps, ImageSequence, UnidentifiedImageError
 
-from .image import READ_FORMATS, ImageError, to_grey
+from .image import READ_FORMATS, ImageError, primary_image_only, to_grey
 from .pdf_sandbox import PDF_DPI, pdf_pages
 
 DEFAULT_MAX_PAGE_PIXELS = 60_000_000   # a 600-dpi A3 scan
@@ -187,6 +187,8 @@ def _frames(image: Image.Image) -> Iterator[Image.Image]:
         except FRAME_ERRORS as exc:
             raise ImageError("corrupt_image", f"page {number} is truncated or corrupt ({exc})") from None
         yield frame
+        if primary_image_only(image):
+            return
 
 
 def _pdf_pages(source: bytes | str | os.PathLike, max_pixels: int, decode: bool) -> Iterator[LoadedPage]:

@@ -19,7 +19,7 @@ import os
 
 from PIL import ImageOps
 
-from .image import ImageError, to_grey
+from .image import ImageError, primary_image_only, to_grey
 from .page_loader import DEFAULT_MAX_PAGE_PIXELS, FRAME_ERRORS, LoadedPage, file_head, iter_pages, open_image
 from .pdf_sandbox import PDF_DPI, pdf_pages
 
@@ -35,7 +35,7 @@ def load_page(source: bytes | str | os.PathLike, number: int,
         (_, grey), = pdf_pages(source, max_pixels, numbers=[number])
         return LoadedPage(number, grey, float(PDF_DPI))
     with open_image(source) as image:
-        if number == 1 and getattr(image, "n_frames", 1) == 1:
+        if number == 1 and (primary_image_only(image) or getattr(image, "n_frames", 1) == 1):
             return next(iter_pages(source, max_pixels))   # the common case: the loader itself, unchanged
         return _frame(image, number, max_pixels)
 

@@ -57,6 +57,16 @@ def check_input_height(session: ort.InferenceSession, input_name: str, info: Mod
                                  f"{shape[1]} pixels high")
 
 
+def check_output_classes(session: ort.InferenceSession, output_name: str, info: ModelInfo) -> None:
+    """The metadata's alphabet must be the one the graph's softmax is over (its characters and the blank) where
+    the graph fixes its width: with fewer characters a label past the alphabet's end fails every line that
+    emits it, and with more every label reads as some other character."""
+    shape = next(o.shape for o in session.get_outputs() if o.name == output_name)
+    if shape and isinstance(shape[-1], int) and shape[-1] != info.alphabet.num_classes:
+        raise ModelMetadataError(f"the metadata's alphabet has {len(info.alphabet)} characters (with the blank "
+                                 f"{info.alphabet.num_classes} classes); the graph outputs {shape[-1]} classes")
+
+
 class Recognizer:
     """Opens an ONNX line model once and recognises line images.
 
@@ -107,6 +117,7 @@ class Recognizer:
         # range of the whole run, so it says batch_independent=false and runs per line.
         self.batches_lines = self.takes_widths and self.info.extra.get("batch_independent") == "true"
         self.output_name = self.session.get_outputs()[0].name
+        check_output_classes(self.session, self.output_name, self.info)
         self.max_batch = max_batch
         self.limits = limits
         self.max_pixels = max_pixels

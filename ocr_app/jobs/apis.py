@@ -47,7 +47,7 @@ class JobUploadSerializer(serializers.Serializer):
     name = serializers.CharField(required=False, allow_blank=True)
     model = serializers.CharField(required=False, allow_blank=True, help_text="model name, version or name:version")
     formats = serializers.CharField(required=False, allow_blank=True,
-                                    help_text="comma-separated: txt, alto, page, hocr (default all)")
+                                    help_text="comma-separated: txt, alto, page, hocr (default all; a value naming none is 400 unknown_format)")
 
 
 ALWAYS = (401, 403, 405, 429, 500)

@@ -2,15 +2,17 @@
 
 Page images, multi-page TIFFs and PDFs are counted without decoding a pixel
 (``recognition.page_loader.count_pages``); a zip is opened and each member
-taken as an uploaded file, in name order. A file that cannot be read at all
-still becomes one page, failed with its reason, so one bad page fails that
-page and not the book.
+taken as an uploaded file, in name order (one whose path leaves the zip's folder is listed,
+not read). A file that cannot be read at all still becomes one page, failed with its reason,
+so one bad page fails that page and not the book.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
+import re
 import zipfile
 from dataclasses import dataclass
 from pathlib import PurePosixPath
@@ -70,26 +72,36 @@ def count_pages_checked(data: bytes, max_pixels: int, max_pages: int) -> int:
     return pages
 
 
-def _zip_members(name: str, data: bytes, limits: IntakeLimits, budget: int) -> list[tuple[str, bytes]]:
-    """The zip's files, unpacked; ``budget`` is what is left of the job's bytes after the uploads before it."""
+def _zip_members(name: str, data: bytes, limits: IntakeLimits,
+                 budget: int) -> list[tuple[str, bytes | UnreadableFile]]:
+    """The zip's files, unpacked, or why one is not; ``budget`` is what is left of the job's bytes after the
+    uploads before it."""
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
-        infos = [info for info in archive.infolist() if not info.is_dir() and not _hidden(info.filename)]
+        infos = [info for info in archive.infolist()
+                 if not info.is_dir() and (_leaves_the_folder(info.filename) or not _hidden(info.filename))]
     except zipfile.BadZipFile as exc:
         raise ApiError("corrupt_zip", f"{name} is not a readable zip file ({exc})") from None
     if len(infos) > limits.max_pages:
         raise ApiError("too_many_pages", f"{name} holds {len(infos)} files; a job takes at most {limits.max_pages} "
                                          "pages", 413)
     # declared sizes bound what is unpacked: zipfile stops a member at its declared size (a lying one fails its CRC)
-    if sum(info.file_size for info in infos) > budget:
+    if sum(info.file_size for info in infos if not _leaves_the_folder(info.filename)) > budget:
         raise ApiError("job_too_large", f"{name} unpacks to more than the {limits.max_bytes} bytes a job takes "
                                         "(with the files before it)", 413)
-    members = []
+    members: list[tuple[str, bytes | UnreadableFile]] = []
     for info in sorted(infos, key=lambda i: i.filename):
+        member = f"{name}/{info.filename}"
+        if _leaves_the_folder(info.filename):
+            # Never unpacked anywhere, but not skipped unseen either (a '..' part looked hidden): the user is
+            # told which file of the zip was not read, and why.
+            members.append((member, UnreadableFile(member, "unsafe_zip_path", f"{info.filename!r} is not read: its "
+                                                   "path leaves the zip's folder ('..' or absolute)")))
+            continue
         try:
-            members.append((f"{name}/{info.filename}", _unpack(archive, info)))
+            members.append((member, _unpack(archive, info)))
         except (zipfile.BadZipFile, OSError, NotImplementedError, RuntimeError) as exc:  # CRC, encrypted, method
-            members.append((f"{name}/{info.filename}", exc))
+            members.append((member, UnreadableFile(member, "corrupt_zip_member", f"cannot unpack: {exc}")))
     return members
 
 
@@ -108,6 +120,13 @@ def _unpack(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
         while chunk := member.read(UNPACK_CHUNK):
             chunks.append(chunk)
     return b"".join(chunks)
+
+
+def _leaves_the_folder(path: str) -> bool:
+    """A member path that would land outside the folder it is unpacked into: absolute (``/x``, ``C:/x``) or
+    with a ``..`` part, whichever slash separates them (zips made on Windows may hold backslashes)."""
+    normal = path.replace("\\", "/")
+    return normal.startswith("/") or re.match(r"[A-Za-z]:", normal) is not None or ".." in normal.split("/")
 
 
 def _hidden(path: str) -> bool:
@@ -135,11 +154,11 @@ def read_uploads(files: list[tuple[str, bytes]], limits: IntakeLimits) -> list[S
         name = "".join(c for c in name if c.isprintable()) or "upload"   # shown, stored, used in file names
         if data.startswith((ZIP_MAGIC, EMPTY_ZIP_MAGIC)):
             members = _zip_members(name, data, limits, limits.max_bytes - unpacked)
-            unpacked += sum(len(content) for _, content in members if not isinstance(content, Exception))
+            unpacked += sum(len(content) for _, content in members if isinstance(content, bytes))
             for member, content in members:
                 member = "".join(c for c in member if c.isprintable())
-                if isinstance(content, Exception):
-                    sources.append(UnreadableFile(member, "corrupt_zip_member", f"cannot unpack: {content}"))
+                if isinstance(content, UnreadableFile):
+                    sources.append(dataclasses.replace(content, name=member))
                 else:
                     sources.append(_source(member, content, limits.max_pixels, _pages_left(sources, limits)))
         else:

@@ -54,13 +54,19 @@ def read_page(grey: np.ndarray, recognizer, name: str) -> PageResult:
 
 
 def parse_formats(value: str | list[str] | None) -> list[str]:
-    if not value:
+    """The per-page outputs asked for: all when not asked (None). A value that names none (``formats=`` or
+    ``formats=,``) is refused, not read as "no page files": an emptied form field or a script's empty
+    variable would otherwise give a job whose results hold the book text alone."""
+    if value is None:
         return list(FORMATS)
     items = value if isinstance(value, list) else [value]
     wanted = [f.strip().lower() for item in items for f in str(item).split(",") if f.strip()]
     unknown = sorted(set(wanted) - set(FORMATS))
     if unknown:
         raise ApiError("unknown_format", f"unknown format(s) {', '.join(unknown)}; choose from {', '.join(FORMATS)}")
+    if not wanted:
+        raise ApiError("unknown_format", f"'formats' names no format; choose from {', '.join(FORMATS)} "
+                                         "(comma-separated), or leave the field out for all")
     return [f for f in FORMATS if f in wanted]
 
 

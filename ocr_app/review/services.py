@@ -100,13 +100,15 @@ def save(recognition: Recognition, reviewer, text: str, seen: str | None = None)
     An empty text is refused (a line with no text is not a line to train on),
     and so is a line another reviewer holds. With ``seen`` (``review_stamp`` as the reviewer's page showed
     it), a line reviewed by someone else since is refused too: after the reviewer's lease lapsed another one
-    may have opened and saved it, and a stale tab's save would overwrite their reading unseen.
+    may have opened and saved it, and a stale tab's save would overwrite their reading unseen. A review the
+    reviewer saved themself since (a second tab, a page the browser's Back button showed from its cache)
+    is theirs to change: refusing it named them as the one who had changed the line.
     """
     if not isinstance(text, str) or not text.strip():
         raise ApiError("empty_text", "the corrected text is empty; type what the line says, or skip it")
     with transaction.atomic():
         current = Recognition.objects.select_for_update().get(pk=recognition.pk)
-        if seen is not None and review_stamp(current) != seen:
+        if seen is not None and review_stamp(current) != seen and current.reviewed_by_id != reviewer.pk:
             raise LineChangedError(current)
         holder = current_claim_holder(recognition)
         if holder is not None and holder.pk != reviewer.pk:

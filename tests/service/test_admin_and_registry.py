@@ -1,3 +1,4 @@
+import json
 import shutil
 from io import StringIO
 
@@ -195,6 +196,8 @@ def _with_metadata(model_file, tmp_path, name: str, **changes):
             prop.value = name
         if prop.key in changes:
             prop.value = changes[prop.key]
+    for key in set(changes) - {prop.key for prop in proto.metadata_props}:   # one the model lacks is added
+        proto.metadata_props.add(key=key, value=changes[key])
     path = tmp_path / f"model-{name}.onnx"
     onnx.save(proto, str(path))
     return path
@@ -208,6 +211,11 @@ def _with_metadata(model_file, tmp_path, name: str, **changes):
     ({"input_height": "abc"}, "unreadable model metadata"),
     ({"alphabet": "[]"}, "the alphabet is empty"),
     ({"confidence_calibration": '{"x": 1}'}, "calibration"),
+    ({"transcription_conventions": '{"x": 1}'}, "conventions"),   # an adapted model's, absent from the shipped one
+    # an alphabet shorter than the softmax answered 500 on every line that emitted a label past its end;
+    # a longer one read every label as another character
+    ({"alphabet": '["ا", "ب", "ت"]'}, r"has 3 characters .* the graph outputs \d+ classes"),
+    ({"alphabet": json.dumps([chr(0x4E00 + i) for i in range(200)])}, r"has 200 characters .* outputs \d+ classes"),
 ])
 def test_register_refuses_metadata_no_line_could_be_read_with(model_file, tmp_path, changes, says):
     path = _with_metadata(model_file, tmp_path, "crafted", **changes)

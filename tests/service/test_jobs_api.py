@@ -108,6 +108,40 @@ def test_a_zip_with_a_bad_page_fails_that_page_only(api, pages):
     assert names == ["01", "02", "03", "notes"]   # name order inside the zip
 
 
+def test_zip_members_whose_path_leaves_the_zip_are_failed_pages_not_skipped_unseen(api, pages):
+    """A '..' part looked hidden (it starts with a dot) and was dropped without a word; an absolute path was read.
+    Each is listed as a failed page that says why; hidden files and macOS's resource forks are still skipped."""
+    page = job_pages.png(pages[0])
+    archive = job_pages.zipped({"a/01.png": page, "../02.png": page, "a/../../03.png": page, "/etc/04.png": page,
+                                "C:/05.png": page, "x\\..\\..\\06.png": page, ".DS_Store": b"x",
+                                "__MACOSX/._01.png": b"x", "a..b/07.png": page})
+    body = _submit(api, {"scans.zip": archive}).json()
+    assert body["pages_total"] == 7 and body["pages_failed"] == 5, body
+    reasons = {f["file"]: (f["code"], f["message"]) for f in body["failures"]}
+    assert set(reasons) == {"scans.zip/../02.png", "scans.zip/a/../../03.png", "scans.zip//etc/04.png",
+                            "scans.zip/C:/05.png", "scans.zip/x\\..\\..\\06.png"}
+    assert all(code == "unsafe_zip_path" and "leaves the zip's folder" in message
+               for code, message in reasons.values())
+    runner.run_pending()
+    assert api.get(body["url"]).json()["pages_done"] == 2   # a/01.png and a..b/07.png ('..' only inside a name)
+
+
+def test_a_phone_jpeg_with_a_gain_map_is_one_page(api, pages):
+    """Its HDR gain map (an MPO's second frame) was read as a second page of the book, and the pages API refused
+    the photo as multi_page_document."""
+    from PIL import Image
+
+    from tests.service.test_recognitions_api import ultra_hdr_jpeg
+
+    photo = ultra_hdr_jpeg(Image.open(io.BytesIO(job_pages.png(pages[0]))))
+    body = _submit(api, {"photo.jpg": photo}).json()
+    assert body["pages_total"] == 1, body
+    runner.run_pending()
+    assert api.get(body["url"]).json()["pages_done"] == 1
+    page = api.post("/api/v1/pages/", {"image": _named("photo.jpg", photo)}, format="multipart")
+    assert page.status_code == 201, page.content
+
+
 def test_formats_limit_the_outputs(api, pages):
     body = _submit(api, {"p.png": job_pages.png(pages[0])}, formats="alto,txt").json()
     assert body["formats"] == ["txt", "alto"]
@@ -163,12 +197,16 @@ def test_a_page_run_twice_is_stored_once(api, pages):
 @pytest.mark.parametrize("fields, code, http", [
     ({}, "missing_files", 400),
     ({"formats": "alto,pdf"}, "unknown_format", 400),
+    ({"formats": ""}, "unknown_format", 400),    # gave a job of the book text alone (a missing field gives all)
+    ({"formats": " , "}, "unknown_format", 400),
     ({"model": "no-such-model"}, "unknown_model", 400),
 ])
 def test_bad_requests_leave_nothing(api, pages, settings, fields, code, http):
     files = {} if code == "missing_files" else {"p.png": job_pages.png(pages[0])}
     answer = _submit(api, files, **fields)
     assert answer.status_code == http and answer.json()["error"]["code"] == code
+    if "formats" in fields:
+        assert "txt, alto, page, hocr" in answer.json()["error"]["message"]
     assert not Job.objects.exists() and not Page.objects.exists() and media_files(settings) == []
 
 

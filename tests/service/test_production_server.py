@@ -107,3 +107,19 @@ def test_a_forwarded_scheme_counts_only_with_the_setting(client, settings):
     settings.USE_X_FORWARDED_HOST = True
     docs = client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json", **headers)
     assert docs.wsgi_request.scheme == "https" and docs.wsgi_request.get_host() == "ocr.example.org"
+
+
+def test_every_path_the_service_writes_follows_ocr_var_dir(tmp_path):
+    """OCR_ADAPT_DIR's default was BASE_DIR/var/adaptations whatever OCR_VAR_DIR said: adapted models landed in
+    the project folder of a deployment that keeps its state elsewhere."""
+    code = ("import django, json; django.setup(); from django.conf import settings as s; print(json.dumps({"
+            "'media': str(s.MEDIA_ROOT), 'static': str(s.STATIC_ROOT), 'db': str(s.DATABASES['default']['NAME']),"
+            "'adapt': str(s.OCR_ADAPT_DIR)}))")
+    clean = {k: v for k, v in os.environ.items() if k not in {"MEDIA_ROOT", "STATIC_ROOT", "DATABASE_URL",
+                                                             "OCR_ADAPT_DIR", "OCR_VAR_DIR"}}
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True,
+                         env={**clean, "DJANGO_SETTINGS_MODULE": "ocr_project.settings", "SECRET_KEY": "x" * 50,
+                              "OCR_VAR_DIR": str(tmp_path / "state")})
+    paths = json.loads(out.stdout.strip().splitlines()[-1])
+    assert paths == {"media": str(tmp_path / "state" / "media"), "static": str(tmp_path / "state" / "static"),
+                     "db": str(tmp_path / "state" / "db.sqlite3"), "adapt": str(tmp_path / "state" / "adaptations")}

@@ -90,6 +90,24 @@ def _multi_frame_tiff():
     return buffer.getvalue()
 
 
+def ultra_hdr_jpeg(picture: Image.Image) -> bytes:
+    """A JPEG as an Android phone writes a photo by default: the picture, and its HDR gain map (a second, smaller
+    image) in a Multi-Picture segment, which Pillow opens as format MPO with two frames."""
+    gain_map = picture.convert("L").resize((max(1, picture.width // 4), max(1, picture.height // 4)))
+    buffer = io.BytesIO()
+    picture.convert("RGB").save(buffer, format="MPO", save_all=True, append_images=[gain_map], quality=95)
+    assert Image.open(io.BytesIO(buffer.getvalue())).n_frames == 2
+    return buffer.getvalue()
+
+
+def test_a_phone_jpeg_with_a_gain_map_is_one_line_image(api, line_png):
+    """It was refused as multi_frame_image: the gain map is no second line."""
+    answer = api.post(URL, upload(ultra_hdr_jpeg(Image.open(io.BytesIO(line_png))), name="photo.jpg"),
+                      format="multipart")
+    assert answer.status_code == 201, answer.content
+    assert answer.json()["text"].startswith("قال")
+
+
 @pytest.mark.parametrize("data, status, code", [
     (b"GIF89a but not really an image", 400, "not_an_image"),
     (b"%PDF-1.4 a document", 400, "not_an_image"),

@@ -203,3 +203,23 @@ def test_a_stale_tab_does_not_overwrite_a_review_saved_after_its_lease_lapsed(cl
     again = client.post(f"/review/lines/{line.pk}/save", {"text": "قال ابو محمد", "seen": seen},
                         content_type="application/json")
     assert again.status_code == 200 and Recognition.objects.get(pk=line.pk).reviewed_by == reviewer
+
+
+def test_a_review_the_reviewer_saved_since_is_theirs_to_change(client, reviewer, second_reviewer, lines):
+    """A second tab, or the line page shown again from the browser's cache: the stamp is stale, but the review
+    saved since is the reviewer's own, not someone else's to protect (it was a 409 naming them)."""
+    line = lines[0]
+    client.force_login(reviewer)
+    seen = _seen_on_page(client.get(f"/review/lines/{line.pk}/").content.decode())
+    first = client.post(f"/review/lines/{line.pk}/save", {"text": "قال ابو محمد", "seen": seen},
+                        content_type="application/json")
+    assert first.status_code == 200, first.content
+    again = client.post(f"/review/lines/{line.pk}/save", {"text": "قال أبو محمد", "seen": seen},
+                        content_type="application/json")
+    assert again.status_code == 200, again.content
+    line.refresh_from_db()
+    assert line.reviewed_by == reviewer and line.final_text == "قال أبو محمد"
+    # someone else's stale stamp is still refused
+    ReviewClaim.objects.all().delete()
+    with pytest.raises(services.LineChangedError):
+        services.save(line, second_reviewer, "قال", seen=seen)
