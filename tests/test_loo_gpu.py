@@ -236,3 +236,34 @@ def test_loo_finish_refuses_a_book_matching_several_evaluated_sources(finished, 
     with pytest.raises(SystemExit, match="2 evaluated sources"):
         loo_finish(out, lines, parity_arrays)
     assert not (out / "summary.json").exists()
+
+
+def test_loo_finish_counts_a_recorded_fold_as_measured_and_refuses_one_also_trained(finished, lines_dir, parity_arrays,
+                                                                                      tmp_path):
+    # Alpha was finished in an "earlier session": its model is gone, its run.json and evaluation.json were kept.
+    records = tmp_path / "records" / "Alpha"
+    records.mkdir(parents=True)
+    shutil.copy(finished / "Alpha" / "run" / "run.json", records / "run.json")
+    shutil.copy(finished / "Alpha" / "evaluation" / "evaluation.json", records / "evaluation.json")
+    out = tmp_path / "series"
+    shutil.copytree(finished / "Beta", out / "Beta")
+    assert loo_finish(out, lines_dir, parity_arrays, "--recorded", str(records), "--planned", "Alpha", "Beta",
+                      "Delta") == 0
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    before = json.loads((finished / "summary.json").read_text(encoding="utf-8"))
+    assert [r["book"] for r in summary["per_fold"]] == ["Alpha", "Beta"]
+    assert summary["per_fold"][0]["cer"] == before["per_fold"][0]["cer"]
+    assert summary["per_fold"][0]["evaluation"] == str(records / "evaluation.json")
+    assert summary["per_fold"][0]["corpus_check"] == [0, LINES_PER_BOOK]
+    assert summary["folds"] == 3 and summary["not_trained"] == ["Delta"] and not summary["mixed_recipes"]
+    assert not (out / "Alpha").exists()  # nothing converted, exported or evaluated for it
+    # A book both trained here and given as recorded: which would be its figure? Refused.
+    shutil.copytree(finished / "Alpha", out / "Alpha")
+    assert loo_finish(out, lines_dir, parity_arrays, "--recorded", str(records)) == 2
+    # A record of a run that stopped before its epochs is no finished fold.
+    gamma = tmp_path / "records" / "Gamma"
+    gamma.mkdir()
+    shutil.copy(finished / "Gamma" / "run" / "run.json", gamma / "run.json")
+    shutil.copy(records / "evaluation.json", gamma / "evaluation.json")
+    with pytest.raises(SystemExit, match="trained 1 of 2 epochs"):
+        loo_finish(tmp_path / "empty", lines_dir, parity_arrays, "--recorded", str(gamma))

@@ -58,6 +58,7 @@ def corpus_check(book: str, lines_dir: Path, corpus: list[str]) -> list[int]:
 
 
 def finish_fold(fold: Path, lines_dir: Path, parity_data: list[str], corpus: list[str], threads: int) -> dict:
+    """A trained fold: converted, exported and evaluated (the steps not done yet), then its summary row."""
     from . import evaluate, export, torch_to_keras
 
     book, run = fold.name, fold / "run"
@@ -79,12 +80,17 @@ def finish_fold(fold: Path, lines_dir: Path, parity_data: list[str], corpus: lis
     if not evaluation.exists():
         log.info("%s: evaluating on every book of %s", book, lines_dir)
         evaluate.main([str(onnx_path), str(lines_dir), "--out", str(evaluation.parent), "--threads", str(threads)])
+    return fold_row(book, evaluation, run / "run.json", lines_dir, corpus)
+
+
+def fold_row(book: str, evaluation: Path, run_record: Path, lines_dir: Path, corpus: list[str]) -> dict:
+    """A fold's summary row from its evaluation and its run's record (and the corpus check, done again here)."""
     results = json.loads(evaluation.read_text(encoding="utf-8"))["results"]
     sources = [s for s in results if s != "all" and matches_source(s, [book])]
     if len(sources) != 1:  # the first of several would be another book's figure
         raise SystemExit(f"{book}: {len(sources)} evaluated sources match it ({sources}); name the book so that one does")
     source = sources[0]
-    record = json.loads((run / "run.json").read_text(encoding="utf-8"))
+    record = json.loads(run_record.read_text(encoding="utf-8"))
     shared, long_lines = corpus_check(book, lines_dir, corpus)
     if long_lines and shared / long_lines > MAX_SHARED_LINES:
         raise SystemExit(f"{book}: {shared} of its {long_lines} long lines share a run of {RUN_WORDS} words with "
@@ -95,9 +101,21 @@ def finish_fold(fold: Path, lines_dir: Path, parity_data: list[str], corpus: lis
             "evaluation": str(evaluation), "corpus_check": [shared, long_lines], "recipe": recipe}
 
 
-def trained_epochs(fold: Path) -> tuple[int, int | None]:
-    """(epochs the fold's run has trained, epochs it was started for) from its run.json."""
-    path = fold / "run" / "run.json"
+def recorded_fold(folder: Path, lines_dir: Path, corpus: list[str]) -> dict:
+    """A fold finished in an earlier session, counted as it was measured: its model is gone (the GPU machine's
+    runs are not kept), its records stay (``bench/results/loo-gpu/BOOK/``: run.json, evaluation.json)."""
+    missing = [name for name in ("run.json", "evaluation.json") if not (folder / name).exists()]
+    if missing:
+        raise SystemExit(f"--recorded {folder}: no {' or '.join(missing)} there")
+    done, planned = trained_epochs(folder / "run.json")
+    if planned is None or done < planned:
+        raise SystemExit(f"--recorded {folder}: its run trained {done} of {planned} epochs, not a finished fold")
+    log.info("%s: counted as recorded in %s (not converted, exported or evaluated again)", folder.name, folder)
+    return fold_row(folder.name, folder / "evaluation.json", folder / "run.json", lines_dir, corpus)
+
+
+def trained_epochs(path: Path) -> tuple[int, int | None]:
+    """(epochs a fold's run has trained, epochs it was started for) from its run.json."""
     if not path.exists():
         return 0, None
     record = json.loads(path.read_text(encoding="utf-8"))
@@ -117,6 +135,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--planned", nargs="*", default=[], metavar="BOOK",
                         help="every book of the series: those with no trained run yet are listed as not trained, and "
                              "the summary counts the series' folds, not only the ones found")
+    parser.add_argument("--recorded", nargs="*", type=Path, default=[], metavar="DIR",
+                        help="folds finished earlier whose models are gone and whose records were kept, a folder per "
+                             "book named as its fold (run.json, evaluation.json; e.g. bench/results/loo-gpu/IbnAthir): "
+                             "counted as measured then, with the corpus check done again")
     parser.add_argument("--threads", type=int, default=0)
     return parser
 
@@ -130,26 +152,33 @@ def main(argv: list[str] | None = None) -> int:
         print(f"--corpus: no such file or folder: {', '.join(missing)}", file=sys.stderr)
         return 2
     folds = [d for d in sorted(args.out.iterdir()) if (d / "run" / "last.pt").exists()
-             and (not args.books or d.name in args.books)]
-    if not folds:
+             and (not args.books or d.name in args.books)] if args.out.is_dir() else []
+    both = sorted({d.name for d in folds} & {r.name for r in args.recorded})
+    if both:  # which of the two would be the figure?
+        print(f"trained under {args.out} and given as --recorded: {', '.join(both)}", file=sys.stderr)
+        return 2
+    if not folds and not args.recorded:
         print(f"no fold with run/last.pt under {args.out}", file=sys.stderr)
         return 2
     # A fold still training (or stopped early) has a last.pt too: its figure is not the recipe's.
     unfinished = {}
     for fold in folds:
-        done, planned = trained_epochs(fold)
+        done, planned = trained_epochs(fold / "run" / "run.json")
         if planned is None or done < planned:
             unfinished[fold.name] = f"{done} of {planned} epochs"
             log.warning("%s: its run has trained %d of %s epochs: left out until it has finished", fold.name, done,
                         planned)
     finished = [f for f in folds if f.name not in unfinished]
-    if not finished:
+    if not finished and not args.recorded:
         print(f"no fold under {args.out} has finished its training", file=sys.stderr)
         return 2
     rows = [finish_fold(f, args.lines_dir, args.parity_data, args.corpus, args.threads) for f in finished]
+    rows += [recorded_fold(r, args.lines_dir, args.corpus) for r in args.recorded]
+    rows.sort(key=lambda r: r["book"])
     recipes = {json.dumps(r["recipe"], sort_keys=True) for r in rows}
-    not_trained = [b for b in args.planned if b not in {f.name for f in folds}]
-    series = len(folds) + len(not_trained)
+    known = {f.name for f in folds} | {r.name for r in args.recorded}
+    not_trained = [b for b in args.planned if b not in known]
+    series = len(known) + len(not_trained)
     summary = {"folds_finished": len(rows), "folds": series, "unfinished": unfinished, "not_trained": not_trained,
                "mean_cer": round(sum(r["cer"] for r in rows) / len(rows), 5), "mixed_recipes": len(recipes) > 1,
                "model_card_arguments": ["--leave-one-out", *(f"{r['book']}={r['evaluation']}" for r in rows)],
