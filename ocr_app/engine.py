@@ -25,6 +25,7 @@ from rest_framework import status
 
 from recognition import LineLimits, Recognizer
 from recognition.char_lm import CharacterLanguageModel, LanguageModelError
+from recognition.hashing import file_sha256
 
 from .errors import ApiError
 from .models import ModelVersion
@@ -48,6 +49,22 @@ def model_unavailable(version: ModelVersion, exc: Exception) -> ApiError:
     return ApiError("model_unavailable", f"model {version.name} {version.version} is registered but cannot be "
                                          f"used ({type(exc).__name__}); choose another or ask an administrator",
                     status.HTTP_503_SERVICE_UNAVAILABLE)
+
+
+def check_model_file(version: ModelVersion) -> None:
+    """The file must still be the one registered: the cache, the stored predictions' model version and the
+    registry's checks all stand for those bytes, and a file replaced on disk (by another model, or a crafted
+    one) would otherwise be served under the registered name unchecked."""
+    try:
+        found = file_sha256(version.file_path)
+    except OSError as exc:
+        raise model_unavailable(version, exc) from None
+    if found != version.sha256:
+        log.error("model %s %s: %s changed since it was registered (SHA-256 %s, registered %s)", version.name,
+                  version.version, version.path, found[:12], version.sha256[:12])
+        raise ApiError("model_unavailable", f"model {version.name} {version.version} is registered but its file has "
+                                            "changed since; choose another or ask an administrator to register it "
+                                            "again", status.HTTP_503_SERVICE_UNAVAILABLE)
 
 
 def language_model_path() -> Path | None:
@@ -112,6 +129,7 @@ def recognizer_for(version: ModelVersion) -> Recognizer:
             if key in _unsuited:
                 raise language_model_unavailable(_unsuited[key])
             started = time.perf_counter()
+            check_model_file(version)
             try:
                 recognizer = Recognizer(version.file_path, threads=settings.OCR_THREADS,
                                         max_batch=settings.OCR_MODEL_BATCH,

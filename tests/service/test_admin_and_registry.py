@@ -235,3 +235,18 @@ def test_a_registered_model_that_cannot_be_loaded_is_a_json_503_not_a_500(api, m
         assert answer.status_code == 503 and answer["Content-Type"].startswith("application/json"), answer.content
         assert answer.json()["error"]["code"] == "model_unavailable" and "gone" in answer.json()["error"]["message"]
     assert Recognition.objects.count() == 0 and media_files(settings) == []
+
+
+def test_a_registered_model_whose_file_was_replaced_by_another_model_is_not_served(api, model_file, tmp_path, line_png,
+                                                                                    settings):
+    """A valid model copied over the registered file would be served under the registered name, unchecked."""
+    path = _copy_as_new_version(model_file, tmp_path, "swapped")
+    register_model(path)
+    (tmp_path / "other").mkdir()
+    shutil.copy(_copy_as_new_version(model_file, tmp_path / "other", "another"), path)   # other bytes, a valid model
+    answer = api.post("/api/v1/recognitions/", {"image": SimpleUploadedFile("l.png", line_png), "model": "swapped"},
+                      format="multipart")
+    assert answer.status_code == 503, answer.content
+    error = answer.json()["error"]
+    assert error["code"] == "model_unavailable" and "changed since" in error["message"]
+    assert Recognition.objects.count() == 0 and media_files(settings) == []
