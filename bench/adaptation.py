@@ -8,6 +8,9 @@ own adaptation runs on them (``training.adapt``: every 5th corrected line held o
 service does, the rest trained on with a replay of rendered general lines). The adapted model is then
 scored on the book's lines after the largest N (the same lines for every N), whether the gate accepted
 it or not; N = 0 is the base model. Prints a table, writes the JSON and a plot of the curve beside it.
+
+``--choose lowest-confidence --evaluate-after M`` corrects instead the N lines among the first M that the
+base model is least sure of, the order the review workspace lists them in (``bench.adaptation_selection``).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from bench import adaptation_selection as selection
 from recognition.line_data import SkipReport, iter_samples
 
 DEFAULT_BASE = os.environ.get("OCR_DEFAULT_MODEL", "models/arabic-crnn-v2-int8.onnx")
@@ -47,8 +51,8 @@ def adaptation_inputs(train: list, gate: list, args) -> dict:
     def lines(samples):
         return [[str(Path(s.image_path).resolve()), s.text] for s in samples]
 
-    return {"base": str(Path(args.base).resolve()), "adapt_args": args.adapt_args, "train": lines(train),
-            "heldout": lines(gate)}
+    return {"base": str(Path(args.base).resolve()), "adapt_args": args.adapt_args, "choose": args.choose,
+            "train": lines(train), "heldout": lines(gate)}
 
 
 def kept_inputs(point: Path) -> dict | None:
@@ -58,10 +62,11 @@ def kept_inputs(point: Path) -> dict | None:
         return None
 
 
-def run_point(corrected: int, samples: list, evaluation: Path, work: Path, args) -> dict:
+def run_point(corrected: int, chosen: list, samples: list, evaluation: Path, work: Path, args) -> dict:
+    """One N: adapt on the ``chosen`` corrected lines (file order), score on ``evaluation``."""
     from training import adapt
 
-    train, heldout = split_corrected(samples[:corrected])
+    train, heldout = split_corrected(chosen)
     # N = 0 adapts nothing: training.adapt only reads the base model on a gate slice it needs; N 1-4 are refused.
     gate = heldout if corrected else samples[:20]
     point = work / f"n{corrected}"
@@ -70,7 +75,7 @@ def run_point(corrected: int, samples: list, evaluation: Path, work: Path, args)
         result = json.loads(kept.read_text(encoding="utf-8"))   # this N's adaptation, from an earlier --keep run
     else:
         if args.reuse_kept and point.exists():
-            # Not this adaptation's (another base, book or --adapt-args), or an interrupted one: redo it, from a
+            # Not this adaptation's (another base, book, --choose or --adapt-args), or an interrupted one: redo it, from a
             # clean folder (the old train/heldout links would stay among the new ones, or fail to link).
             print(f"N={corrected}: the kept {point} is not this adaptation's: adapting again", flush=True)
             shutil.rmtree(point)
@@ -129,6 +134,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="score the lines after this one (default: the largest N), so that a run of some N "
                              "is scored on the same lines as the whole curve")
     parser.add_argument("--max-eval-lines", type=int, default=0, help="score at most this many lines (0: all)")
+    parser.add_argument("--choose", choices=selection.CHOICES, default="first",
+                        help="the N corrected lines: the book's first N (default), or the N lowest-confidence "
+                             "lines (the base model's, as the review queue orders them) among the first "
+                             "--evaluate-after lines")
     parser.add_argument("--adapt-args", default="", help="extra training.adapt options, e.g. '--epochs 8'")
     parser.add_argument("--keep", help="work in this folder and keep it: each N's adapted model and result.json "
                                        "(DIR/nN/out), the rendered replay lines (DIR/cache, reused by a later run)")
@@ -168,6 +177,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.book_lm_corpus:
             exclude = args.book_lm_exclude if args.book_lm_exclude is not None else [Path(args.book).resolve().name]
             general_lines, general_sources = char_lm.read_lines(args.book_lm_corpus, exclude)
+    pool = None
+    if args.choose == "lowest-confidence":
+        pool = selection.read_pool(args.base, samples[:args.evaluate_after])
+        print(f"the base model reads the {args.evaluate_after} lines chosen from with CER "
+              f"{100 * pool.cer(range(len(pool.samples))):.2f}%", flush=True)
+    chosen = {n: pool.lowest_confidence(n) if pool else list(range(n)) for n in counts}
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bench-adaptation-"))
     try:
         for stale in [work / "evaluation", *(work / f"n{n}" for n in counts if not args.reuse_kept)]:
@@ -175,12 +190,15 @@ def main(argv: list[str] | None = None) -> int:
         link(rest, work / "evaluation")
         points = []
         for n in counts:
-            points.append(run_point(n, samples, work / "evaluation", work, args))
+            points.append(run_point(n, [samples[i] for i in chosen[n]], samples, work / "evaluation", work, args))
             p = points[-1]
+            if pool and n:
+                p["chosen"] = selection.describe(pool, chosen[n], n)
             print(f"N={n:4d}: CER {100 * p['book_cer']:.2f}% on {len(rest)} lines, {p['minutes']:.1f} min "
                   f"({p['cpu_minutes']:.1f} CPU min), gate: {p['gate']}", flush=True)
             if args.tune_decoding:
-                p["decoding"] = decoding_point(n, p["model"], samples, rest, lm, general_lines, args)
+                p["decoding"] = decoding_point(n, p["model"], [samples[i] for i in chosen[n]], samples, rest, lm,
+                                               general_lines, args)
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
@@ -188,7 +206,11 @@ def main(argv: list[str] | None = None) -> int:
 
     report = {"book": args.book, "base": args.base, "book_lines": len(samples), "evaluation_lines": len(rest),
               "evaluation_first": Path(rest[0].image_path).name, "adapt_args": args.adapt_args, "machine": machine(),
-              "load_average": os.getloadavg(), "points": points}
+              "load_average": os.getloadavg(), "choose": args.choose, "points": points}
+    if pool:
+        report["pool"] = {"lines": len(pool.samples), "base_cer": pool.cer(range(len(pool.samples))),
+                          "chosen_by": "the base model's line confidence (Recognizer, its calibration, greedy), "
+                                       "lowest first, ties in file order; kept in file order"}
     if args.tune_decoding:
         report["decoding"] = {"lm": args.lm, "book_lm_corpus": args.book_lm_corpus, "base_tune_lines":
                               args.base_tune_lines, "chosen_on": "corrected lines the model did not train on "
@@ -200,10 +222,12 @@ def main(argv: list[str] | None = None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, ensure_ascii=False, indent=1), encoding="utf-8")
     plot(report, out.with_suffix(".png"))
-    print("| corrected | CER on the rest | minutes | CPU minutes | gate |\n|---:|---:|---:|---:|---|")
+    print("| corrected | choice | base CER of the chosen | CER on the rest | minutes | CPU minutes | gate |\n"
+          "|---:|---|---:|---:|---:|---:|---|")
     for p in points:
-        print(f"| {p['corrected']} | {100 * p['book_cer']:.2f}% | {p['minutes']:.1f} | {p['cpu_minutes']:.1f} | "
-              f"{'accepted' if p['accepted'] else 'refused'} |")
+        hard = f"{100 * p['chosen']['base_cer']:.2f}%" if "chosen" in p else ""
+        print(f"| {p['corrected']} | {args.choose} | {hard} | {100 * p['book_cer']:.2f}% | {p['minutes']:.1f} | "
+              f"{p['cpu_minutes']:.1f} | {'accepted' if p['accepted'] else 'refused'} |")
     if args.tune_decoding:
         print_decoding(points)
     return 0
@@ -222,6 +246,13 @@ def check_options(parser: argparse.ArgumentParser, args) -> None:
         parser.error("--base-tune-lines only applies to N = 0 (--corrected 0,...)")
     if args.book_lm_exclude is not None and not args.book_lm_corpus:
         parser.error("--book-lm-exclude only applies with --book-lm-corpus")
+    if args.choose == "lowest-confidence":
+        if args.evaluate_after <= 0:
+            parser.error("--choose lowest-confidence needs --evaluate-after M > 0: it chooses among the first M "
+                         "lines, none of which is scored")
+        if counts and max(counts) > args.evaluate_after:
+            parser.error(f"--choose lowest-confidence: N = {max(counts)} is more than the "
+                         f"{args.evaluate_after} lines it chooses from (--evaluate-after)")
     small = sorted(n for n in counts if 0 < n < HELDOUT_EVERY)
     if small:
         # The gate (and --tune-decoding) would have to choose the epoch, calibrate and decide on lines that are
@@ -230,11 +261,11 @@ def check_options(parser: argparse.ArgumentParser, args) -> None:
                      f"(every {HELDOUT_EVERY}th is): give N = 0 or N >= {HELDOUT_EVERY}")
 
 
-def decoding_point(n: int, model: str, samples: list, rest: list, lm, general_lines, args) -> dict:
+def decoding_point(n: int, model: str, chosen: list, samples: list, rest: list, lm, general_lines, args) -> dict:
     """The decoding chosen on this N's corrected lines (N = 0: the first --base-tune-lines), scored on the rest."""
     from bench.adaptation_decoding import tune_point
 
-    corrected = samples[:n or args.base_tune_lines]
+    corrected = chosen if n else samples[:args.base_tune_lines]
     train, _ = split_corrected(corrected)
     return tune_point(Path(model), corrected, train if n else [], train, rest, lm, general_lines,
                       lambda message: print(message, flush=True))

@@ -6,6 +6,7 @@ a book is tested end to end in tests/service/test_book_adaptation.py.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -195,14 +196,82 @@ def test_reuse_kept_reuses_only_a_finished_adaptation_of_the_same_inputs(tiny_mo
     assert again["steps"] == 1 and kept.exists() and (keep / "n10" / "inputs.json").exists()
 
 
+def test_the_lowest_confidence_choice_takes_the_lines_the_base_model_is_least_sure_of_in_file_order(lateef_book):
+    from bench import adaptation_selection as selection
+    from recognition.line_data import SkipReport, iter_samples
+    from recognition.recognizer import Recognizer
+
+    # The shipped model, calibrated as the service reads with it (the tiny one is equally unsure of every line).
+    shipped = Path(__file__).resolve().parent.parent / "models" / "arabic-crnn-v2-int8.onnx"
+    pool = list(iter_samples([str(lateef_book / "corrected")], SkipReport()))[:40]
+    reading = selection.read_pool(shipped, pool)
+    confidences = [r.confidence for r in Recognizer(shipped).recognize([s.image_path for s in pool])]
+    assert len(set(confidences)) > 30   # it tells the lines apart: the choice is not made by ties
+    chosen = reading.lowest_confidence(10)
+    assert chosen == sorted(chosen) and len(set(chosen)) == 10 and chosen != list(range(10))
+    assert max(confidences[i] for i in chosen) < min(c for i, c in enumerate(confidences) if i not in chosen)
+    assert reading.cer(range(40)) == pytest.approx(Recognizer(shipped).evaluate(pool).cer)
+    assert reading.cer(chosen) > reading.cer(range(40))   # the least sure lines are the worse read
+    described = selection.describe(reading, chosen, 10)
+    assert described["lines"] == [f"{i:06d}.png" for i in chosen] and described["in_first_n"] == sum(
+        i < 10 for i in chosen)
+    with pytest.raises(ValueError):
+        reading.lowest_confidence(41)
+
+
+def test_lines_of_equal_confidence_are_chosen_in_file_order():
+    from bench.adaptation_selection import PoolReading
+
+    reading = PoolReading(samples=list("abcde"), confidences=[0.5, 0.2, 0.5, 0.9, 0.2], references=[""] * 5,
+                          hypotheses=[""] * 5)
+    assert reading.lowest_confidence(3) == [0, 1, 4] and reading.lowest_confidence(2) == [1, 4]
+
+
+@pytest.mark.slow
+def test_the_adaptation_benchmark_adapts_on_the_lowest_confidence_lines_and_records_them(tiny_model, lateef_book,
+                                                                                        tmp_path):
+    from bench import adaptation
+    from bench import adaptation_selection as selection
+    from recognition.line_data import SkipReport, iter_samples
+
+    keep, out = tmp_path / "keep", tmp_path / "adaptation.json"
+    kept = keep / "n10" / "out" / "result.json"
+
+    def run(choose: str) -> dict:
+        adaptation.main([str(lateef_book / "corrected"), "--corrected", "10", "--evaluate-after", "30",
+                         "--choose", choose, "--base", str(tiny_model), "--json", str(out), "--max-eval-lines", "8",
+                         "--keep", str(keep), "--reuse-kept", "--adapt-args", "--epochs 1 --steps-per-epoch 1 "
+                         "--batch-size 8 --replay-lines 8 --reference-lines 6 --no-augment"])
+        return json.loads(out.read_text(encoding="utf-8"))
+
+    report = run("lowest-confidence")
+    pool = selection.read_pool(tiny_model, list(iter_samples([str(lateef_book / "corrected")], SkipReport()))[:30])
+    chosen = pool.lowest_confidence(10)
+    point = report["points"][0]
+    assert report["choose"] == "lowest-confidence" and report["evaluation_first"] == "000030.png"
+    assert report["pool"]["lines"] == 30 and report["pool"]["base_cer"] == pytest.approx(pool.cer(range(30)))
+    assert point["chosen"]["lines"] == [f"{i:06d}.png" for i in chosen]
+    assert point["chosen"]["base_cer"] == pytest.approx(pool.cer(chosen))
+    assert (point["trained_on"], point["gate_lines"]) == (8, 2)
+    trained = json.loads((keep / "n10" / "inputs.json").read_text(encoding="utf-8"))["train"]
+    assert [Path(image).name for image, _ in trained] == [f"{i:06d}.png" for k, i in enumerate(chosen) if k % 5 != 4]
+    adapted_at = kept.stat().st_mtime_ns
+    first = run("first")   # the kept lowest-confidence adaptation is not this one's: adapted again
+    assert first["choose"] == "first" and "pool" not in first and "chosen" not in first["points"][0]
+    assert kept.stat().st_mtime_ns != adapted_at
+
+
 @pytest.mark.parametrize("options", [["--reuse-kept"], ["--book-lm-corpus", "x"], ["--lm", "x.npz"],
                                      ["--tune-decoding", "--book-lm-exclude", "Book"],
                                      ["--tune-decoding", "--corrected", "50", "--base-tune-lines", "40"],
-                                     ["--tune-decoding", "--corrected", "0,3"], ["--corrected", "0,4,50"]])
+                                     ["--tune-decoding", "--corrected", "0,3"], ["--corrected", "0,4,50"],
+                                     ["--choose", "lowest-confidence", "--corrected", "50"],
+                                     ["--choose", "lowest-confidence", "--corrected", "50", "--evaluate-after", "40"]])
 def test_the_adaptation_benchmark_refuses_options_it_would_ignore(options, tmp_path, capsys):
     from bench import adaptation
 
     with pytest.raises(SystemExit):
         adaptation.main([str(tmp_path / "no-book"), "--json", str(tmp_path / "a.json"), *options])
     err = capsys.readouterr().err
-    assert any(why in err for why in ("only appl", "needs --keep", "no corrected line held out")), err
+    assert any(why in err for why in ("only appl", "needs --keep", "no corrected line held out",
+                                      "needs --evaluate-after", "more than the")), err
