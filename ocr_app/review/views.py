@@ -15,6 +15,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import FileResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 from drf_spectacular.utils import extend_schema
 from rest_framework import permissions
@@ -98,6 +99,7 @@ def start(request):
 
 
 @require_GET
+@never_cache  # opening the line claims it and shows its live review: Back loads it again, not a stale copy
 @reviewer_required
 def line_page(request, pk: int):
     line = get_object_or_404(Recognition.objects.select_related("image", "model_version", "reviewed_by"), pk=pk)

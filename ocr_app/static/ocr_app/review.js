@@ -73,6 +73,15 @@
     });
   });
 
+  // Back to this page after a save may show it from the browser's back-forward cache, script state and all:
+  // `busy` is still set from the save that moved on, and Enter would do nothing, without a word. (The server
+  // sends the page with no-store, which keeps most browsers from caching it, but not all of them, not always.)
+  window.addEventListener("pageshow", (event) => {
+    if (!event.persisted) return;
+    busy = false;
+    field.focus();
+  });
+
   field.focus();
   const end = field.value.length;
   field.setSelectionRange(end, end);

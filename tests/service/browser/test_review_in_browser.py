@@ -1,12 +1,18 @@
+import re
+from datetime import timedelta
+
 import pytest
+from django.utils import timezone
 from playwright.sync_api import expect
 
 from ocr_app.jobs import runner
 from ocr_app.jobs import services as job_services
 from ocr_app.jobs.models import PageLine
 from ocr_app.models import Recognition
+from ocr_app.review import services as review_services
+from ocr_app.review.models import ReviewClaim
 from tests.service import job_pages
-from tests.service.browser.conftest import PHONE
+from tests.service.browser.conftest import CHROMIUM, CHROMIUM_ARGS, PHONE, Visit
 from tests.service.review_lines import LINES, recognise_lines
 
 pytestmark = pytest.mark.browser
@@ -159,3 +165,56 @@ def test_a_page_line_is_reviewed_in_its_page(visit, reviewer, user):
     assert Recognition.objects.get(pk=in_book[0].pk).status == "verified"
     assert v.unlabelled_controls() == [] and v.fits_width()
     assert v.outside_requests() == []
+
+
+
+@pytest.fixture
+def browser_with_back_forward_cache(chromium):
+    """Chromium as people run it: Playwright turns its back-forward cache off, this one keeps it."""
+    browser = chromium.browser_type.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True,
+                                           ignore_default_args=["--disable-back-forward-cache"])
+    yield browser
+    browser.close()
+
+
+def test_back_a_refused_and_a_failed_save_leave_the_line_page_working(
+        browser_with_back_forward_cache, live_server, reviewer, second_reviewer):
+    first, second, third = [r.pk for r in sorted(recognise_lines(reviewer, 3), key=lambda r: (r.confidence, r.pk))]
+    v = Visit(browser_with_back_forward_cache, live_server.url).sign_in_as(reviewer)
+    page, error = v.page, v.page.locator("#review-error")
+    try:
+        page.goto(f"/review/lines/{first}/")
+        expect(page.locator("#line-text")).to_be_focused()
+        page.keyboard.press("Enter")
+        open_line(page, second)
+        saved_at = Recognition.objects.get(pk=first).reviewed_at
+        # Back to the saved line: restored from the back-forward cache, its script was still busy with the save
+        # that had moved on, and Enter did nothing, without a word. Now it is loaded again (no-store) or, in a
+        # browser that restores it anyway, its pageshow handler ends that state (both checked with this test).
+        page.go_back(wait_until="commit")          # a page restored from the cache fires no load event
+        expect(page).to_have_url(re.compile(rf"/review/lines/{first}/$"))
+        expect(page.locator("#line-text")).to_be_focused()
+        page.keyboard.press("Enter")
+        open_line(page, second)
+        assert Recognition.objects.get(pk=first).reviewed_at > saved_at   # saved again
+
+        # nadia's lease lapses and omar reviews her line: her save is refused, and she is told why
+        ReviewClaim.objects.filter(reviewer=reviewer).update(expires_at=timezone.now() - timedelta(seconds=1))
+        review_services.save(Recognition.objects.get(pk=second), second_reviewer, LINES[0][0])
+        page.keyboard.press("Enter")
+        expect(error).to_contain_text("omar reviewed this line after you opened it")
+        expect(page.locator("#line-text")).to_be_focused()
+        page.keyboard.press("ArrowDown")           # and she can move on
+
+        open_line(page, third)                     # a save the network loses is said, and can be tried again
+        page.route(re.compile(rf"/review/lines/{third}/save"), lambda route: route.abort())
+        page.keyboard.press("Enter")
+        expect(error).to_contain_text("The server could not be reached")
+        expect(page.locator("#line-text")).to_be_focused()
+        page.unroute(re.compile(rf"/review/lines/{third}/save"))
+        page.keyboard.press("Enter")
+        page.wait_for_url("**/review/?done=1")
+        assert Recognition.objects.get(pk=third).reviewed_by == reviewer
+        assert Recognition.objects.get(pk=second).reviewed_by == second_reviewer
+    finally:
+        v.close()
