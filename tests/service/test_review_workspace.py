@@ -62,6 +62,10 @@ def test_line_page_shows_the_line_for_editing(client, reviewer, lines, settings)
     for char in selectors.KEYBOARD_ROW:
         assert f'data-char="{char}"' in html
     assert ReviewClaim.objects.get(recognition=line).reviewer == reviewer
+    # Without review.js, Enter submits the form natively: a POST (refused), never a GET with the text and the
+    # CSRF token in the address, the browser's history and the server's log.
+    assert '<form id="review-form" class="review" method="post"' in html and "<noscript>" in html
+    assert client.post(f"/review/lines/{line.pk}/", {"text": "x"}).status_code == 405
 
 
 def test_save_marks_verified_or_corrected_and_moves_on(client, reviewer, lines):
