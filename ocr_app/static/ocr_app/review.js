@@ -17,6 +17,8 @@
     if (busy) return;
     busy = true;
     errorLine.hidden = true;
+    // A server that never answers must not leave the page busy and silent: give up after this long.
+    const timeoutMs = Number(form.dataset.timeoutMs) || 30000;
     try {
       const response = await fetch(url, {
         method: "POST", credentials: "same-origin",
@@ -25,6 +27,7 @@
           "X-CSRFToken": form.querySelector("input[name=csrfmiddlewaretoken]").value,
         },
         body: JSON.stringify(body || {}),
+        signal: AbortSignal.timeout(timeoutMs),
       });
       let data = null;
       try { data = await response.json(); } catch (e) { data = null; }
@@ -39,7 +42,12 @@
         showError((error && error.message) || `The server answered ${response.status}; try again.`);
       }
     } catch (e) {
-      showError("The server could not be reached; your edit is still in the box. Try again.");
+      if (e.name === "TimeoutError") {
+        showError(`The server did not answer within ${Math.round(timeoutMs / 1000)} s; your edit is still in the box. `
+                  + "Try again (a save that did arrive is not saved twice).");
+      } else {
+        showError("The server could not be reached; your edit is still in the box. Try again.");
+      }
     }
     busy = false;
     field.focus();

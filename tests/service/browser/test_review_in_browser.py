@@ -212,6 +212,14 @@ def test_back_a_refused_and_a_failed_save_leave_the_line_page_working(
         expect(error).to_contain_text("The server could not be reached")
         expect(page.locator("#line-text")).to_be_focused()
         page.unroute(re.compile(rf"/review/lines/{third}/save"))
+        # a server that never answers: after the page's timeout (shortened here) it says so, and Enter tries again
+        pending = []
+        page.route(re.compile(rf"/review/lines/{third}/save"), lambda route: pending.append(route))  # never answered
+        page.evaluate("document.getElementById('review-form').dataset.timeoutMs = '300'")
+        page.keyboard.press("Enter")
+        expect(error).to_contain_text("The server did not answer within")
+        expect(page.locator("#line-text")).to_be_focused()
+        page.unroute(re.compile(rf"/review/lines/{third}/save"))
         page.keyboard.press("Enter")
         page.wait_for_url("**/review/?done=1")
         assert Recognition.objects.get(pk=third).reviewed_by == reviewer
