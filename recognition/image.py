@@ -1,7 +1,9 @@
 """Line image loading and preprocessing: one function for training and serving.
 
+``open_image`` is the one place any image file is opened (lines, pages, uploads):
+it reads the header only, or raises ``ImageError`` with a machine-readable code.
 ``load_grey`` turns whatever bytes or file a user hands us into an 8-bit grey
-array, or raises ``ImageError`` with a machine-readable code. ``preprocess``
+array, or raises ``ImageError``. ``preprocess``
 turns a grey line into the model's input: ink as 1, paper as 0, blank margins
 trimmed, scaled to the model's height with the aspect kept, mirrored so that
 the model reads right to left (see ``recognition.text.reading_order``).

@@ -147,10 +147,22 @@ def _image_pages(image: Image.Image, max_pixels: int, decode: bool) -> Iterator[
             continue
         try:
             frame.load()
-        except READ_ERRORS as exc:
-            raise ImageError("corrupt_image", f"page {number} is truncated or corrupt ({exc})") from None
+        except FRAME_ERRORS as exc:
+            raise page_error(number, exc) from None
         dpi = frame.info.get("dpi", (None,))[0]
         yield LoadedPage(number, to_grey(ImageOps.exif_transpose(frame.copy())), float(dpi) if dpi else None)
+
+
+# What seeking or loading a page's frame raises: READ_ERRORS, and Pillow's bomb error, which it raises when it
+# seeks a later GIF frame larger than its limit (the first frame was sized when the file was opened).
+FRAME_ERRORS = (*READ_ERRORS, Image.DecompressionBombError)
+
+
+def page_error(number: int, exc: Exception) -> ImageError:
+    """The ImageError for a frame that could not be sought or loaded (``FRAME_ERRORS``)."""
+    if isinstance(exc, Image.DecompressionBombError):
+        return ImageError("image_too_large", f"page {number} has more than {Image.MAX_IMAGE_PIXELS} pixels")
+    return ImageError("corrupt_image", f"page {number} is truncated or corrupt ({exc})")
 
 
 def _frames(image: Image.Image) -> Iterator[Image.Image]:
@@ -163,11 +175,8 @@ def _frames(image: Image.Image) -> Iterator[Image.Image]:
             frame = next(frames)
         except StopIteration:
             return
-        except Image.DecompressionBombError:   # a GIF frame may be larger than the first (Pillow checks it)
-            raise ImageError("image_too_large", f"page {number} has more than {Image.MAX_IMAGE_PIXELS} pixels") \
-                from None
-        except READ_ERRORS as exc:
-            raise ImageError("corrupt_image", f"page {number} is truncated or corrupt ({exc})") from None
+        except FRAME_ERRORS as exc:
+            raise page_error(number, exc) from None
         yield frame
         if primary_image_only(image):
             return

@@ -19,8 +19,8 @@ import os
 
 from PIL import ImageOps
 
-from .image import READ_ERRORS, ImageError, check_pixels, open_image, picture_count, to_grey
-from .page_loader import DEFAULT_MAX_PAGE_PIXELS, LoadedPage, file_head, iter_pages
+from .image import ImageError, check_pixels, open_image, picture_count, to_grey
+from .page_loader import DEFAULT_MAX_PAGE_PIXELS, FRAME_ERRORS, LoadedPage, file_head, iter_pages, page_error
 from .pdf_sandbox import PDF_DPI, pdf_pages
 
 
@@ -45,12 +45,12 @@ def _frame(image, number: int, max_pixels: int) -> LoadedPage:
         image.seek(number - 1)
     except EOFError:
         raise ImageError("no_such_page", f"the file has no page {number}") from None
-    except READ_ERRORS as exc:   # a frame directory before it is truncated or corrupt
-        raise ImageError("corrupt_image", f"page {number} is truncated or corrupt ({exc})") from None
+    except FRAME_ERRORS as exc:   # a frame directory before it is truncated or corrupt, or the frame too large
+        raise page_error(number, exc) from None
     check_pixels(*image.size, max_pixels, f"page {number}")
     try:
         image.load()
-    except READ_ERRORS as exc:
-        raise ImageError("corrupt_image", f"page {number} is truncated or corrupt ({exc})") from None
+    except FRAME_ERRORS as exc:
+        raise page_error(number, exc) from None
     dpi = image.info.get("dpi", (None,))[0]
     return LoadedPage(number, to_grey(ImageOps.exif_transpose(image.copy())), float(dpi) if dpi else None)
