@@ -10,7 +10,6 @@ import base64
 import binascii
 import copy
 import hashlib
-import io
 import logging
 import time
 from dataclasses import dataclass
@@ -19,10 +18,9 @@ from django.conf import settings
 from django.core.files.base import ContentFile
 from django.db import IntegrityError, transaction
 from django.utils import timezone
-from PIL import Image, UnidentifiedImageError
 
 from recognition import LineError, LineResult
-from recognition.image import READ_FORMATS
+from recognition.image import ImageError, open_image
 
 from . import engine, registry
 from .claims import claimed
@@ -31,7 +29,7 @@ from .models import ModelVersion, Recognition, StoredImage, image_path
 
 log = logging.getLogger("ocr_app.services")
 
-_EXTENSIONS = {"PNG": ".png", "JPEG": ".jpg", "TIFF": ".tif", "BMP": ".bmp", "WEBP": ".webp", "GIF": ".gif"}
+_EXTENSIONS = {"PNG": ".png", "JPEG": ".jpg", "MPO": ".jpg", "TIFF": ".tif", "BMP": ".bmp", "WEBP": ".webp", "GIF": ".gif"}
 
 
 @dataclass
@@ -68,23 +66,13 @@ def decode_upload(name: str, data: bytes) -> DecodedUpload:
     if len(data) > settings.OCR_MAX_UPLOAD_BYTES:
         raise ApiError("file_too_large", f"the file is {len(data)} bytes; the limit is {settings.OCR_MAX_UPLOAD_BYTES}",
                        413)
-    if not data:
-        raise image_error("empty_file", "the file is empty (0 bytes)")
     try:
-        header = Image.open(io.BytesIO(data), formats=READ_FORMATS)  # reads the header only
-    except UnidentifiedImageError:
-        raise image_error("not_an_image", "the file is not an image format we can read") from None
-    except Image.DecompressionBombError:  # Pillow's message names its own limit, not ours
-        raise image_error("image_too_large", f"the image has more than {settings.OCR_MAX_PIXELS} pixels, "
-                                             "the limit") from None
-    except OSError as exc:
-        raise image_error("corrupt_image", str(exc)) from None
-    width, height = header.size
-    if width * height > settings.OCR_MAX_PIXELS:
-        raise image_error("image_too_large", f"the image is {width}x{height} = {width * height} pixels; "
-                                             f"the limit is {settings.OCR_MAX_PIXELS}")
-    return DecodedUpload(name, data, hashlib.sha256(data).hexdigest(), width, height,
-                         _EXTENSIONS.get(header.format or "", ".img"))
+        with open_image(data, max_pixels=settings.OCR_MAX_PIXELS) as header:   # reads the header only
+            width, height = header.size
+            extension = _EXTENSIONS.get(header.format or "", ".img")
+    except ImageError as exc:
+        raise image_error(exc.code, exc.message) from None
+    return DecodedUpload(name, data, hashlib.sha256(data).hexdigest(), width, height, extension)
 
 
 def choose_model(name_or_version: str | None) -> ModelVersion:

@@ -1,7 +1,9 @@
 """Line image loading and preprocessing: one function for training and serving.
 
+``open_image`` is the one place any image file is opened (lines, pages, uploads):
+it reads the header only, or raises ``ImageError`` with a machine-readable code.
 ``load_grey`` turns whatever bytes or file a user hands us into an 8-bit grey
-array, or raises ``ImageError`` with a machine-readable code. ``preprocess``
+array, or raises ``ImageError``. ``preprocess``
 turns a grey line into the model's input: ink as 1, paper as 0, blank margins
 trimmed, scaled to the model's height with the aspect kept, mirrored so that
 the model reads right to left (see ``recognition.text.reading_order``).
@@ -12,6 +14,7 @@ from __future__ import annotations
 import io
 import math
 import os
+import struct
 import warnings
 from dataclasses import dataclass
 
@@ -44,6 +47,114 @@ class ImageError(ValueError):
         super().__init__(message)
         self.code = code
         self.message = message
+
+
+# What Pillow raises, besides UnidentifiedImageError and its decompression-bomb errors, on a file that it took
+# for one of READ_FORMATS and cannot parse: its plugins read a crafted header or frame directory with struct,
+# seeks, lookups and arithmetic and raise whatever trips (OSError for a PNG cut in its IHDR, TypeError for a TIFF
+# frame directory cut short, EOFError, SyntaxError, struct.error, ...). It reads the first frame's header when
+# the file is opened, the others' when they are sought, and the pixels when they are loaded.
+READ_ERRORS = (OSError, EOFError, SyntaxError, ValueError, TypeError, KeyError, IndexError, struct.error,
+               ZeroDivisionError)
+
+# How each of READ_FORMATS starts (Pillow's own tests, as far as ours go; WebP is RIFF....WEBP): a file that
+# starts so and still cannot be opened is a damaged image, corrupt_image, not some other kind of file.
+_SIGNATURES = ((b"\x89PNG\r\n\x1a\n", "PNG"), (b"\xff\xd8", "JPEG"), (b"GIF87a", "GIF"), (b"GIF89a", "GIF"),
+               (b"BM", "BMP"), (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"), (b"II+\x00", "TIFF"),
+               (b"MM\x00+", "TIFF"), (b"MM*\x00", "TIFF"), (b"II\x00*", "TIFF"))
+
+
+def claimed_format(head: bytes) -> str | None:
+    """The format of READ_FORMATS that a file's first bytes announce, if any."""
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WEBP"
+    return next((name for signature, name in _SIGNATURES if head.startswith(signature)), None)
+
+
+def check_pixels(width: int, height: int, max_pixels: int, what: str = "the image") -> None:
+    """The one wording of "too many pixels", for an image and for a page of a file alike."""
+    if width * height > max_pixels:
+        raise ImageError("image_too_large",
+                         f"{what} is {width}x{height} = {width * height} pixels; the limit is {max_pixels}")
+
+
+def open_image(source, max_pixels: int | None = None) -> Image.Image:
+    """An image file (its bytes, its path or a binary file) opened lazily: its header read, not a pixel
+    decoded. Every image any input gives us is opened here: as one of ``READ_FORMATS`` only, with Pillow's
+    decompression-bomb warning taken as an error, and every failure an ``ImageError`` (``READ_ERRORS``):
+    ``empty_file``; ``not_an_image`` (the file is none of our formats); ``corrupt_image`` (it starts as one, but
+    its header cannot be read); ``image_too_large`` (beyond ``max_pixels``, or Pillow's bomb limit);
+    ``empty_image``. Use it in a ``with``: opened from a path, the image holds the file open until then (a
+    caller's binary file is left open). Its frames are not checked here: see ``picture_count``.
+    """
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        if len(source) == 0:
+            raise ImageError("empty_file", "the file is empty (0 bytes)")
+        stream, owned = io.BytesIO(source), True
+    elif isinstance(source, (str, os.PathLike)):
+        if os.path.getsize(source) == 0:
+            raise ImageError("empty_file", f"{os.fspath(source)} is empty (0 bytes)")
+        stream, owned = source, True   # Pillow opens the file, and closes it with the image
+    else:
+        stream, owned = source, False
+    bomb_limit = min(limit for limit in (max_pixels, Image.MAX_IMAGE_PIXELS) if limit is not None)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(stream, formats=READ_FORMATS)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        # Pillow's message names its own limit; the image's size is lost with it
+        raise ImageError("image_too_large", f"the image has more than {Image.MAX_IMAGE_PIXELS} pixels; "
+                                            f"the limit is {bomb_limit}") from None
+    except UnidentifiedImageError:
+        head = _head(source)
+        if not head:   # a caller's empty binary file
+            raise ImageError("empty_file", "the file is empty (0 bytes)") from None
+        claimed = claimed_format(head)
+        if claimed is None:
+            raise ImageError("not_an_image", "the file is not an image in a format we read (PNG, JPEG, TIFF, BMP, "
+                                             "WebP or GIF)") from None
+        raise ImageError("corrupt_image", f"the file starts as a {claimed} image, but its header is truncated or "
+                                          "corrupt") from None
+    except READ_ERRORS as exc:
+        raise ImageError("corrupt_image", f"the image's header is truncated or corrupt ({exc})") from None
+    try:
+        width, height = image.size
+        if max_pixels is not None:
+            check_pixels(width, height, max_pixels)
+        if width == 0 or height == 0:
+            raise ImageError("empty_image", "the image has no pixels")
+    except ImageError:
+        if owned:
+            image.close()
+        raise
+    return image
+
+
+def _head(source, size: int = 16) -> bytes:
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return bytes(source[:size])
+    if isinstance(source, (str, os.PathLike)):
+        with open(source, "rb") as handle:
+            return handle.read(size)
+    position = source.tell()
+    try:
+        source.seek(0)
+        return source.read(size)
+    finally:
+        source.seek(position)
+
+
+def picture_count(image: Image.Image) -> int:
+    """How many pictures (lines, pages) an opened image holds: its frames, but one for a JPEG whatever its
+    Multi-Picture segment adds (``primary_image_only``). Counting seeks every frame's directory: one that is
+    truncated or corrupt is a ``corrupt_image``."""
+    if primary_image_only(image):
+        return 1
+    try:
+        return getattr(image, "n_frames", 1)
+    except READ_ERRORS as exc:
+        raise ImageError("corrupt_image", f"a frame of the image is truncated or corrupt ({exc})") from None
 
 
 @dataclass(frozen=True)
@@ -81,52 +192,21 @@ def load_grey(source, max_pixels: int = DEFAULT_MAX_PIXELS, check_size=None) -> 
     WebP and GIF (``READ_FORMATS``): 1-bit, palette, grey with or
     without alpha, 16-bit and 32-bit grey, RGB(A), CMYK, EXIF-rotated. Alpha is
     composited over white paper. Rejects empty, truncated, multi-frame and
-    over-large images with a clear ``ImageError`` instead of guessing.
+    over-large images with a clear ``ImageError`` instead of guessing (``open_image``).
     ``check_size(width, height)``, if given, may reject the image (raising
     ``ImageError``) from its header, before any pixel is decoded.
     """
-    if isinstance(source, (bytes, bytearray, memoryview)):
-        if len(source) == 0:
-            raise ImageError("empty_file", "the file is empty (0 bytes)")
-        stream = io.BytesIO(source)
-    elif isinstance(source, (str, os.PathLike)):
-        if os.path.getsize(source) == 0:
-            raise ImageError("empty_file", f"{os.fspath(source)} is empty (0 bytes)")
-        stream = open(source, "rb")
-    else:
-        stream = source
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            try:
-                image = Image.open(stream, formats=READ_FORMATS)
-            except UnidentifiedImageError:
-                raise ImageError("not_an_image", "the file is not an image format we can read") from None
-            except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-                raise ImageError("image_too_large", "the image has too many pixels") from None
-        width, height = image.size
-        if width * height > max_pixels:
-            raise ImageError(
-                "image_too_large",
-                f"the image is {width}x{height} = {width * height} pixels; the limit is {max_pixels}",
-            )
-        if width == 0 or height == 0:
-            raise ImageError("empty_image", "the image has no pixels")
+    with open_image(source, max_pixels) as image:
         if check_size is not None:
-            check_size(width, height)
-        if not primary_image_only(image) and getattr(image, "n_frames", 1) > 1:
-            raise ImageError(
-                "multi_frame_image",
-                f"the image has {image.n_frames} frames; send one line image per frame",
-            )
+            check_size(*image.size)
+        pictures = picture_count(image)
+        if pictures > 1:
+            raise ImageError("multi_frame_image", f"the image has {pictures} frames; send one line image per frame")
         try:
             image.load()
-        except (OSError, SyntaxError, ValueError) as exc:
+        except READ_ERRORS as exc:
             raise ImageError("corrupt_image", f"the image data is truncated or corrupt ({exc})") from None
         return to_grey(ImageOps.exif_transpose(image))
-    finally:
-        if stream is not source:
-            stream.close()
 
 
 def to_grey(image: Image.Image) -> np.ndarray:

@@ -13,19 +13,17 @@ page wanted; neither is read whole into the caller.
 
 from __future__ import annotations
 
-import io
 import itertools
 import os
 import re
-import struct
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image, ImageOps, ImageSequence, UnidentifiedImageError
+from PIL import Image, ImageOps, ImageSequence
 
-from .image import READ_FORMATS, ImageError, primary_image_only, to_grey
+from .image import READ_ERRORS, ImageError, check_pixels, open_image, primary_image_only, to_grey
 from .pdf_sandbox import PDF_DPI, pdf_pages
 
 DEFAULT_MAX_PAGE_PIXELS = 60_000_000   # a 600-dpi A3 scan
@@ -128,17 +126,6 @@ def count_pages(source, max_pixels: int = DEFAULT_MAX_PAGE_PIXELS, stop_after: i
     return sum(1 for _ in pages)
 
 
-def open_image(source: bytes | str | os.PathLike) -> Image.Image:
-    """A page file's image (its bytes or its path), lazily (headers only), or the ImageError that says why it cannot
-    be one. Opened from a path, the image holds the file open until it is closed."""
-    try:
-        return Image.open(source if is_path(source) else io.BytesIO(source), formats=READ_FORMATS)
-    except Image.DecompressionBombError:
-        raise ImageError("image_too_large", "the image has too many pixels") from None
-    except UnidentifiedImageError:
-        raise ImageError("not_an_image", "the file is neither an image format we can read nor a PDF") from None
-
-
 def iter_pages(source, max_pixels: int = DEFAULT_MAX_PAGE_PIXELS, decode: bool = True) -> Iterator[LoadedPage]:
     """Yield the pages of an image, multi-page TIFF or PDF (its bytes, its path or a binary file), one at a time."""
     source = bytes_or_path(source)
@@ -154,24 +141,28 @@ def iter_pages(source, max_pixels: int = DEFAULT_MAX_PAGE_PIXELS, decode: bool =
 
 def _image_pages(image: Image.Image, max_pixels: int, decode: bool) -> Iterator[LoadedPage]:
     for number, frame in enumerate(_frames(image), start=1):
-        width, height = frame.size
-        if width * height > max_pixels:
-            raise ImageError("image_too_large",
-                             f"page {number} is {width}x{height} pixels; the limit is {max_pixels}")
+        check_pixels(*frame.size, max_pixels, f"page {number}")
         if not decode:
             yield LoadedPage(number, np.zeros((0, 0), np.uint8), None)
             continue
         try:
             frame.load()
-        except (OSError, SyntaxError, ValueError) as exc:
-            raise ImageError("corrupt_image", f"page {number} is truncated or corrupt ({exc})") from None
+        except FRAME_ERRORS as exc:
+            raise page_error(number, exc) from None
         dpi = frame.info.get("dpi", (None,))[0]
         yield LoadedPage(number, to_grey(ImageOps.exif_transpose(frame.copy())), float(dpi) if dpi else None)
 
 
-# What Pillow raises on a malformed frame directory (a truncated TIFF's next IFD, a bad tag):
-# it checks only the first frame at open, the others when they are sought.
-FRAME_ERRORS = (OSError, SyntaxError, ValueError, TypeError, KeyError, IndexError, struct.error)
+# What seeking or loading a page's frame raises: READ_ERRORS, and Pillow's bomb error, which it raises when it
+# seeks a later GIF frame larger than its limit (the first frame was sized when the file was opened).
+FRAME_ERRORS = (*READ_ERRORS, Image.DecompressionBombError)
+
+
+def page_error(number: int, exc: Exception) -> ImageError:
+    """The ImageError for a frame that could not be sought or loaded (``FRAME_ERRORS``)."""
+    if isinstance(exc, Image.DecompressionBombError):
+        return ImageError("image_too_large", f"page {number} has more than {Image.MAX_IMAGE_PIXELS} pixels")
+    return ImageError("corrupt_image", f"page {number} is truncated or corrupt ({exc})")
 
 
 def _frames(image: Image.Image) -> Iterator[Image.Image]:
@@ -185,7 +176,7 @@ def _frames(image: Image.Image) -> Iterator[Image.Image]:
         except StopIteration:
             return
         except FRAME_ERRORS as exc:
-            raise ImageError("corrupt_image", f"page {number} is truncated or corrupt ({exc})") from None
+            raise page_error(number, exc) from None
         yield frame
         if primary_image_only(image):
             return

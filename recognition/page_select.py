@@ -19,8 +19,8 @@ import os
 
 from PIL import ImageOps
 
-from .image import ImageError, primary_image_only, to_grey
-from .page_loader import DEFAULT_MAX_PAGE_PIXELS, FRAME_ERRORS, LoadedPage, file_head, iter_pages, open_image
+from .image import ImageError, check_pixels, open_image, picture_count, to_grey
+from .page_loader import DEFAULT_MAX_PAGE_PIXELS, FRAME_ERRORS, LoadedPage, file_head, iter_pages, page_error
 from .pdf_sandbox import PDF_DPI, pdf_pages
 
 
@@ -35,7 +35,7 @@ def load_page(source: bytes | str | os.PathLike, number: int,
         (_, grey), = pdf_pages(source, max_pixels, numbers=[number])
         return LoadedPage(number, grey, float(PDF_DPI))
     with open_image(source) as image:
-        if number == 1 and (primary_image_only(image) or getattr(image, "n_frames", 1) == 1):
+        if number == 1 and picture_count(image) == 1:
             return next(iter_pages(source, max_pixels))   # the common case: the loader itself, unchanged
         return _frame(image, number, max_pixels)
 
@@ -45,14 +45,12 @@ def _frame(image, number: int, max_pixels: int) -> LoadedPage:
         image.seek(number - 1)
     except EOFError:
         raise ImageError("no_such_page", f"the file has no page {number}") from None
-    except FRAME_ERRORS as exc:   # a frame directory before it is truncated or corrupt
-        raise ImageError("corrupt_image", f"page {number} is truncated or corrupt ({exc})") from None
-    width, height = image.size
-    if width * height > max_pixels:
-        raise ImageError("image_too_large", f"page {number} is {width}x{height} pixels; the limit is {max_pixels}")
+    except FRAME_ERRORS as exc:   # a frame directory before it is truncated or corrupt, or the frame too large
+        raise page_error(number, exc) from None
+    check_pixels(*image.size, max_pixels, f"page {number}")
     try:
         image.load()
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise ImageError("corrupt_image", f"page {number} is truncated or corrupt ({exc})") from None
+    except FRAME_ERRORS as exc:
+        raise page_error(number, exc) from None
     dpi = image.info.get("dpi", (None,))[0]
     return LoadedPage(number, to_grey(ImageOps.exif_transpose(image.copy())), float(dpi) if dpi else None)

@@ -4,7 +4,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from recognition.image import ImageError, LineLimits, PreprocessConfig, ink_map, load_grey, preprocess
+from recognition.image import (
+    DEFAULT_MAX_PIXELS,
+    ImageError,
+    LineLimits,
+    PreprocessConfig,
+    ink_map,
+    load_grey,
+    open_image,
+    preprocess,
+)
+from tests.crafted_images import CRAFTED
 from tests.rendering import png_bytes, render_line
 
 LINE = render_line("قال أبو محمد سنة 123")
@@ -171,3 +181,63 @@ def test_ink_touching_the_edges_and_a_blank_line_trim_as_the_float_path():
     inverted = 255 - LINE  # light ink on dark paper
     for grey in (speck, blank, inverted, LINE[:, ::3], np.asfortranarray(LINE)):
         np.testing.assert_array_equal(preprocess(grey), preprocess(grey.astype(np.float32)))
+
+
+def _every_core_loader(data: bytes) -> dict:
+    """What each core loader of an image file answers: the ImageError code, or 'read'."""
+    from recognition.page_loader import count_pages, iter_pages
+    from recognition.page_select import load_page
+
+    loaders = {"open_image": lambda: open_image(data, max_pixels=DEFAULT_MAX_PIXELS).close(),
+               "load_grey": lambda: load_grey(data), "iter_pages": lambda: list(iter_pages(data)),
+               "count_pages": lambda: count_pages(data), "load_page": lambda: load_page(data, 1),
+               "load_grey from a file": lambda: load_grey(io.BytesIO(data))}
+    answers = {}
+    for name, load in loaders.items():
+        try:
+            load()
+            answers[name] = "read"
+        except ImageError as exc:
+            answers[name] = exc.code
+    return answers
+
+
+@pytest.mark.parametrize("name", list(CRAFTED))
+def test_a_crafted_header_gets_one_clear_error_from_every_core_loader(name):
+    """Pillow raises a zoo of exceptions on crafted headers; every loader answers each file alike, and never
+    with anything but an ImageError (a crash here is a 500 in the API)."""
+    data, code = CRAFTED[name]
+    answers = _every_core_loader(data)
+    if name in ("pixels-cut.png", "second-frame-cut.tif"):   # read only as far as the header: nothing wrong yet
+        assert answers.pop("open_image") == "read"
+    if name == "pixels-cut.png":                              # counted without decoding a pixel
+        assert answers.pop("count_pages") == "read"
+    assert set(answers.values()) == {code}, answers
+
+
+def test_a_file_that_starts_as_no_format_we_read_is_not_an_image_and_one_that_does_is_corrupt():
+    with pytest.raises(ImageError) as unknown:
+        open_image(b"plain text, not a picture")
+    assert unknown.value.code == "not_an_image"
+    with pytest.raises(ImageError) as damaged:
+        open_image(CRAFTED["ifd-past-end.tif"][0])
+    assert damaged.value.code == "corrupt_image" and "TIFF" in damaged.value.message
+
+
+def test_too_many_pixels_is_worded_alike_from_the_header_and_from_pillows_bomb_check():
+    with pytest.raises(ImageError) as counted:
+        open_image(encode(Image.new("L", (5000, 5000), 255)), max_pixels=10_000_000)
+    assert counted.value.message == "the image is 5000x5000 = 25000000 pixels; the limit is 10000000"
+    with pytest.raises(ImageError) as bomb:
+        open_image(CRAFTED["huge.bmp"][0], max_pixels=10_000_000)
+    assert bomb.value.code == "image_too_large"
+    assert bomb.value.message == f"the image has more than {Image.MAX_IMAGE_PIXELS} pixels; the limit is 10000000"
+
+
+def test_a_caller_s_file_is_left_open():
+    stream = io.BytesIO(png_bytes(LINE))
+    load_grey(stream)
+    broken = io.BytesIO(CRAFTED["pixels-cut.png"][0])
+    with pytest.raises(ImageError):
+        load_grey(broken)
+    assert not stream.closed and not broken.closed

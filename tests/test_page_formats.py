@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -187,3 +188,18 @@ def test_page_pixel_limit_is_enforced():
     with pytest.raises(ImageError) as error:
         list(iter_pages(buffer.getvalue(), max_pixels=1_000_000))
     assert error.value.code == "image_too_large"
+
+
+def test_a_gif_frame_beyond_pillows_bomb_limit_fails_its_page_not_the_caller():
+    """Pillow sizes a GIF's later frames only when it seeks them, and raises its bomb error from there."""
+    frames = [Image.new("L", (20, 20), level) for level in (0, 255)]
+    buffer = io.BytesIO()
+    frames[0].save(buffer, "GIF", save_all=True, append_images=frames[1:])
+    data = bytearray(buffer.getvalue())
+    second = data.rfind(b"\x2c\x00\x00\x00\x00\x14\x00\x14\x00")   # the last image descriptor: at 0,0, 20x20
+    data[second + 5:second + 9] = struct.pack("<HH", 65535, 65535)
+    for load in (lambda: count_pages(bytes(data)), lambda: list(iter_pages(bytes(data))),
+                 lambda: load_page(bytes(data), 2)):
+        with pytest.raises(ImageError) as error:
+            load()
+        assert error.value.code == "image_too_large" and "page 2" in error.value.message

@@ -21,6 +21,7 @@ from PIL import Image
 from ocr_app.jobs import runner
 from ocr_app.jobs.models import Job, Page, PageFile
 from recognition.pdf_sandbox import MEMORY_ENV
+from tests.crafted_images import CRAFTED
 from tests.service import job_pages
 from tests.service.conftest import media_files
 from tests.service.hostile_files import (
@@ -364,3 +365,23 @@ def test_formats_outside_the_documented_ones_are_not_decoded_by_any_api(api, set
     _assert_refused(_post_job(api, [(name, data)]), 400, "no_readable_pages")
     assert Recognition.objects.count() == 0
     _nothing_stored(settings)
+
+
+@pytest.mark.parametrize("name", list(CRAFTED))
+def test_a_crafted_image_header_gets_the_same_4xx_code_from_the_line_page_and_job_apis(api, settings, name):
+    """The core's answer to each file (tests/test_image.py) is what every API says, never a 500: a line upload,
+    a page upload, and a job's file, refused at intake or failed when its page is read."""
+    from ocr_app.models import Recognition
+
+    data, code = CRAFTED[name]
+    status = 413 if code == "image_too_large" else 400
+    line = api.post("/api/v1/recognitions/", {"image": SimpleUploadedFile(name, data)}, format="multipart")
+    _assert_refused(line, status, code)
+    _assert_refused(_post_page(api, name, data), status, code)
+    assert Recognition.objects.count() == 0
+    _nothing_stored(settings)
+    answer = _post_job(api, [("good.png", job_pages.png(job_pages.small_page(0, lines=1))), (name, data)])
+    assert answer.status_code == 202, answer.content
+    runner.run_pending()
+    failures = api.get(answer.json()["url"]).json()["failures"]
+    assert [(f["file"], f["code"]) for f in failures] == [(name, code)]

@@ -109,7 +109,8 @@ def test_a_phone_jpeg_with_a_gain_map_is_one_line_image(api, line_png):
 
 
 @pytest.mark.parametrize("data, status, code", [
-    (b"GIF89a but not really an image", 400, "not_an_image"),
+    (b"GIF89a but not really an image", 400, "corrupt_image"),   # a GIF's start: a damaged image, not another kind
+    (b"GIF, but not really an image", 400, "not_an_image"),
     (b"%PDF-1.4 a document", 400, "not_an_image"),
     (b"", 400, "empty_file"),
     (None, 400, "corrupt_image"),
