@@ -14,7 +14,6 @@ from pathlib import Path
 
 from recognition.evaluation import Evaluation
 from recognition.metrics import ErrorCounter
-from recognition.recognizer import Recognizer
 
 CHOICES = ("first", "lowest-confidence")
 
@@ -43,6 +42,10 @@ class PoolReading:
 
 
 def read_pool(base: str | Path, pool: list) -> PoolReading:
+    # Imported here: the service benches import bench.adaptation and must not load the recogniser with it
+    # (tests/test_bench_lines.py).
+    from recognition.recognizer import Recognizer
+
     outcomes = Recognizer(base).recognize([s.image_path for s in pool])
     evaluation = Evaluation()
     evaluation.add(pool, outcomes)
