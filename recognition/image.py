@@ -78,12 +78,14 @@ def check_pixels(width: int, height: int, max_pixels: int, what: str = "the imag
                          f"{what} is {width}x{height} = {width * height} pixels; the limit is {max_pixels}")
 
 
-def open_image(source, max_pixels: int | None = None) -> Image.Image:
+def open_image(source, max_pixels: int | None = None, what: str = "the image",
+               check_first_frame: bool = True) -> Image.Image:
     """An image file (its bytes, its path or a binary file) opened lazily: its header read, not a pixel
-    decoded. Every image any input gives us is opened here: as one of ``READ_FORMATS`` only, with Pillow's
-    decompression-bomb warning taken as an error, and every failure an ``ImageError`` (``READ_ERRORS``):
-    ``empty_file``; ``not_an_image`` (the file is none of our formats); ``corrupt_image`` (it starts as one, but
-    its header cannot be read); ``image_too_large`` (beyond ``max_pixels``, or Pillow's bomb limit);
+    decoded. Every image any input gives us is opened here: as one of ``READ_FORMATS`` only, and every failure
+    an ``ImageError`` (``READ_ERRORS``): ``empty_file``; ``not_an_image`` (the file is none of our formats);
+    ``corrupt_image`` (it starts as one, but its header cannot be read); ``image_too_large`` (beyond
+    ``max_pixels``, said of ``what``, or Pillow's bomb limit: ``_bomb_limit``; a caller after a later frame
+    passes ``check_first_frame=False`` and checks that frame itself);
     ``empty_image``. Use it in a ``with``: opened from a path, the image holds the file open until then (a
     caller's binary file is left open). Its frames are not checked here: see ``picture_count``.
     """
@@ -97,15 +99,16 @@ def open_image(source, max_pixels: int | None = None) -> Image.Image:
         stream, owned = source, True   # Pillow opens the file, and closes it with the image
     else:
         stream, owned = source, False
-    bomb_limit = min(limit for limit in (max_pixels, Image.MAX_IMAGE_PIXELS) if limit is not None)
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            # the caller's limit, where it sets one, is the limit below Pillow's hard one (see _bomb_limit)
+            warnings.simplefilter("error" if max_pixels is None else "ignore", Image.DecompressionBombWarning)
             image = Image.open(stream, formats=READ_FORMATS)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         # Pillow's message names its own limit; the image's size is lost with it
-        raise ImageError("image_too_large", f"the image has more than {Image.MAX_IMAGE_PIXELS} pixels; "
-                                            f"the limit is {bomb_limit}") from None
+        beyond = Image.MAX_IMAGE_PIXELS * (2 if isinstance(exc, Image.DecompressionBombError) else 1)
+        raise ImageError("image_too_large", f"the image has more than {beyond} pixels; the limit is "
+                                            f"{_bomb_limit(max_pixels)}") from None
     except UnidentifiedImageError:
         head = _head(source)
         if not head:   # a caller's empty binary file
@@ -120,8 +123,8 @@ def open_image(source, max_pixels: int | None = None) -> Image.Image:
         raise ImageError("corrupt_image", f"the image's header is truncated or corrupt ({exc})") from None
     try:
         width, height = image.size
-        if max_pixels is not None:
-            check_pixels(width, height, max_pixels)
+        if max_pixels is not None and check_first_frame:
+            check_pixels(width, height, max_pixels, what)
         if width == 0 or height == 0:
             raise ImageError("empty_image", "the image has no pixels")
     except ImageError:
@@ -129,6 +132,16 @@ def open_image(source, max_pixels: int | None = None) -> Image.Image:
             image.close()
         raise
     return image
+
+
+def _bomb_limit(max_pixels: int | None) -> int:
+    """The most pixels ``open_image`` lets through. Pillow warns past ``Image.MAX_IMAGE_PIXELS`` (89 M) and
+    refuses past twice that. Without a limit of the caller's, its warning is taken as the refusal; a caller's
+    own limit decides below its refusal: a deployment may allow pages past 89 M pixels (OCR_MAX_PAGE_PIXELS),
+    and the page loaders read such pages before they went through here."""
+    if max_pixels is None:
+        return Image.MAX_IMAGE_PIXELS
+    return min(max_pixels, 2 * Image.MAX_IMAGE_PIXELS)
 
 
 def _head(source, size: int = 16) -> bytes:

@@ -135,7 +135,7 @@ def iter_pages(source, max_pixels: int = DEFAULT_MAX_PAGE_PIXELS, decode: bool =
     if head == b"%PDF-":
         yield from _pdf_pages(source, max_pixels, decode)
         return
-    with open_image(source) as image:
+    with open_image(source, max_pixels, "page 1") as image:
         yield from _image_pages(image, max_pixels, decode)
 
 

@@ -34,7 +34,7 @@ def load_page(source: bytes | str | os.PathLike, number: int,
     if head == b"%PDF-":
         (_, grey), = pdf_pages(source, max_pixels, numbers=[number])
         return LoadedPage(number, grey, float(PDF_DPI))
-    with open_image(source) as image:
+    with open_image(source, max_pixels, "page 1", check_first_frame=number == 1) as image:
         if number == 1 and picture_count(image) == 1:
             return next(iter_pages(source, max_pixels))   # the common case: the loader itself, unchanged
         return _frame(image, number, max_pixels)
