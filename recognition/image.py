@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 DEFAULT_MAX_PIXELS = 40_000_000
 NORMALISATION = "grey-ink1-paper0-trim-mirror-v1"
@@ -158,6 +158,24 @@ def _head(source, size: int = 16) -> bytes:
         source.seek(position)
 
 
+# EXIF orientation -> the transposition that sets the picture upright (as ImageOps.exif_transpose maps them)
+_UPRIGHT = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
+            5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+            8: Image.Transpose.ROTATE_90}
+
+
+def upright(image: Image.Image) -> Image.Image:
+    """The picture turned as its EXIF (or XMP) orientation says. EXIF that cannot be parsed is taken as absent,
+    the picture read as stored, as browsers show it and as Pillow's JPEG reader takes it when it opens the file:
+    ``ImageOps.exif_transpose`` parses it again (and rewrites it) and raised SyntaxError or struct.error on a
+    broken EXIF header out of the line and page loaders."""
+    try:
+        method = _UPRIGHT.get(image.getexif().get(0x0112))
+    except READ_ERRORS:
+        method = None
+    return image.transpose(method) if method is not None else image
+
+
 def picture_count(image: Image.Image) -> int:
     """How many pictures (lines, pages) an opened image holds: its frames, but one for a JPEG whatever its
     Multi-Picture segment adds (``primary_image_only``). Counting seeks every frame's directory: one that is
@@ -219,7 +237,7 @@ def load_grey(source, max_pixels: int = DEFAULT_MAX_PIXELS, check_size=None) -> 
             image.load()
         except READ_ERRORS as exc:
             raise ImageError("corrupt_image", f"the image data is truncated or corrupt ({exc})") from None
-        return to_grey(ImageOps.exif_transpose(image))
+        return to_grey(upright(image))
 
 
 def to_grey(image: Image.Image) -> np.ndarray:

@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import os
 
-from PIL import ImageOps
-
-from .image import ImageError, check_pixels, open_image, picture_count, to_grey
+from .image import ImageError, check_pixels, open_image, picture_count, to_grey, upright
 from .page_loader import DEFAULT_MAX_PAGE_PIXELS, FRAME_ERRORS, LoadedPage, file_head, iter_pages, page_error
 from .pdf_sandbox import PDF_DPI, pdf_pages
 
@@ -53,4 +51,4 @@ def _frame(image, number: int, max_pixels: int) -> LoadedPage:
     except FRAME_ERRORS as exc:
         raise page_error(number, exc) from None
     dpi = image.info.get("dpi", (None,))[0]
-    return LoadedPage(number, to_grey(ImageOps.exif_transpose(image.copy())), float(dpi) if dpi else None)
+    return LoadedPage(number, to_grey(upright(image.copy())), float(dpi) if dpi else None)
