@@ -64,6 +64,11 @@ _SIGNATURES = ((b"\x89PNG\r\n\x1a\n", "PNG"), (b"\xff\xd8", "JPEG"), (b"GIF87a",
                (b"MM\x00+", "TIFF"), (b"MM*\x00", "TIFF"), (b"II\x00*", "TIFF"))
 
 
+# The file suffix a stored image gets, by the format it was read as (a JPEG with a Multi-Picture segment is MPO).
+FORMAT_SUFFIXES = {"PNG": ".png", "JPEG": ".jpg", "MPO": ".jpg", "TIFF": ".tif", "BMP": ".bmp", "WEBP": ".webp",
+                   "GIF": ".gif"}
+
+
 def claimed_format(head: bytes) -> str | None:
     """The format of READ_FORMATS that a file's first bytes announce, if any."""
     if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
