@@ -20,7 +20,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from recognition import LineError, LineResult
-from recognition.image import ImageError, open_image
+from recognition.image import FORMAT_SUFFIXES, ImageError, open_image
 
 from . import engine, registry
 from .claims import claimed
@@ -29,7 +29,6 @@ from .models import ModelVersion, Recognition, StoredImage, image_path
 
 log = logging.getLogger("ocr_app.services")
 
-_EXTENSIONS = {"PNG": ".png", "JPEG": ".jpg", "MPO": ".jpg", "TIFF": ".tif", "BMP": ".bmp", "WEBP": ".webp", "GIF": ".gif"}
 
 
 @dataclass
@@ -69,7 +68,7 @@ def decode_upload(name: str, data: bytes) -> DecodedUpload:
     try:
         with open_image(data, max_pixels=settings.OCR_MAX_PIXELS) as header:   # reads the header only
             width, height = header.size
-            extension = _EXTENSIONS.get(header.format or "", ".img")
+            extension = FORMAT_SUFFIXES.get(header.format or "", ".img")
     except ImageError as exc:
         raise image_error(exc.code, exc.message) from None
     return DecodedUpload(name, data, hashlib.sha256(data).hexdigest(), width, height, extension)

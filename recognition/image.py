@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 DEFAULT_MAX_PIXELS = 40_000_000
 NORMALISATION = "grey-ink1-paper0-trim-mirror-v1"
@@ -64,6 +64,11 @@ _SIGNATURES = ((b"\x89PNG\r\n\x1a\n", "PNG"), (b"\xff\xd8", "JPEG"), (b"GIF87a",
                (b"MM\x00+", "TIFF"), (b"MM*\x00", "TIFF"), (b"II\x00*", "TIFF"))
 
 
+# The file suffix a stored image gets, by the format it was read as (a JPEG with a Multi-Picture segment is MPO).
+FORMAT_SUFFIXES = {"PNG": ".png", "JPEG": ".jpg", "MPO": ".jpg", "TIFF": ".tif", "BMP": ".bmp", "WEBP": ".webp",
+                   "GIF": ".gif"}
+
+
 def claimed_format(head: bytes) -> str | None:
     """The format of READ_FORMATS that a file's first bytes announce, if any."""
     if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
@@ -78,12 +83,14 @@ def check_pixels(width: int, height: int, max_pixels: int, what: str = "the imag
                          f"{what} is {width}x{height} = {width * height} pixels; the limit is {max_pixels}")
 
 
-def open_image(source, max_pixels: int | None = None) -> Image.Image:
+def open_image(source, max_pixels: int | None = None, what: str = "the image",
+               check_first_frame: bool = True) -> Image.Image:
     """An image file (its bytes, its path or a binary file) opened lazily: its header read, not a pixel
-    decoded. Every image any input gives us is opened here: as one of ``READ_FORMATS`` only, with Pillow's
-    decompression-bomb warning taken as an error, and every failure an ``ImageError`` (``READ_ERRORS``):
-    ``empty_file``; ``not_an_image`` (the file is none of our formats); ``corrupt_image`` (it starts as one, but
-    its header cannot be read); ``image_too_large`` (beyond ``max_pixels``, or Pillow's bomb limit);
+    decoded. Every image any input gives us is opened here: as one of ``READ_FORMATS`` only, and every failure
+    an ``ImageError`` (``READ_ERRORS``): ``empty_file``; ``not_an_image`` (the file is none of our formats);
+    ``corrupt_image`` (it starts as one, but its header cannot be read); ``image_too_large`` (beyond
+    ``max_pixels``, said of ``what``, or Pillow's bomb limit: ``_bomb_limit``; a caller after a later frame
+    passes ``check_first_frame=False`` and checks that frame itself);
     ``empty_image``. Use it in a ``with``: opened from a path, the image holds the file open until then (a
     caller's binary file is left open). Its frames are not checked here: see ``picture_count``.
     """
@@ -97,15 +104,16 @@ def open_image(source, max_pixels: int | None = None) -> Image.Image:
         stream, owned = source, True   # Pillow opens the file, and closes it with the image
     else:
         stream, owned = source, False
-    bomb_limit = min(limit for limit in (max_pixels, Image.MAX_IMAGE_PIXELS) if limit is not None)
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            # the caller's limit, where it sets one, is the limit below Pillow's hard one (see _bomb_limit)
+            warnings.simplefilter("error" if max_pixels is None else "ignore", Image.DecompressionBombWarning)
             image = Image.open(stream, formats=READ_FORMATS)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         # Pillow's message names its own limit; the image's size is lost with it
-        raise ImageError("image_too_large", f"the image has more than {Image.MAX_IMAGE_PIXELS} pixels; "
-                                            f"the limit is {bomb_limit}") from None
+        beyond = Image.MAX_IMAGE_PIXELS * (2 if isinstance(exc, Image.DecompressionBombError) else 1)
+        raise ImageError("image_too_large", f"the image has more than {beyond} pixels; the limit is "
+                                            f"{_bomb_limit(max_pixels)}") from None
     except UnidentifiedImageError:
         head = _head(source)
         if not head:   # a caller's empty binary file
@@ -120,8 +128,8 @@ def open_image(source, max_pixels: int | None = None) -> Image.Image:
         raise ImageError("corrupt_image", f"the image's header is truncated or corrupt ({exc})") from None
     try:
         width, height = image.size
-        if max_pixels is not None:
-            check_pixels(width, height, max_pixels)
+        if max_pixels is not None and check_first_frame:
+            check_pixels(width, height, max_pixels, what)
         if width == 0 or height == 0:
             raise ImageError("empty_image", "the image has no pixels")
     except ImageError:
@@ -129,6 +137,16 @@ def open_image(source, max_pixels: int | None = None) -> Image.Image:
             image.close()
         raise
     return image
+
+
+def _bomb_limit(max_pixels: int | None) -> int:
+    """The most pixels ``open_image`` lets through. Pillow warns past ``Image.MAX_IMAGE_PIXELS`` (89 M) and
+    refuses past twice that. Without a limit of the caller's, its warning is taken as the refusal; a caller's
+    own limit decides below its refusal: a deployment may allow pages past 89 M pixels (OCR_MAX_PAGE_PIXELS),
+    and the page loaders read such pages before they went through here."""
+    if max_pixels is None:
+        return Image.MAX_IMAGE_PIXELS
+    return min(max_pixels, 2 * Image.MAX_IMAGE_PIXELS)
 
 
 def _head(source, size: int = 16) -> bytes:
@@ -143,6 +161,24 @@ def _head(source, size: int = 16) -> bytes:
         return source.read(size)
     finally:
         source.seek(position)
+
+
+# EXIF orientation -> the transposition that sets the picture upright (as ImageOps.exif_transpose maps them)
+_UPRIGHT = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
+            5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+            8: Image.Transpose.ROTATE_90}
+
+
+def upright(image: Image.Image) -> Image.Image:
+    """The picture turned as its EXIF (or XMP) orientation says. EXIF that cannot be parsed is taken as absent,
+    the picture read as stored, as browsers show it and as Pillow's JPEG reader takes it when it opens the file:
+    ``ImageOps.exif_transpose`` parses it again (and rewrites it) and raised SyntaxError or struct.error on a
+    broken EXIF header out of the line and page loaders."""
+    try:
+        method = _UPRIGHT.get(image.getexif().get(0x0112))
+    except READ_ERRORS:
+        method = None
+    return image.transpose(method) if method is not None else image
 
 
 def picture_count(image: Image.Image) -> int:
@@ -206,7 +242,7 @@ def load_grey(source, max_pixels: int = DEFAULT_MAX_PIXELS, check_size=None) -> 
             image.load()
         except READ_ERRORS as exc:
             raise ImageError("corrupt_image", f"the image data is truncated or corrupt ({exc})") from None
-        return to_grey(ImageOps.exif_transpose(image))
+        return to_grey(upright(image))
 
 
 def to_grey(image: Image.Image) -> np.ndarray:

@@ -21,9 +21,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image, ImageOps, ImageSequence
+from PIL import Image, ImageSequence
 
-from .image import READ_ERRORS, ImageError, check_pixels, open_image, primary_image_only, to_grey
+from .image import READ_ERRORS, ImageError, check_pixels, open_image, primary_image_only, to_grey, upright
 from .pdf_sandbox import PDF_DPI, pdf_pages
 
 DEFAULT_MAX_PAGE_PIXELS = 60_000_000   # a 600-dpi A3 scan
@@ -135,7 +135,7 @@ def iter_pages(source, max_pixels: int = DEFAULT_MAX_PAGE_PIXELS, decode: bool =
     if head == b"%PDF-":
         yield from _pdf_pages(source, max_pixels, decode)
         return
-    with open_image(source) as image:
+    with open_image(source, max_pixels, "page 1") as image:
         yield from _image_pages(image, max_pixels, decode)
 
 
@@ -150,7 +150,7 @@ def _image_pages(image: Image.Image, max_pixels: int, decode: bool) -> Iterator[
         except FRAME_ERRORS as exc:
             raise page_error(number, exc) from None
         dpi = frame.info.get("dpi", (None,))[0]
-        yield LoadedPage(number, to_grey(ImageOps.exif_transpose(frame.copy())), float(dpi) if dpi else None)
+        yield LoadedPage(number, to_grey(upright(frame.copy())), float(dpi) if dpi else None)
 
 
 # What seeking or loading a page's frame raises: READ_ERRORS, and Pillow's bomb error, which it raises when it

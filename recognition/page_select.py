@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import os
 
-from PIL import ImageOps
-
-from .image import ImageError, check_pixels, open_image, picture_count, to_grey
+from .image import ImageError, check_pixels, open_image, picture_count, to_grey, upright
 from .page_loader import DEFAULT_MAX_PAGE_PIXELS, FRAME_ERRORS, LoadedPage, file_head, iter_pages, page_error
 from .pdf_sandbox import PDF_DPI, pdf_pages
 
@@ -34,7 +32,7 @@ def load_page(source: bytes | str | os.PathLike, number: int,
     if head == b"%PDF-":
         (_, grey), = pdf_pages(source, max_pixels, numbers=[number])
         return LoadedPage(number, grey, float(PDF_DPI))
-    with open_image(source) as image:
+    with open_image(source, max_pixels, "page 1", check_first_frame=number == 1) as image:
         if number == 1 and picture_count(image) == 1:
             return next(iter_pages(source, max_pixels))   # the common case: the loader itself, unchanged
         return _frame(image, number, max_pixels)
@@ -53,4 +51,4 @@ def _frame(image, number: int, max_pixels: int) -> LoadedPage:
     except FRAME_ERRORS as exc:
         raise page_error(number, exc) from None
     dpi = image.info.get("dpi", (None,))[0]
-    return LoadedPage(number, to_grey(ImageOps.exif_transpose(image.copy())), float(dpi) if dpi else None)
+    return LoadedPage(number, to_grey(upright(image.copy())), float(dpi) if dpi else None)

@@ -9,6 +9,7 @@ import io
 import json
 import re
 import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -203,3 +204,27 @@ def test_a_gif_frame_beyond_pillows_bomb_limit_fails_its_page_not_the_caller():
         with pytest.raises(ImageError) as error:
             load()
         assert error.value.code == "image_too_large" and "page 2" in error.value.message
+
+
+def _png_header(width: int, height: int) -> bytes:
+    """A grey PNG's header claiming ``width`` x ``height`` (its pixel data empty: enough to be counted)."""
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b""))
+
+
+def test_the_page_pixel_limit_set_is_the_limit_even_above_pillows_bomb_warning():
+    """A deployment may allow pages past Pillow's MAX_IMAGE_PIXELS (89 M; large newspaper or map scans): the
+    page loaders' own limit decides up to Pillow's hard refusal at twice that, and a refusal names that limit."""
+    page = _png_header(10_000, 10_000)   # 100 M pixels: past Pillow's warning, short of its error
+    assert Image.MAX_IMAGE_PIXELS < 100_000_000 < 2 * Image.MAX_IMAGE_PIXELS
+    assert count_pages(page, max_pixels=150_000_000) == 1
+    with pytest.raises(ImageError) as refused:
+        count_pages(page, max_pixels=60_000_000)
+    assert refused.value.code == "image_too_large"
+    assert refused.value.message == "page 1 is 10000x10000 = 100000000 pixels; the limit is 60000000"
+    with pytest.raises(ImageError) as past_pillow:
+        count_pages(_png_header(20_000, 20_000), max_pixels=500_000_000)
+    assert past_pillow.value.message == (f"the image has more than {2 * Image.MAX_IMAGE_PIXELS} pixels; the limit "
+                                         f"is {2 * Image.MAX_IMAGE_PIXELS}")

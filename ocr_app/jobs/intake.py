@@ -17,12 +17,10 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
-from recognition.image import ImageError
+from recognition.image import FORMAT_SUFFIXES, ImageError, claimed_format
 
 from ..errors import ApiError
 
-_EXTENSIONS = {b"%PDF-": ".pdf", b"\x89PNG": ".png", b"\xff\xd8\xff": ".jpg", b"II*\x00": ".tif",
-               b"MM\x00*": ".tif", b"BM": ".bmp", b"GIF8": ".gif", b"RIFF": ".webp"}
 ZIP_MAGIC = b"PK\x03\x04"
 EMPTY_ZIP_MAGIC = b"PK\x05\x06"   # an empty zip is its end-of-central-directory record alone
 
@@ -45,11 +43,12 @@ class UnreadableFile:
     message: str
 
 
-def file_extension(data: bytes, name: str) -> str:
-    for magic, extension in _EXTENSIONS.items():
-        if data.startswith(magic):
-            return extension
-    return PurePosixPath(name).suffix.lower()[:10] or ".bin"
+def file_extension(data: bytes) -> str:
+    """The stored file's suffix, by the format its content was read as (never the uploader's: a file named
+    .html is stored as what it is). Only files read as pages get here: a PDF or one of the core's formats."""
+    if data.startswith(b"%PDF-"):
+        return ".pdf"
+    return FORMAT_SUFFIXES.get(claimed_format(data[:16]) or "", ".bin")
 
 
 def _source(name: str, data: bytes, max_pixels: int, max_pages: int) -> SourceFile | UnreadableFile:
@@ -57,7 +56,7 @@ def _source(name: str, data: bytes, max_pixels: int, max_pages: int) -> SourceFi
         pages = count_pages_checked(data, max_pixels, max_pages)
     except ImageError as exc:
         return UnreadableFile(name, exc.code, exc.message)
-    return SourceFile(name, data, hashlib.sha256(data).hexdigest(), file_extension(data, name), pages)
+    return SourceFile(name, data, hashlib.sha256(data).hexdigest(), file_extension(data), pages)
 
 
 def count_pages_checked(data: bytes, max_pixels: int, max_pages: int) -> int:

@@ -53,7 +53,7 @@ def check_page_upload(name: str, data: bytes) -> SourceFile:
         load_page(data, 1, settings.OCR_MAX_PAGE_PIXELS)
     except ImageError as exc:
         raise image_error(exc.code, exc.message) from None
-    return SourceFile(name, data, hashlib.sha256(data).hexdigest(), file_extension(data, name), 1)
+    return SourceFile(name, data, hashlib.sha256(data).hexdigest(), file_extension(data), 1)
 
 
 def recognize_page_upload(user, name: str, data: bytes, model: str | None = None) -> Page:

@@ -385,3 +385,18 @@ def test_a_crafted_image_header_gets_the_same_4xx_code_from_the_line_page_and_jo
     runner.run_pending()
     failures = api.get(answer.json()["url"]).json()["failures"]
     assert [(f["file"], f["code"]) for f in failures] == [(name, code)]
+
+
+def test_a_page_file_is_stored_under_the_extension_of_the_format_it_was_read_as_never_the_uploaders():
+    """A BigTIFF ('II+\\0') or big-endian-first TIFF Pillow reads was not in the intake's own table of magic
+    bytes and kept the uploader's suffix ('.html' here) on the stored file: the core's claimed_format names it."""
+    from PIL import Image
+
+    from ocr_app.jobs.intake import IntakeLimits, SourceFile, read_uploads
+
+    out = io.BytesIO()
+    Image.new("L", (300, 100), 255).save(out, "TIFF", big_tiff=True)
+    assert out.getvalue().startswith(b"II+\x00")
+    sources = read_uploads([("scan.html", out.getvalue()), ("page.svg", job_pages.png(job_pages.small_page(0)))],
+                           IntakeLimits(max_pages=10, max_bytes=2**24, max_pixels=60_000_000))
+    assert [(type(s), s.extension) for s in sources] == [(SourceFile, ".tif"), (SourceFile, ".png")]

@@ -18,7 +18,12 @@
     busy = true;
     errorLine.hidden = true;
     // A server that never answers must not leave the page busy and silent: give up after this long.
+    // (An AbortController and a timer, not AbortSignal.timeout: that one is missing from browsers before 2022,
+    // where calling it threw and every save said the server could not be reached.)
     const timeoutMs = Number(form.dataset.timeoutMs) || 30000;
+    const controller = new AbortController();
+    let timedOut = false;
+    const timer = setTimeout(() => { timedOut = true; controller.abort(); }, timeoutMs);
     try {
       const response = await fetch(url, {
         method: "POST", credentials: "same-origin",
@@ -27,7 +32,7 @@
           "X-CSRFToken": form.querySelector("input[name=csrfmiddlewaretoken]").value,
         },
         body: JSON.stringify(body || {}),
-        signal: AbortSignal.timeout(timeoutMs),
+        signal: controller.signal,
       });
       let data = null;
       try { data = await response.json(); } catch (e) { data = null; }
@@ -42,12 +47,14 @@
         showError((error && error.message) || `The server answered ${response.status}; try again.`);
       }
     } catch (e) {
-      if (e.name === "TimeoutError") {
+      if (timedOut) {
         showError(`The server did not answer within ${Math.round(timeoutMs / 1000)} s; your edit is still in the box. `
                   + "Try again (a save that did arrive is not saved twice).");
       } else {
         showError("The server could not be reached; your edit is still in the box. Try again.");
       }
+    } finally {
+      clearTimeout(timer);
     }
     busy = false;
     field.focus();

@@ -226,3 +226,24 @@ def test_back_a_refused_and_a_failed_save_leave_the_line_page_working(
         assert Recognition.objects.get(pk=second).reviewed_by == second_reviewer
     finally:
         v.close()
+
+
+def test_a_browser_without_abortsignal_timeout_still_saves(visit, reviewer, worst_first):
+    """AbortSignal.timeout (Chromium 103, Safari 16, Firefox 100) was called on every save: in an older browser it
+    threw before the request went out, and every save said 'The server could not be reached'."""
+    v = visit(reviewer)
+    page = v.page
+    page.add_init_script("delete AbortSignal.timeout")
+    page.goto(f"/review/lines/{worst_first[0]}/")
+    expect(page.locator("#line-text")).to_be_focused()
+    assert page.evaluate("typeof AbortSignal.timeout") == "undefined"
+    page.keyboard.press("Enter")
+    open_line(page, worst_first[1])
+    assert Recognition.objects.get(pk=worst_first[0]).reviewed_by == reviewer
+    # and the timeout still holds: a save never answered gives up and says so
+    pending = []
+    page.route(re.compile(rf"/review/lines/{worst_first[1]}/save"), lambda route: pending.append(route))
+    page.evaluate("document.getElementById('review-form').dataset.timeoutMs = '300'")
+    page.keyboard.press("Enter")
+    expect(page.locator("#review-error")).to_contain_text("The server did not answer within")
+    expect(page.locator("#line-text")).to_be_focused()
