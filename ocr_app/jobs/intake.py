@@ -123,9 +123,10 @@ def _unpack(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
 
 def _leaves_the_folder(path: str) -> bool:
     """A member path that would land outside the folder it is unpacked into: absolute (``/x``, ``C:/x``) or
-    with a ``..`` part, whichever slash separates them (zips made on Windows may hold backslashes)."""
+    with a ``..`` part, whichever slash separates them (zips made on Windows may hold backslashes). A colon
+    alone is no drive: ``a:b.png`` is a file name Linux and macOS allow."""
     normal = path.replace("\\", "/")
-    return normal.startswith("/") or re.match(r"[A-Za-z]:", normal) is not None or ".." in normal.split("/")
+    return normal.startswith("/") or re.match(r"[A-Za-z]:/", normal) is not None or ".." in normal.split("/")
 
 
 def _hidden(path: str) -> bool:
