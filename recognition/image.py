@@ -193,6 +193,25 @@ def picture_count(image: Image.Image) -> int:
         raise ImageError("corrupt_image", f"a frame of the image is truncated or corrupt ({exc})") from None
 
 
+def has_several_pictures(image: Image.Image) -> bool:
+    """Whether an opened image holds more than one picture, reading no frame directory past the second:
+    counting them (``picture_count``) walks every one, and a 10 MB TIFF of tiny frames holds tens of thousands
+    (seconds of a worker, per request, to refuse one line). A second frame that cannot be read is a
+    ``corrupt_image``, as counting found it."""
+    if primary_image_only(image):
+        return False
+    try:
+        if not getattr(image, "is_animated", False):   # from the header or the first directory's next offset
+            return False
+        image.seek(1)
+        image.seek(0)
+    except EOFError:
+        return False
+    except READ_ERRORS as exc:
+        raise ImageError("corrupt_image", f"a frame of the image is truncated or corrupt ({exc})") from None
+    return True
+
+
 @dataclass(frozen=True)
 class LineLimits:
     """What we accept as one text line, so that no upload can make us allocate gigabytes.
@@ -235,9 +254,8 @@ def load_grey(source, max_pixels: int = DEFAULT_MAX_PIXELS, check_size=None) -> 
     with open_image(source, max_pixels) as image:
         if check_size is not None:
             check_size(*image.size)
-        pictures = picture_count(image)
-        if pictures > 1:
-            raise ImageError("multi_frame_image", f"the image has {pictures} frames; send one line image per frame")
+        if has_several_pictures(image):
+            raise ImageError("multi_frame_image", "the image has more than one frame; send one line image per frame")
         try:
             image.load()
         except READ_ERRORS as exc:

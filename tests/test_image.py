@@ -12,6 +12,7 @@ from recognition.image import (
     ink_map,
     load_grey,
     open_image,
+    picture_count,
     preprocess,
 )
 from tests.crafted_images import CRAFTED
@@ -123,6 +124,28 @@ def test_multi_frame_images_are_refused():
     with pytest.raises(ImageError) as info:
         load_grey(buffer.getvalue())
     assert info.value.code == "multi_frame_image"
+
+
+def test_a_multi_frame_line_is_refused_reading_only_its_second_frame():
+    """Counting every frame to refuse a line let a 10 MB TIFF of tens of thousands of tiny frames hold a worker for
+    seconds: only the second frame's directory is read. Here the third one points past the end of the file, which
+    counting would have tripped on (corrupt_image); the line is refused for its second frame alone."""
+    import struct
+
+    frames = [Image.fromarray(LINE)] * 3
+    buffer = io.BytesIO()
+    frames[0].save(buffer, format="TIFF", save_all=True, append_images=frames[1:])
+    data = bytearray(buffer.getvalue())
+    assert data[:4] == b"II*\x00"
+    first = struct.unpack_from("<I", data, 4)[0]
+    second = struct.unpack_from("<I", data, first + 2 + 12 * struct.unpack_from("<H", data, first)[0])[0]
+    struct.pack_into("<I", data, second + 2 + 12 * struct.unpack_from("<H", data, second)[0], len(data) + 4096)
+    with open_image(bytes(data)) as image, pytest.raises(ImageError) as counted:
+        picture_count(image)
+    assert counted.value.code == "corrupt_image"
+    with pytest.raises(ImageError) as info:
+        load_grey(bytes(data))
+    assert info.value.code == "multi_frame_image" and "more than one frame" in info.value.message
 
 
 def test_huge_dimensions_are_refused_before_decoding():
