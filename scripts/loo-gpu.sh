@@ -11,16 +11,17 @@
 # First, for each BOOK: render SYNTH_LINES synthetic lines (seed SYNTH_SEED) without that book's text and preprocess
 # them at REAL_ARRAYS' height (its manifest's input_height), on all cores; then start every fold's training side by
 # side (rendering beside training slowed the trainings' first epochs 5-10x on the first run); every fold gets the
-# same TRAIN_TORCH_ARGS. OUT/BOOK/ holds synth/, synth-arrays/, run/ (last.pt, history.csv, run.json) and
-# train.log. Export and evaluation need TensorFlow: python -m training.loo_finish, on the CPU machine.
+# same TRAIN_TORCH_ARGS. OUT/BOOK/ holds synth-arrays/, synth.json (how they were rendered), run/ (last.pt,
+# history.csv, run.json) and train.log. Export and evaluation need TensorFlow: python -m training.loo_finish, on the CPU machine.
 # A fold whose rendering or training fails is named at the end and the exit status is 1; the other folds go on.
 #
-# Environment: SYNTH_LINES (45000), SYNTH_SEED (2026), WORKERS (CPU cores for rendering and preprocessing: all),
+# Environment: SYNTH_LINES (45000), SYNTH_SEED (2026), SYNTH_ARGS (more training.synth options, e.g.
+# "--eulogy-ligature-rate 0.3"; none), WORKERS (CPU cores for rendering and preprocessing: all),
 # LOADER_WORKERS (batch-making processes per training: 2), PYTHON (python3).
 set -euo pipefail
 
 if [[ $# -lt 5 || "$1" == -h || "$1" == --help ]]; then
-    sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
 fi
 real=$1 text=$2 out=$3
@@ -35,6 +36,7 @@ lines=${SYNTH_LINES:-45000}
 seed=${SYNTH_SEED:-2026}
 workers=${WORKERS:-$(nproc)}
 loaders=${LOADER_WORKERS:-2}
+read -ra synth_args <<< "${SYNTH_ARGS:-}"
 here=$(cd "$(dirname "$0")/.." && pwd)
 # The synthetic lines must have the real lines' height (a tiny-preset series has 32, not preprocess's default).
 height=$("$py" -c 'import json, sys; print(json.load(open(sys.argv[1]))["input_height"])' "$real/manifest.json") \
@@ -42,9 +44,11 @@ height=$("$py" -c 'import json, sys; print(json.load(open(sys.argv[1]))["input_h
 mkdir -p "$out"
 render() {  # BOOK FOLD: the fold's synthetic lines, without the book's text, preprocessed
     "$py" -m training.synth --lines "$lines" --out "$2/synth" --corpus "$text" "$here/datasets/corpus" \
-        --exclude-corpus "$1" --seed "$seed" --workers "$workers" > "$2/synth.log" 2>&1 || return 1
+        --exclude-corpus "$1" --seed "$seed" --workers "$workers" ${synth_args[@]+"${synth_args[@]}"} \
+        > "$2/synth.log" 2>&1 || return 1
     "$py" -m training.preprocess "$2/synth" --out "$2/synth-arrays" --height "$height" --workers "$workers" \
         > "$2/preprocess.log" 2>&1 || return 1
+    cp "$2/synth/synth.json" "$2/synth.json"   # how they were rendered (corpus, exclusions, options), kept
     rm -rf "$2/synth"  # the arrays are what training reads; the PNGs are gigabytes
 }
 

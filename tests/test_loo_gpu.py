@@ -31,9 +31,9 @@ TRAIN_ARGS = ["--preset", "tiny", "--epochs", "1", "--steps-per-epoch", "2", "--
               "--max-val-lines", "4", "--min-char-count", "1", "--no-augment", "--threads", "1"]
 
 
-def loo_gpu(real: Path, text: Path, out: Path, *books_and_args: str) -> subprocess.CompletedProcess:
+def loo_gpu(real: Path, text: Path, out: Path, *books_and_args: str, **extra_env: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHON": sys.executable, "SYNTH_LINES": "24", "WORKERS": "1", "LOADER_WORKERS": "0",
-           "OMP_NUM_THREADS": "1"}
+           "OMP_NUM_THREADS": "1", **extra_env}
     return subprocess.run(["bash", str(REPO / "scripts" / "loo-gpu.sh"), str(real), str(text), str(out),
                            *books_and_args], env=env, capture_output=True, text=True, timeout=180)
 
@@ -114,7 +114,10 @@ def test_loo_gpu_trains_every_fold_on_lines_without_its_book(series, lines_dir):
         record = json.loads((run / "run.json").read_text(encoding="utf-8"))
         assert record["args"]["val_source"] == book and record["args"]["epochs"] == 1
         assert len(record["val_cer"]) == 1 and record["lines"]["val"] == 4
-        assert not (out / book / "synth").exists()  # only the arrays are kept
+        assert not (out / book / "synth").exists()  # only the arrays are kept, and how they were rendered
+        rendered = json.loads((out / book / "synth.json").read_text(encoding="utf-8"))
+        assert rendered["exclude_corpus"] == [book] and rendered["lines"] == 24
+        assert rendered["eulogy_ligature_rate"] == 0
         synthetic = [line.text for line in read_split(out / book / "synth-arrays", "train")]
         assert len(synthetic) == 24
         shared = {other: lines_sharing_runs(synthetic, book_words(lines_dir, other))[0] for other in BOOKS}
@@ -137,6 +140,17 @@ def test_loo_gpu_names_every_failed_fold_and_trains_the_others(lines_dir, real_a
     record = json.loads((out / "Beta" / "run" / "run.json").read_text(encoding="utf-8"))
     assert record["args"]["val_source"] == "Beta" and len(record["val_cer"]) == 1
     assert not (out / "Nowhere" / "run" / "last.pt").exists()
+
+
+def test_loo_gpu_passes_synth_args_to_every_folds_rendering(lines_dir, real_arrays, tmp_path):
+    """SYNTH_ARGS: a candidate recipe's synthetic-line options (the eulogy glyph, say), recorded per fold."""
+    out = tmp_path / "out"
+    result = loo_gpu(real_arrays, lines_dir, out, "Beta", "--", *TRAIN_ARGS,
+                     SYNTH_ARGS="--eulogy-ligature-rate 0.5 --fonts Amiri-Regular")
+    assert result.returncode == 0, result.stdout + result.stderr
+    rendered = json.loads((out / "Beta" / "synth.json").read_text(encoding="utf-8"))
+    assert rendered["eulogy_ligature_rate"] == 0.5 and rendered["fonts"] == ["Amiri-Regular"]
+    assert rendered["exclude_corpus"] == ["Beta"]
 
 
 def test_loo_gpu_refuses_real_arrays_without_a_manifest(lines_dir, tmp_path):
