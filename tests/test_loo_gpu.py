@@ -153,6 +153,27 @@ def test_loo_gpu_passes_synth_args_to_every_folds_rendering(lines_dir, real_arra
     assert rendered["exclude_corpus"] == ["Beta"]
 
 
+def test_collect_takes_each_series_weights_without_optimizer_state_and_their_records(series, tmp_path):
+    """scripts/gpu/collect.sh: what comes back from the GPU machine (weights small enough to carry, records)."""
+    import tarfile
+
+    import torch
+
+    out, _ = series
+    dest = tmp_path / "back"
+    env = {**os.environ, "W": str(out.parent), "PYTHON": sys.executable}
+    result = subprocess.run(["bash", str(REPO / "scripts" / "gpu" / "collect.sh"), str(dest), out.name], env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    for book in ("Alpha", "Beta", "Gamma"):
+        weights = torch.load(dest / f"{out.name}-{book}.pt", map_location="cpu", weights_only=True)
+        assert "optimizer" not in weights and "model" in weights
+    with tarfile.open(dest / "records.tgz") as records:
+        names = records.getnames()
+    assert f"{out.name}/Alpha/run/run.json" in names and f"{out.name}/Alpha/synth.json" in names
+    assert not [n for n in names if n.endswith((".pt", ".npz", ".png"))]
+
+
 def test_loo_gpu_refuses_real_arrays_without_a_manifest(lines_dir, tmp_path):
     result = loo_gpu(tmp_path, lines_dir, tmp_path / "out", "Alpha", "--", *TRAIN_ARGS)
     assert result.returncode == 2 and "no manifest.json with input_height" in result.stderr
