@@ -50,7 +50,7 @@ import numpy as np
 
 from bench.lines import select_lines
 from bench.machine import RESULTS, machine
-from recognition.calibration import best_error_share, error_share_of_lowest
+from recognition.calibration import best_error_share, error_share_of_lowest, maximise_by_newton
 from recognition.char_lm import CharacterLanguageModel
 from recognition.ctc import decode_line, greedy_decode
 from recognition.image import ImageError
@@ -139,22 +139,13 @@ def fit_poisson(features: np.ndarray, counts: np.ndarray, ridge: float = RIDGE) 
         eta = np.clip(x @ w, -30, 30)
         return float(counts @ eta - np.exp(eta).sum() - 0.5 * penalty @ w ** 2)
 
-    weights = np.zeros(x.shape[1])
-    weights[-1] = np.log(max(counts.mean(), 1e-6))
-    current = objective(weights)
-    for _ in range(100):
-        mu = np.exp(np.clip(x @ weights, -30, 30))
-        gradient = x.T @ (counts - mu) - penalty * weights
-        hessian = x.T @ (x * mu[:, None]) + np.diag(penalty) + 1e-9 * np.eye(x.shape[1])
-        step = np.linalg.solve(hessian, gradient)
-        size = 1.0
-        while size > 1e-6 and objective(weights + size * step) < current:
-            size /= 2
-        weights = weights + size * step
-        improved = objective(weights)
-        if improved - current < 1e-10:
-            break
-        current = improved
+    def derivatives(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        mu = np.exp(np.clip(x @ w, -30, 30))
+        return x.T @ (counts - mu) - penalty * w, x.T @ (x * mu[:, None]) + np.diag(penalty)
+
+    start = np.zeros(x.shape[1])
+    start[-1] = np.log(max(counts.mean(), 1e-6))
+    weights = maximise_by_newton(objective, derivatives, start)
     return {"mean": mean.tolist(), "scale": scale.tolist(), "weights": weights.tolist()}
 
 

@@ -145,6 +145,25 @@ def _sigmoid(z: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.clip(z, -40.0, 40.0)))
 
 
+def maximise_by_newton(objective, derivatives, start: np.ndarray, iterations: int = 100) -> np.ndarray:
+    """Maximise a concave ``objective`` by Newton's method with step halving: ``derivatives(w)`` gives its gradient
+    and the negated Hessian at ``w``. Stops when a step gains less than 1e-10 (or after ``iterations``)."""
+    weights = np.asarray(start, np.float64)
+    current = objective(weights)
+    for _ in range(iterations):
+        gradient, curvature = derivatives(weights)
+        step = np.linalg.solve(curvature + 1e-9 * np.eye(len(weights)), gradient)
+        size = 1.0
+        while size > 1e-6 and objective(weights + size * step) < current:
+            size /= 2
+        weights = weights + size * step
+        improved = objective(weights)
+        if improved - current < 1e-10:
+            break
+        current = improved
+    return weights
+
+
 def fit_logistic_map(raw: np.ndarray, outcome: np.ndarray, knots: int = 48) -> MonotoneMap:
     """Platt scaling: P(outcome) = sigmoid(a * logit(raw) + b), tabulated at quantiles of ``raw``.
 
@@ -161,21 +180,11 @@ def fit_logistic_map(raw: np.ndarray, outcome: np.ndarray, knots: int = 48) -> M
         p = np.clip(_sigmoid(features @ w), 1e-12, 1 - 1e-12)
         return float(np.sum(outcome * np.log(p) + (1 - outcome) * np.log(1 - p)))
 
-    weights = np.array([1.0, 0.0])
-    current = log_likelihood(weights)
-    for _ in range(100):
-        p = _sigmoid(features @ weights)
-        gradient = features.T @ (outcome - p)
-        hessian = features.T @ (features * (p * (1 - p))[:, None]) + 1e-9 * np.eye(2)
-        step = np.linalg.solve(hessian, gradient)
-        scale = 1.0
-        while scale > 1e-6 and log_likelihood(weights + scale * step) < current:
-            scale /= 2
-        weights = weights + scale * step
-        improved = log_likelihood(weights)
-        if improved - current < 1e-10:
-            break
-        current = improved
+    def derivatives(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        p = _sigmoid(features @ w)
+        return features.T @ (outcome - p), features.T @ (features * (p * (1 - p))[:, None])
+
+    weights = maximise_by_newton(log_likelihood, derivatives, np.array([1.0, 0.0]))
     if weights[0] <= 0:
         raise CalibrationError("the raw score does not rise with the outcome; nothing to calibrate")
     x = np.unique(np.concatenate([[0.0, 1.0], np.quantile(raw, np.linspace(0, 1, knots))]))
