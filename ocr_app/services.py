@@ -20,7 +20,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from recognition import LineError, LineResult
-from recognition.image import FORMAT_SUFFIXES, ImageError, open_image
+from recognition.image_file import FORMAT_SUFFIXES, ImageError, open_image
 
 from . import engine, registry
 from .claims import claimed

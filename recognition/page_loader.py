@@ -23,7 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageSequence
 
-from .image import READ_ERRORS, ImageError, check_pixels, open_image, primary_image_only, to_grey, upright
+from .image import to_grey
+from .image_file import READ_ERRORS, ImageError, check_pixels, open_image, primary_image_only, upright
 from .pdf_sandbox import PDF_DPI, pdf_pages
 
 DEFAULT_MAX_PAGE_PIXELS = 60_000_000   # a 600-dpi A3 scan

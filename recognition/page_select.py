@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import os
 
-from .image import ImageError, check_pixels, open_image, picture_count, to_grey, upright
+from .image import to_grey
+from .image_file import ImageError, check_pixels, open_image, picture_count, upright
 from .page_loader import DEFAULT_MAX_PAGE_PIXELS, FRAME_ERRORS, LoadedPage, file_head, iter_pages, page_error
 from .pdf_sandbox import PDF_DPI, pdf_pages
 

@@ -11,10 +11,9 @@ from recognition.image import (
     PreprocessConfig,
     ink_map,
     load_grey,
-    open_image,
-    picture_count,
     preprocess,
 )
+from recognition.image_file import open_image, picture_count
 from tests.crafted_images import CRAFTED
 from tests.rendering import png_bytes, render_line
 

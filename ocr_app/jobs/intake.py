@@ -17,7 +17,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
-from recognition.image import FORMAT_SUFFIXES, ImageError, claimed_format
+from recognition.image_file import FORMAT_SUFFIXES, ImageError, claimed_format
 
 from ..errors import ApiError
 
