@@ -122,7 +122,7 @@ class RecognitionListCreateApi(CsvFormatMixin, APIView):
             OpenApiParameter("min_confidence", float),
             OpenApiParameter("max_confidence", float),
             OpenApiParameter("status", str, description="unreviewed, verified, corrected (comma-separated)"),
-            OpenApiParameter("model", str, description="model name or name:version"),
+            OpenApiParameter("model", str, description="model name, version or name:version (as an upload's model field)"),
             OpenApiParameter("format", str, description="csv: every matching recognition as CSV, not paginated"),
         ],
         responses={200: RecognitionSerializer(many=True), **errors(400, 404, *_ALWAYS)},

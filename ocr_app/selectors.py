@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime
 import math
 
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
@@ -81,10 +81,12 @@ def filter_recognitions(queryset: QuerySet[Recognition], params) -> QuerySet[Rec
                                              f"use {', '.join(Recognition.Status.values)}")
         queryset = queryset.filter(status__in=statuses)
     if value := params.get("model"):
+        # The forms an upload's ``model`` takes (``registry.find_version``): name, version, or name:version.
         name, _, version = _check_text(value, "model").partition(":")
-        queryset = queryset.filter(model_version__name=name)
         if version:
-            queryset = queryset.filter(model_version__version=version)
+            queryset = queryset.filter(model_version__name=name, model_version__version=version)
+        else:
+            queryset = queryset.filter(Q(model_version__name=name) | Q(model_version__version=name))
     return queryset
 
 

@@ -240,6 +240,12 @@ def test_list_filters_and_pagination(api, settings, user):
     assert api.get(URL, {"created_before": "2000-01-01"}).json()["count"] == 0
     _assert_error(api.get(URL, {"status": "maybe"}), 400, "invalid_filter")
     _assert_error(api.get(URL, {"min_confidence": "high"}), 400, "invalid_filter")
+    # `model` filters by the forms an upload's `model` takes: name, version, or name:version
+    model = Recognition.objects.get(pk=ids[0]).model_version
+    for form in (model.name, model.version, f"{model.name}:{model.version}"):
+        assert api.get(URL, {"model": form}).json()["count"] == 3, form
+    assert api.get(URL, {"model": f"{model.name}:no-such-version"}).json()["count"] == 0
+    assert api.get(URL, {"model": "no-such-model"}).json()["count"] == 0
 
 
 def test_models_endpoint_lists_the_active_model(api):
