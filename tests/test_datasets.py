@@ -129,6 +129,18 @@ def test_synthesis_is_deterministic_with_a_seed():
     assert a[1] == normalize_text(a[1]) and not any("\u064b" <= ch <= "\u0652" for ch in a[1])
 
 
+def test_a_neighbour_sliver_from_a_shorter_line_than_asked_fits():
+    """A sliver of the line above or below is at most as tall as that line renders (a line of short letters
+    at a small size rendered fewer rows than the sliver drawn, and 45,000 lines of a fold died on it)."""
+    config = synth.SynthConfig(neighbour_probability=1.0, number_probability=0, quote_probability=0,
+                               punctuation_probability=0)
+    line = np.full((200, 300), 255, np.uint8)
+    for seed in range(10):
+        out = synth._with_neighbours(line, TextCorpus(["ا"]), font("Amiri-Regular"), 8,
+                                     np.random.default_rng(seed), config)
+        assert out.shape[1] == 300 and 200 < out.shape[0] < 280
+
+
 def test_bulaq_type_prints_word_final_ya_dotless_only():
     assert synth.dotless_final_ya("في المعاني يجوز، النبي»") == "فى المعانى يجوز، النبى»"
 

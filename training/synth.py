@@ -229,8 +229,8 @@ def _with_neighbours(line: np.ndarray, corpus: TextCorpus, face: FontFace, size:
             continue
         other = render_text(make_line_text(corpus, rng, config), face, size)
         sliver = int(rng.integers(2, max(3, h // 5)))
-        piece = other[-sliver:] if above else other[:sliver]
-        strip = np.full((sliver, w), 255, np.uint8)
+        piece = other[-sliver:] if above else other[:sliver]  # fewer rows when the other line is that short
+        strip = np.full((piece.shape[0], w), 255, np.uint8)
         width = min(w, piece.shape[1])
         offset = int(rng.integers(0, w - width + 1))
         strip[:, offset: offset + width] = piece[:, :width]
