@@ -73,6 +73,46 @@ def test_the_torch_model_reads_a_line_alike_alone_and_in_a_padded_batch():
     assert masked_difference < 1e-6 < 10 * masked_difference + 1e-6 < np.abs(unmasked - expected).max()
 
 
+def test_the_bidirectional_lstm_gives_a_packed_sequences_outputs_and_gradients():
+    """Each direction reads only its line's frames, as packed sequences do, without packing (3x on a CPU)."""
+    from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+    from training.torch_crnn import bidirectional_lstm, reversal_index
+
+    torch.manual_seed(0)
+    lstm = torch.nn.LSTM(6, 5, batch_first=True, bidirectional=True)
+    lengths = torch.tensor([9, 3, 1, 7])
+    x = torch.randn(4, 9, 6, requires_grad=True)
+    weights = torch.randn(4, 9, 10)
+    valid = (torch.arange(9)[None, :] < lengths[:, None])[:, :, None]
+
+    packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+    expected = pad_packed_sequence(lstm(packed)[0], batch_first=True, total_length=9)[0]
+    expected_grads = torch.autograd.grad((expected * weights * valid).sum(), [x, *lstm.parameters()])
+    got = bidirectional_lstm(lstm, x, reversal_index(lengths, 9))
+    grads = torch.autograd.grad((got * weights * valid).sum(), [x, *lstm.parameters()])
+
+    assert torch.allclose((got * valid), expected, atol=1e-6)
+    for g, e in zip(grads, expected_grads):
+        assert torch.allclose(g, e, atol=1e-5)
+    # a line's reversed frames leave its padding where it was
+    assert reversal_index(torch.tensor([3]), 5).tolist() == [[2, 1, 0, 3, 4]]
+
+
+def test_batch_norm_keeps_keras_moving_average_of_the_biased_variance():
+    from training.torch_crnn import BN_MOMENTUM, KerasBatchNorm
+
+    torch.manual_seed(0)
+    norm = KerasBatchNorm(3).train()
+    x = torch.randn(2, 3, 4, 5) * torch.tensor([1.0, 3.0, 0.5])[None, :, None, None] + 2
+    y = norm(x)
+    var, mean = torch.var_mean(x, dim=(0, 2, 3), unbiased=False)
+    assert torch.allclose(norm.running_mean, (1 - BN_MOMENTUM) * mean, atol=1e-6)
+    assert torch.allclose(norm.running_var, BN_MOMENTUM + (1 - BN_MOMENTUM) * var, atol=1e-6)
+    assert torch.allclose(y, (x - mean[None, :, None, None]) / torch.sqrt(var[None, :, None, None] + 1e-3),
+                          atol=1e-5)
+
+
 def test_each_gradient_is_clipped_on_its_own_as_keras_clipnorm():
     from training.train_torch import clip_each_gradient
 
@@ -121,6 +161,22 @@ def test_torch_training_resumes_from_last_pt(torch_run, tiny_arrays, tmp_path, c
         history = list(csv.DictReader(f))
     assert [int(h["epoch"]) for h in history] == [1, 2, 3, 4]
     assert int(history[3]["step"]) == int(history[2]["step"]) + 12
+
+
+def test_bf16_training_learns_and_keeps_fp32_weights(tiny_arrays, tmp_path):
+    """--precision bf16 (autocast on the CPU) is a faster forward pass, not another model: the weights, the
+    optimizer state and the run's record stay fp32 and say how it was trained."""
+    from training import train_torch
+
+    run = tmp_path / "bf16"
+    assert train_torch.main(["--data", str(tiny_arrays), "--out", str(run), "--epochs", "3", *TRAIN_ARGS,
+                             "--precision", "bf16"]) == 0
+    with (run / "history.csv").open() as f:
+        losses = [float(h["train_loss"]) for h in csv.DictReader(f)]
+    assert losses[-1] < 0.8 * losses[0], losses
+    checkpoint = train_torch.load_checkpoint(run / "last.pt")
+    assert {t.dtype for t in checkpoint["model"].values() if t.is_floating_point()} == {torch.float32}
+    assert json.loads((run / "run.json").read_text(encoding="utf-8"))["args"]["precision"] == "bf16"
 
 
 def test_the_random_state_round_trips_through_last_pt_on_a_cpu_only_machine(torch_run):

@@ -7,8 +7,11 @@ evaluated as any Keras checkpoint (``training.torch_to_keras``). What has to mat
 
 - 'same' padding of strided convolutions is TensorFlow's (the extra pixel after, not before);
 - BatchNormalization: eps 1e-3, moving averages with momentum 0.99 of the batch's *biased* variance;
-- padding is invisible as in Keras: columns past each line are zeroed after every block and the LSTMs
-  run on packed sequences of each line's own frames (the backward pass starts at the line's last frame);
+- padding is invisible as in Keras: columns past each line are zeroed after every block, and each LSTM
+  direction reads only the line's own frames: the forward one runs on the padded batch (what follows a
+  line's last frame cannot reach it), the backward one on each line reversed within its own length (so it
+  starts at the line's last frame), and the frames past a line are never read by the CTC loss. That is what
+  packed sequences compute, without them: a packed LSTM leaves oneDNN's kernels on the CPU and costs 3x;
 - frames are (width, height * channels) in Keras' height-major order;
 - Keras' LSTM gates i, f, c, o are torch's i, f, g, o; its one bias is torch's ``bias_ih`` (``bias_hh`` 0);
 - initialisation as Keras' (glorot uniform kernels, orthogonal recurrent kernels, forget bias 1).
@@ -23,7 +26,6 @@ import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from .model import WIDTH_STRIDE, ModelConfig, final_height
 
@@ -52,6 +54,26 @@ def column_mask(x: torch.Tensor, widths: torch.Tensor, stride: int) -> torch.Ten
     return x * keep[:, None, None, :].to(x.dtype)
 
 
+def reversal_index(lengths: torch.Tensor, frames: int) -> torch.Tensor:
+    """(batch, frames) index that reverses each line's first ``lengths`` frames and leaves its padding in place."""
+    t = torch.arange(frames, device=lengths.device)[None, :]
+    return torch.where(t < lengths[:, None], lengths[:, None] - 1 - t, t)
+
+
+def bidirectional_lstm(lstm: nn.LSTM, x: torch.Tensor, reverse: torch.Tensor) -> torch.Tensor:
+    """A bidirectional ``lstm`` (batch_first, one layer) over lines padded at their end: each line's frames
+    give what a packed sequence would; the frames past a line hold values nobody reads."""
+    h0 = x.new_zeros(1, x.shape[0], lstm.hidden_size)
+    index = reverse[:, :, None].expand(-1, -1, x.shape[2])
+    forward, _, _ = torch.lstm(x, (h0, h0), [lstm.weight_ih_l0, lstm.weight_hh_l0, lstm.bias_ih_l0,
+                                             lstm.bias_hh_l0], True, 1, 0.0, lstm.training, False, True)
+    backward, _, _ = torch.lstm(x.gather(1, index), (h0, h0),
+                                [lstm.weight_ih_l0_reverse, lstm.weight_hh_l0_reverse, lstm.bias_ih_l0_reverse,
+                                 lstm.bias_hh_l0_reverse], True, 1, 0.0, lstm.training, False, True)
+    index = reverse[:, :, None].expand(-1, -1, backward.shape[2])
+    return torch.cat([forward, backward.gather(1, index)], dim=2)
+
+
 class KerasBatchNorm(nn.Module):
     """BatchNorm2d as Keras computes it: batch statistics in training, and moving averages of the biased
     variance (torch's own BatchNorm2d averages the unbiased one)."""
@@ -67,11 +89,16 @@ class KerasBatchNorm(nn.Module):
         if not self.training:
             return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0,
                                 BN_EPSILON)
+        # The batch's statistics from batch_norm's own pass (momentum 1 writes them into the scratch buffers):
+        # a separate var_mean over N, H, W cost a sixth of a training step on the CPU. batch_norm hands back
+        # the unbiased variance; Keras averages the biased one.
+        mean, var = torch.zeros_like(self.running_mean), torch.zeros_like(self.running_var)
+        y = F.batch_norm(x, mean, var, self.weight, self.bias, True, 1.0, BN_EPSILON)
         with torch.no_grad():
-            var, mean = torch.var_mean(x, dim=(0, 2, 3), unbiased=False)
+            count = x.numel() // x.shape[1]
             self.running_mean.mul_(BN_MOMENTUM).add_(mean, alpha=1 - BN_MOMENTUM)
-            self.running_var.mul_(BN_MOMENTUM).add_(var, alpha=1 - BN_MOMENTUM)
-        return F.batch_norm(x, None, None, self.weight, self.bias, True, 0.0, BN_EPSILON)
+            self.running_var.mul_(BN_MOMENTUM).add_(var * ((count - 1) / max(count, 1)), alpha=1 - BN_MOMENTUM)
+        return y
 
 
 class SeparableConv(nn.Module):
@@ -161,11 +188,10 @@ class TorchCRNN(nn.Module):
         x = x.permute(0, 3, 2, 1).reshape(batch, frames, height * channels)  # Keras: height-major, then channels
         if config.projection:
             x = F.relu(layers["projection"](x))
-        lengths = ((widths + (WIDTH_STRIDE - 1)) // WIDTH_STRIDE).clamp(1, frames).cpu()
+        lengths = ((widths + (WIDTH_STRIDE - 1)) // WIDTH_STRIDE).clamp(1, frames)
+        reverse = reversal_index(lengths, frames)
         for i in range(len(config.lstm_units)):
-            packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
-            x, _ = pad_packed_sequence(layers[f"bilstm{i}"](packed)[0], batch_first=True, total_length=frames)
-            x = self.dropout(x)
+            x = self.dropout(bidirectional_lstm(layers[f"bilstm{i}"], x, reverse))
         return layers["logits"](x)
 
     def probs(self, images: torch.Tensor, widths: torch.Tensor) -> torch.Tensor:
