@@ -302,3 +302,35 @@ def test_loo_finish_counts_a_recorded_fold_as_measured_and_refuses_one_also_trai
     shutil.copy(records / "evaluation.json", gamma / "evaluation.json")
     with pytest.raises(SystemExit, match="trained 1 of 2 epochs"):
         loo_finish(tmp_path / "empty", lines_dir, parity_arrays, "--recorded", str(gamma))
+
+
+def test_folds_trained_on_a_gpu_and_on_a_cpu_in_bf16_are_one_recipe_told_apart(finished, lines_dir, parity_arrays,
+                                                                               tmp_path, capsys):
+    # Alpha as an earlier session's GPU fold (no --precision then: fp32, TF32 on the GPU), Beta trained here in bf16.
+    records = tmp_path / "records" / "Alpha"
+    records.mkdir(parents=True)
+    run = json.loads((finished / "Alpha" / "run" / "run.json").read_text(encoding="utf-8"))
+    del run["args"]["precision"]
+    run["args"].update(device="cuda", workers=6, progress_every=200)
+    run["machine"] = {"gpu": "NVIDIA H100 80GB HBM3", "cpu": "Intel(R) Xeon(R) Processor", "cpu_cores": 16}
+    (records / "run.json").write_text(json.dumps(run), encoding="utf-8")
+    shutil.copy(finished / "Alpha" / "evaluation" / "evaluation.json", records / "evaluation.json")
+    out = tmp_path / "series"
+    shutil.copytree(finished / "Beta", out / "Beta")
+    beta = out / "Beta" / "run" / "run.json"
+    run = json.loads(beta.read_text(encoding="utf-8"))
+    run["args"]["precision"] = "bf16"
+    beta.write_text(json.dumps(run), encoding="utf-8")
+    capsys.readouterr()
+    assert loo_finish(out, lines_dir, parity_arrays, "--recorded", str(records)) == 0
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    assert not summary["mixed_recipes"]
+    on = {r["book"]: r["trained_on"] for r in summary["per_fold"]}
+    assert on["Alpha"] == "NVIDIA H100 80GB HBM3, TF32" and on["Beta"].endswith(" cores, bf16")
+    printed = capsys.readouterr().out
+    assert "trained on" in printed and "TF32" in printed and "bf16" in printed
+    # Another learning rate is another recipe, whatever the machine.
+    run["args"]["lr"] *= 2
+    beta.write_text(json.dumps(run), encoding="utf-8")
+    assert loo_finish(out, lines_dir, parity_arrays, "--recorded", str(records)) == 0
+    assert json.loads((out / "summary.json").read_text(encoding="utf-8"))["mixed_recipes"]

@@ -34,7 +34,11 @@ from .loo_steps import MAX_SHARED_LINES, held_out_row
 from .text_overlap import RUN_WORDS, lines_sharing_runs
 
 log = logging.getLogger("training.loo_finish")
-RECIPE_KEYS_PER_FOLD = {"data", "val_source", "synth", "out", "workers", "device", "threads"}
+# Where and how a fold ran, not what it learnt from: its own paths, the machine, and the arithmetic that machine
+# does fast (TF32 on a GPU, bf16 autocast on a CPU with AMX; the weights stay fp32 either way). Each fold's is in
+# its row ("trained_on"), so a series trained partly on a GPU and partly on a CPU is one recipe, told apart there.
+RECIPE_KEYS_PER_FOLD = {"data", "val_source", "synth", "out", "workers", "device", "threads", "precision",
+                        "progress_every"}
 
 
 def book_folders(lines_dir: Path, book: str) -> list[Path]:
@@ -98,7 +102,17 @@ def fold_row(book: str, evaluation: Path, run_record: Path, lines_dir: Path, cor
     recipe = {k: v for k, v in record.get("args", {}).items() if k not in RECIPE_KEYS_PER_FOLD}
     return {"book": book, **held_out_row(results, source), "epochs": len(record.get("val_cer", [])),
             "training_minutes": record.get("minutes"), "machine": record.get("machine"),
-            "evaluation": str(evaluation), "corpus_check": [shared, long_lines], "recipe": recipe}
+            "trained_on": trained_on(record), "evaluation": str(evaluation), "corpus_check": [shared, long_lines],
+            "recipe": recipe}
+
+
+def trained_on(record: dict) -> str:
+    """'NVIDIA H100 80GB HBM3, TF32' / 'Intel(R) Xeon(R) Processor, 2 cores, bf16': a run's machine and arithmetic."""
+    machine, args = record.get("machine") or {}, record.get("args", {})
+    precision = args.get("precision", "fp32")  # runs from before --precision trained in fp32
+    if machine.get("gpu"):
+        return f"{machine['gpu']}, {'TF32' if precision == 'fp32' else precision}"  # train_torch allows TF32
+    return f"{machine.get('cpu', '?')}, {machine.get('cpu_cores', '?')} cores, {precision}"
 
 
 def recorded_fold(folder: Path, lines_dir: Path, corpus: list[str]) -> dict:
@@ -186,10 +200,10 @@ def main(argv: list[str] | None = None) -> int:
     write_json(args.out / "summary.json", summary)
     plot(rows, summary["mean_cer"], series, args.out / "loo-cer.png")
     table = format_table(["held-out book", "lines", "CER", "WER", "CER on its training books", "epochs",
-                          "training minutes"],
+                          "training minutes", "trained on"],
                          [[r["book"], str(r["lines"]), percent(r["cer"]), percent(r["wer"]),
-                           percent(r["trained_books_cer"]), str(r["epochs"]), f"{r['training_minutes'] or 0:.0f}"]
-                          for r in rows])
+                           percent(r["trained_books_cer"]), str(r["epochs"]), f"{r['training_minutes'] or 0:.0f}",
+                           r["trained_on"]] for r in rows])
     print(table)
     print(f"\nmean held-out CER {percent(summary['mean_cer'])} over {len(rows)} of {series} folds"
           + ("\nWARNING: the folds were not all trained with the same arguments" if summary["mixed_recipes"] else "")
