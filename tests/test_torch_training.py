@@ -99,6 +99,20 @@ def test_the_bidirectional_lstm_gives_a_packed_sequences_outputs_and_gradients()
     assert reversal_index(torch.tensor([3]), 5).tolist() == [[2, 1, 0, 3, 4]]
 
 
+def test_the_bidirectional_lstm_under_bf16_autocast_stays_near_fp32():
+    from training.torch_crnn import bidirectional_lstm, reversal_index
+
+    torch.manual_seed(0)
+    lstm = torch.nn.LSTM(6, 5, batch_first=True, bidirectional=True)
+    lengths, x = torch.tensor([9, 4]), torch.randn(2, 9, 6)
+    reverse = reversal_index(lengths, 9)
+    exact = bidirectional_lstm(lstm, x, reverse)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        fast = bidirectional_lstm(lstm, x, reverse)
+    valid = (torch.arange(9)[None, :] < lengths[:, None])[:, :, None]
+    assert float(((fast.float() - exact) * valid).abs().max()) < 0.02
+
+
 def test_batch_norm_keeps_keras_moving_average_of_the_biased_variance():
     from training.torch_crnn import BN_MOMENTUM, KerasBatchNorm
 
@@ -177,6 +191,16 @@ def test_bf16_training_learns_and_keeps_fp32_weights(tiny_arrays, tmp_path):
     checkpoint = train_torch.load_checkpoint(run / "last.pt")
     assert {t.dtype for t in checkpoint["model"].values() if t.is_floating_point()} == {torch.float32}
     assert json.loads((run / "run.json").read_text(encoding="utf-8"))["args"]["precision"] == "bf16"
+
+
+def test_bf16_is_refused_off_the_cpu(tiny_arrays, tmp_path):
+    """CUDA's autocast would run cuDNN's LSTMs in fp16 (not bf16) with no loss scaling: not offered there."""
+    from training import train_torch
+
+    with pytest.raises(SystemExit, match="bf16 is for CPUs"):
+        train_torch.main(["--data", str(tiny_arrays), "--out", str(tmp_path / "run"), "--epochs", "1", *TRAIN_ARGS,
+                          "--precision", "bf16", "--device", "meta"])
+    assert not (tmp_path / "run" / "last.pt").exists()
 
 
 def test_the_random_state_round_trips_through_last_pt_on_a_cpu_only_machine(torch_run):

@@ -107,12 +107,16 @@ def fold_row(book: str, evaluation: Path, run_record: Path, lines_dir: Path, cor
 
 
 def trained_on(record: dict) -> str:
-    """'NVIDIA H100 80GB HBM3, TF32' / 'Intel(R) Xeon(R) Processor, 2 cores, bf16': a run's machine and arithmetic."""
+    """'NVIDIA H100 80GB HBM3, TF32' / 'Intel(R) Xeon(R) Processor, 1 thread of 2 cores, bf16': a run's machine
+    and arithmetic, as its last invocation recorded them (a run resumed elsewhere is described by where it ended)."""
     machine, args = record.get("machine") or {}, record.get("args", {})
     precision = args.get("precision", "fp32")  # runs from before --precision trained in fp32
     if machine.get("gpu"):
         return f"{machine['gpu']}, {'TF32' if precision == 'fp32' else precision}"  # train_torch allows TF32
-    return f"{machine.get('cpu', '?')}, {machine.get('cpu_cores', '?')} cores, {precision}"
+    threads = args.get("threads") or 0
+    cores = f"{machine.get('cpu_cores', '?')} cores"
+    used = f"{threads} thread{'s' if threads > 1 else ''} of {cores}" if threads else cores
+    return f"{machine.get('cpu', '?')}, {used}, {precision}"
 
 
 def recorded_fold(folder: Path, lines_dir: Path, corpus: list[str]) -> dict:

@@ -10,8 +10,11 @@ evaluated as any Keras checkpoint (``training.torch_to_keras``). What has to mat
 - padding is invisible as in Keras: columns past each line are zeroed after every block, and each LSTM
   direction reads only the line's own frames: the forward one runs on the padded batch (what follows a
   line's last frame cannot reach it), the backward one on each line reversed within its own length (so it
-  starts at the line's last frame), and the frames past a line are never read by the CTC loss. That is what
-  packed sequences compute, without them: a packed LSTM leaves oneDNN's kernels on the CPU and costs 3x;
+  starts at the line's last frame). That is what packed sequences compute, without them: a packed LSTM
+  leaves oneDNN's kernels on the CPU and costs 3x (on a GPU, cuDNN takes packed sequences as they are, and
+  they are kept there). The frames past a line then hold values that mean nothing: the CTC loss, validation's
+  decoding and ``torch_to_keras``' check read each line's first ceil(width / 4) frames only, and so must any
+  other reader;
 - frames are (width, height * channels) in Keras' height-major order;
 - Keras' LSTM gates i, f, c, o are torch's i, f, g, o; its one bias is torch's ``bias_ih`` (``bias_hh`` 0);
 - initialisation as Keras' (glorot uniform kernels, orthogonal recurrent kernels, forget bias 1).
@@ -26,6 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from .model import WIDTH_STRIDE, ModelConfig, final_height
 
@@ -189,12 +193,19 @@ class TorchCRNN(nn.Module):
         if config.projection:
             x = F.relu(layers["projection"](x))
         lengths = ((widths + (WIDTH_STRIDE - 1)) // WIDTH_STRIDE).clamp(1, frames)
-        reverse = reversal_index(lengths, frames)
+        reverse = None if x.is_cuda else reversal_index(lengths, frames)
         for i in range(len(config.lstm_units)):
-            x = self.dropout(bidirectional_lstm(layers[f"bilstm{i}"], x, reverse))
+            lstm = layers[f"bilstm{i}"]
+            if reverse is None:  # cuDNN: packed sequences cost nothing there, and its weights stay one flat buffer
+                packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+                x = pad_packed_sequence(lstm(packed)[0], batch_first=True, total_length=frames)[0]
+            else:
+                x = bidirectional_lstm(lstm, x, reverse)
+            x = self.dropout(x)
         return layers["logits"](x)
 
     def probs(self, images: torch.Tensor, widths: torch.Tensor) -> torch.Tensor:
+        """Per frame; a line's first ceil(width / 4) frames are its reading, the rest mean nothing."""
         return torch.softmax(self(images, widths), dim=-1)
 
 

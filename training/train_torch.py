@@ -188,8 +188,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
     parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
                         help="the training steps' forward pass: fp32 (on a GPU its convolutions and matrix products "
-                             "in TF32), or bf16 autocast (on a CPU with AMX or AVX512-BF16 about 1.7x faster; the "
-                             "weights, optimizer, loss and validation stay fp32)")
+                             "in TF32), or bf16 autocast, CPU only (with AMX or AVX512-BF16 about 1.7x faster; "
+                             "without them it can be slower than fp32; the weights, optimizer, loss and validation "
+                             "stay fp32)")
     parser.add_argument("--progress-every", type=int, default=200, help="a progress line every this many steps")
     return parser
 
@@ -205,6 +206,9 @@ def train(args) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
+    if args.precision == "bf16" and device.type != "cpu":
+        # CUDA's autocast runs cuDNN LSTMs in fp16 whatever dtype it is given, and nothing here scales the loss.
+        raise SystemExit(f"--precision bf16 is for CPUs; on {device.type} train in fp32 (TF32 there)")
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True
     torch.backends.cudnn.benchmark = False  # every batch has another width
