@@ -17,11 +17,13 @@
 #
 # Environment: SYNTH_LINES (45000), SYNTH_SEED (2026), SYNTH_ARGS (more training.synth options, e.g.
 # "--eulogy-ligature-rate 0.3"; none), WORKERS (CPU cores for rendering and preprocessing: all),
-# LOADER_WORKERS (batch-making processes per training: 2), PYTHON (python3).
+# LOADER_WORKERS (batch-making processes per training: 2), PYTHON (python3), RENDER_ONLY (1: stop after rendering,
+# e.g. to render several series' lines before any of them trains; a fold whose synth-arrays/ are there is not
+# rendered again, so OUT/BOOK/synth-arrays may also be another series' folder or a link to it).
 set -euo pipefail
 
 if [[ $# -lt 5 || "$1" == -h || "$1" == --help ]]; then
-    sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
 fi
 real=$1 text=$2 out=$3
@@ -67,6 +69,11 @@ for book in "${books[@]}"; do
     fi
     ready+=("$book")
 done
+if [[ ${RENDER_ONLY:-0} == 1 ]]; then
+    [[ ${#failed[@]} -eq 0 ]] || { echo "$(date -u +%T) FAILED: ${failed[*]}" >&2; exit 1; }
+    echo "$(date -u +%T) rendered: ${ready[*]} (RENDER_ONLY: not training)"
+    exit 0
+fi
 for book in "${ready[@]}"; do
     fold=$out/$book
     echo "$(date -u +%T) $book: training (log: $fold/train.log)"

@@ -336,3 +336,19 @@ def test_folds_trained_on_a_gpu_and_on_a_cpu_in_bf16_are_one_recipe_told_apart(f
     beta.write_text(json.dumps(run), encoding="utf-8")
     assert loo_finish(out, lines_dir, parity_arrays, "--recorded", str(records)) == 0
     assert json.loads((out / "summary.json").read_text(encoding="utf-8"))["mixed_recipes"]
+
+
+def test_render_only_renders_and_a_second_series_trains_on_those_lines(lines_dir, real_arrays, tmp_path):
+    """RENDER_ONLY=1 renders every series' lines before any trains; a fold whose arrays are there (a link to
+    another series' folder) trains on them without rendering."""
+    first, second = tmp_path / "first", tmp_path / "second"
+    rendered = loo_gpu(real_arrays, lines_dir, first, "Beta", "--", *TRAIN_ARGS, RENDER_ONLY="1")
+    assert rendered.returncode == 0, rendered.stdout + rendered.stderr
+    assert "RENDER_ONLY: not training" in rendered.stdout
+    assert (first / "Beta" / "synth-arrays" / "manifest.json").exists() and not (first / "Beta" / "run").exists()
+    (second / "Beta").mkdir(parents=True)
+    (second / "Beta" / "synth-arrays").symlink_to(first / "Beta" / "synth-arrays")
+    trained = loo_gpu(real_arrays, lines_dir, second, "Beta", "--", *TRAIN_ARGS)
+    assert trained.returncode == 0, trained.stdout + trained.stderr
+    assert "rendering" not in trained.stdout and not (second / "Beta" / "synth.log").exists()
+    assert (second / "Beta" / "run" / "last.pt").exists()

@@ -250,3 +250,55 @@ def test_a_torch_run_becomes_an_onnx_model_the_recognizer_reads(torch_run, tiny_
     line = np.zeros((32, 120), np.float32)
     line[10:20, 20:100] = 1.0  # ink
     assert isinstance(recognizer.recognize_lines([line])[0].text, str)
+
+
+def test_the_weight_average_follows_keras_ema():
+    """First step copies the weights; each later step moves the average (1 - momentum) of the way to them."""
+    from training.train_torch import WeightAverage
+
+    weight = torch.nn.Parameter(torch.zeros(3))
+    average = WeightAverage([weight], momentum=0.9)
+    with torch.no_grad():
+        weight.fill_(2.0)
+    average.update()
+    assert torch.equal(average.average[0], torch.full((3,), 2.0))
+    with torch.no_grad():
+        weight.fill_(12.0)
+    average.update()
+    assert torch.allclose(average.average[0], torch.full((3,), 3.0))
+    average.swap()
+    assert torch.allclose(weight.detach(), torch.full((3,), 3.0)) and torch.equal(average.average[0], torch.full((3,), 12.0))
+    average.swap()
+    assert torch.equal(weight.detach(), torch.full((3,), 12.0))
+
+
+def test_an_ema_run_saves_the_average_as_its_model_and_resumes_with_both(tiny_arrays, tmp_path):
+    from training import train_torch
+
+    run = tmp_path / "ema"
+    args = ["--data", str(tiny_arrays), "--out", str(run), *TRAIN_ARGS, "--ema", "0.9"]
+    assert train_torch.main([*args, "--epochs", "2"]) == 0
+    checkpoint = train_torch.load_checkpoint(run / "last.pt")
+    assert checkpoint["ema_momentum"] == 0.9
+    averaged, trained = checkpoint["model"], checkpoint["trained_model"]
+    weights = [k for k in trained if k.endswith("weight")]
+    assert any(not torch.equal(averaged[k], trained[k]) for k in weights)
+    assert all(torch.equal(averaged[k], trained[k]) for k in trained if "running" in k or "moving" in k)
+    with (run / "history.csv").open() as f:
+        history = list(csv.DictReader(f))
+    assert all(0.0 <= float(h["val_cer_trained"]) <= 2.0 for h in history)
+
+    assert train_torch.main([*args[:-1], "0.5", "--epochs", "3"]) == 0  # another momentum: the run keeps its own
+    resumed = train_torch.load_checkpoint(run / "last.pt")
+    assert resumed["ema_momentum"] == 0.9 and resumed["epoch"] == 3
+    # the trained weights went on from the trained ones, not from the average
+    assert any(not torch.equal(resumed["trained_model"][k], trained[k]) for k in weights)
+
+
+def test_ema_is_refused_out_of_range(tiny_arrays, tmp_path):
+    from training import train_torch
+
+    with pytest.raises(SystemExit):
+        train_torch.main(["--data", str(tiny_arrays), "--out", str(tmp_path / "r"), "--epochs", "1", *TRAIN_ARGS,
+                          "--ema", "1.0"])
+    assert not (tmp_path / "r").exists()

@@ -152,6 +152,31 @@ def restore_rng_states(checkpoint: dict, device: torch.device) -> None:
     torch.cuda.set_rng_state(checkpoint["cuda_rng"], device)
 
 
+class WeightAverage:
+    """``training.train``'s ``--ema``: Keras' optimizer EMA (``use_ema``) for PyTorch. A moving average of the
+    trainable weights, updated after every step (the first step copies them); the batch-norm statistics stay the
+    trained model's own, as Keras' average leaves non-trainable variables alone."""
+
+    def __init__(self, parameters: list[torch.Tensor], momentum: float):
+        self.parameters, self.momentum = parameters, momentum
+        self.average = [p.detach().clone() for p in parameters]
+        self.updates = 0
+
+    @torch.no_grad()
+    def update(self) -> None:
+        weight = 1.0 if self.updates == 0 else 1.0 - self.momentum
+        torch._foreach_lerp_(self.average, [p.detach() for p in self.parameters], weight)
+        self.updates += 1
+
+    @torch.no_grad()
+    def swap(self) -> None:
+        """Trade the model's weights and the average (twice: back as they were)."""
+        for p, a in zip(self.parameters, self.average):
+            kept = p.detach().clone()
+            p.copy_(a)
+            a.copy_(kept)
+
+
 def write_history(out: Path, history: list[dict]) -> None:
     with (out / "history.csv").open("w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(history[-1]))
@@ -180,6 +205,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--min-char-count", type=int, default=DEFAULT_MIN_CHAR_COUNT,
                         help="characters rarer than this in the training texts are left out (with their lines)")
     parser.add_argument("--max-val-lines", type=int, default=0, help="validate on at most this many lines (0 = all)")
+    parser.add_argument("--ema", type=float, default=0.0, metavar="MOMENTUM",
+                        help="keep a moving average of the weights (momentum per step, e.g. 0.999; 0 = off), as "
+                             "training.train's --ema: validated and saved as the run's model (last.pt's 'model'), "
+                             "the weights as trained kept beside it ('trained_model') and validated too "
+                             "(history's val_cer_trained)")
     parser.add_argument("--no-augment", action="store_true")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -196,7 +226,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not 0.0 <= args.ema < 1.0:
+        parser.error(f"--ema wants a momentum in [0, 1) (0 = off), got {args.ema:g}")
     # Progress is printed; the warnings of train.py's functions it shares (unknown characters, lines left out) logged.
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     return train(args)
@@ -237,8 +270,20 @@ def train(args) -> int:
     parameters = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(parameters, lr=args.lr, eps=ADAM_EPSILON)
     state = {"epoch": 0, "step": 0, "seconds": 0.0, "history": []}
+    # a resumed run keeps the averaging it started with (none, for runs started without it)
+    ema = checkpoint.get("ema_momentum", 0.0) if checkpoint else args.ema
+    if checkpoint and ema != args.ema:
+        print(f"this run averages its weights with --ema {ema:g} (as it started); --ema {args.ema:g} is ignored",
+              flush=True)
+    average = WeightAverage(parameters, ema) if ema else None
     if checkpoint:
-        model.load_state_dict(checkpoint["model"])
+        if average is not None:
+            model.load_state_dict(checkpoint["model"])  # the average's weights, then the trained ones over them
+            average = WeightAverage(parameters, ema)
+            average.updates = checkpoint["step"]
+            model.load_state_dict(checkpoint["trained_model"])
+        else:
+            model.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
         state = {k: checkpoint[k] for k in state}
         restore_rng_states(checkpoint, device)
@@ -271,6 +316,8 @@ def train(args) -> int:
             loss.backward()
             clip_each_gradient(parameters, CLIPNORM)
             optimizer.step()
+            if average is not None:
+                average.update()
             value = float(loss.detach())
             if math.isfinite(value):
                 losses.append(value)
@@ -280,21 +327,30 @@ def train(args) -> int:
                       f"lr {lr:.2e}, {time.monotonic() - epoch_start:.0f} s", flush=True)
         del loader
         model.eval()
+        trained_cer = {}
+        if average is not None:
+            trained = evaluate_predictions(predictor(model, device), val, alphabet)
+            trained_cer = {"val_cer_trained": round(float(trained.cer), 5)}
+            trained_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            average.swap()  # validated and saved: the average
         counter = evaluate_predictions(predictor(model, device), val, alphabet)
         state["seconds"] += time.monotonic() - epoch_start
         train_loss = float(np.mean(losses)) if losses else float("nan")
         row = {"epoch": epoch, "step": state["step"], "train_loss": round(train_loss, 4),
-               "val_cer": round(float(counter.cer), 5), "val_wer": round(float(counter.wer), 5), "lr": float(lr),
-               "seconds": round(state["seconds"], 1)}
+               "val_cer": round(float(counter.cer), 5), "val_wer": round(float(counter.wer), 5), **trained_cer,
+               "lr": float(lr), "seconds": round(state["seconds"], 1)}
         state["history"].append(row)
         state["epoch"] = epoch
         print(f"epoch {epoch}/{args.epochs} (step {state['step']}): loss {train_loss:.3f}, val CER {counter.cer:.4f}, "
               f"WER {counter.wer:.4f}, lr {lr:.2e}, {time.monotonic() - epoch_start:.0f} s", flush=True)
+        averaged = {"ema_momentum": ema, "trained_model": trained_state} if average is not None else {}
         save_checkpoint(out / CHECKPOINT, {
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(), **state,
+            "model": model.state_dict(), **averaged, "optimizer": optimizer.state_dict(), **state,
             **rng_states(device), "machine": machine(device), "alphabet": alphabet.to_json(),
             "model_config": config.to_dict(),
             "args": {k: v for k, v in vars(args).items()}})
+        if average is not None:
+            average.swap()  # back to the trained weights for the next epoch
         write_history(out, state["history"])
         run = {"args": vars(args), "lines": {"real": len(real), "synth": len(synth), "val": len(val)},
                "alphabet_size": len(alphabet), "steps_per_epoch": steps, "machine": machine(device),
