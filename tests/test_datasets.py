@@ -251,3 +251,30 @@ def test_synth_records_the_eulogy_rate_and_refuses_a_share_out_of_range(tmp_path
     assert json.loads((tmp_path / "s" / "synth.json").read_text(encoding="utf-8"))["eulogy_ligature_rate"] == 1.0
     labels = [(tmp_path / "s" / f"{i:07d}.gt.txt").read_text(encoding="utf-8") for i in range(2)]
     assert all("صلى الله عليه وسلم" in label for label in labels)
+
+
+def test_spaced_punctuation_sets_marks_french_style_and_leaves_numbers_alone():
+    assert synth.spaced_punctuation("قال: «الحبج»، و«فعال» يأتي.") == "قال : « الحبج » ، و« فعال » يأتي ."
+    assert synth.spaced_punctuation("سنة 3.5 هـ (5): نعم") == "سنة 3.5 هـ (5) : نعم"
+    assert synth.spaced_punctuation("« كذا » .") == "« كذا » ."   # already spaced: unchanged
+
+
+def test_spaced_lines_draw_the_gaps_their_labels_hold_and_rate_zero_keeps_earlier_lines():
+    corpus = TextCorpus("قال: «الحبج»، ونعم. فأجاب القوم".split())
+    amiri = [font("Amiri-Regular")]
+    plain = dict(vocalise_probability=0.0, neighbour_probability=0.0, number_probability=0.0,
+                 quote_probability=0.0, punctuation_probability=0.0, dotless_final_ya_probability=0.0)
+    spaced = synth.SynthConfig(spaced_punctuation_probability=1.0, **plain)
+    marked = 0
+    for index in range(6):
+        image, label, _ = synth.synthesize_line(index, 5, corpus, amiri, spaced)
+        assert label == synth.spaced_punctuation(label)
+        tight = synth.synthesize_line(index, 5, corpus, amiri, synth.SynthConfig(**plain))[1]
+        if label != tight:
+            marked += 1
+            assert label.replace(" ", "") == tight.replace(" ", "")
+    assert marked  # some sampled lines had marks to space
+    default = synth.SynthConfig()
+    assert default.spaced_punctuation_probability == 0.0  # the recipe's lines: no extra random draw
+    with pytest.raises(SystemExit):
+        synth.main(["--lines", "1", "--out", "unused", "--spaced-punctuation-rate", "2"])
