@@ -20,8 +20,9 @@ import json
 import sys
 from pathlib import Path
 
-# Where and how a run trained, not what it learned from: never a recipe difference.
-MACHINE_ARGS = {"data", "synth", "out", "device", "workers", "threads", "precision", "progress_every"}
+from recognition.line_data import matches_source
+from training.loo_finish import fold_recipe
+
 SYNTH_KEYS = ("lines", "seed", "eulogy_ligature_rate", "spaced_punctuation_rate")
 
 
@@ -33,14 +34,14 @@ def read_candidate(folder: Path) -> dict:
     synth_path = folder / "synth.json"
     synth = json.loads(synth_path.read_text(encoding="utf-8")) if synth_path.exists() else {}
     book = run["args"]["val_source"]
-    source = next((s for s in evaluation["results"] if book in s), None)
-    if source is None:
-        raise SystemExit(f"{folder}: its evaluation has no source matching its held-out book {book!r}")
-    result, confidence = evaluation["results"][source], evaluation["confidence"][source]
-    recipe = {k: v for k, v in run["args"].items() if k not in MACHINE_ARGS}
-    # a rate a series' synth.json does not name was not an option yet: 0
-    recipe.update({f"synth_{k}": synth.get(k, 0 if k.endswith("_rate") else None) if synth else None
-                   for k in SYNTH_KEYS})
+    sources = [s for s in evaluation["results"] if s != "all" and matches_source(s, [book])]
+    if len(sources) != 1:  # the first of several would be another book's figure
+        raise SystemExit(f"{folder}: {len(sources)} evaluated sources match its held-out book {book!r}: {sources}")
+    result, confidence = evaluation["results"][sources[0]], evaluation["confidence"][sources[0]]
+    recipe = fold_recipe(run["args"])  # what it learnt from, as training.loo_finish counts it
+    # A rate a record does not name was not an option yet: 0. The lines and seed of a series that kept no
+    # synth.json (before it was kept) are unknown: None.
+    recipe.update({f"synth_{k}": synth.get(k, 0) if k.endswith("_rate") else synth.get(k) for k in SYNTH_KEYS})
     last = history[-1]
     return {"name": f"{folder.parent.name}/{folder.name}", "folder": str(folder), "book": book, "recipe": recipe,
             "machine": run.get("machine"), "epochs": len(history),
@@ -54,11 +55,13 @@ def read_candidate(folder: Path) -> dict:
 
 
 def changes(candidate: dict, baseline: dict) -> str:
-    # A synthetic-line option is None where a series kept no synth.json (before it was kept): unknown, not counted.
-    # A training argument the baseline lacks did not exist then: its value now is a change.
-    unknown = {k for k, v in {**baseline["recipe"], **candidate["recipe"]}.items()
-               if k.startswith("synth_") and (v is None or baseline["recipe"].get(k) is None)}
-    diff = [f"{k}={v}" for k, v in candidate["recipe"].items() if k not in unknown and baseline["recipe"].get(k) != v]
+    diff = []
+    for k, v in candidate["recipe"].items():
+        was = baseline["recipe"].get(k)
+        if v is not None and was is None:
+            diff.append(f"{k}={v} (baseline's unknown)")
+        elif v != was:
+            diff.append(f"{k}={v}")
     return ", ".join(diff) or "(the baseline's recipe)"
 
 

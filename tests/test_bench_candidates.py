@@ -38,8 +38,12 @@ def test_candidates_are_compared_on_what_their_recipes_changed(tmp_path, capsys)
                             "--out", str(tmp_path / "out")]) == 0
     printed = capsys.readouterr().out
     row = next(line for line in printed.splitlines() if line.startswith("| cand/spaced"))
-    # the recipe's changes, never the machine's; the baseline kept no synth.json, so its synth options are unknown
-    assert "ema=0.999" in row and "device" not in row and "precision" not in row and "spaced" not in row.split("|")[2]
+    # the recipe's changes, never the machine's; the baseline kept no synth.json: its lines are unknown, and a rate
+    # option it does not name did not exist then (0)
+    changes = row.split("|")[2]
+    assert "ema=0.999" in changes and "device" not in changes and "precision" not in changes
+    assert "synth_spaced_punctuation_rate=0.5" in changes and "synth_lines=45000 (baseline's unknown)" in changes
+    assert "eulogy" not in changes
     assert "2.40%" in row and "0.80" in row and "2.40% (2.60%)" in row
     record = json.loads((tmp_path / "out" / "candidates.json").read_text(encoding="utf-8"))
     assert [c["book"] for c in record] == ["Qut", "Qut"] and record[1]["curve_trained"] == [0.05, 0.026]
@@ -51,3 +55,11 @@ def test_candidates_holding_out_different_books_are_refused(tmp_path):
     write_fold(tmp_path / "b" / "Ath", {**BASE_ARGS, "val_source": "Ath"}, [0.07], 0.07)
     with pytest.raises(SystemExit):
         candidates.main([str(tmp_path / "a" / "Qut"), str(tmp_path / "b" / "Ath"), "--out", str(tmp_path / "o")])
+
+
+def test_a_baseline_without_the_newer_ema_argument_is_the_same_recipe_as_ema_zero(tmp_path, capsys):
+    write_fold(tmp_path / "loo" / "Qut", BASE_ARGS, [0.03], 0.03)
+    write_fold(tmp_path / "cand" / "rerun", {**BASE_ARGS, "ema": 0.0}, [0.03], 0.03)
+    assert candidates.main([str(tmp_path / "loo" / "Qut"), str(tmp_path / "cand" / "rerun"),
+                            "--out", str(tmp_path / "out")]) == 0
+    assert "(the baseline's recipe)" in capsys.readouterr().out

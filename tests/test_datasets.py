@@ -257,6 +257,8 @@ def test_spaced_punctuation_sets_marks_french_style_and_leaves_numbers_alone():
     assert synth.spaced_punctuation("قال: «الحبج»، و«فعال» يأتي.") == "قال : « الحبج » ، و« فعال » يأتي ."
     assert synth.spaced_punctuation("سنة 3.5 هـ (5): نعم") == "سنة 3.5 هـ (5) : نعم"
     assert synth.spaced_punctuation("« كذا » .") == "« كذا » ."   # already spaced: unchanged
+    assert synth.spaced_punctuation("«سنة ٥»، ج 5، سنة ٣٠٠.") == "« سنة ٥ » ، ج 5 ، سنة ٣٠٠ ."  # after digits too
+    assert synth.spaced_punctuation("كذا... قال؟! الحبج».") == "كذا ... قال ؟! الحبج » ."  # runs stay together
 
 
 def test_spaced_lines_draw_the_gaps_their_labels_hold_and_rate_zero_keeps_earlier_lines():

@@ -352,3 +352,13 @@ def test_render_only_renders_and_a_second_series_trains_on_those_lines(lines_dir
     assert trained.returncode == 0, trained.stdout + trained.stderr
     assert "rendering" not in trained.stdout and not (second / "Beta" / "synth.log").exists()
     assert (second / "Beta" / "run" / "last.pt").exists()
+
+
+def test_a_fold_recorded_before_ema_existed_is_the_recipe_of_a_fold_trained_with_ema_zero():
+    """Kept records from before train_torch had --ema lack the key: the same recipe as --ema 0, not a mixed one."""
+    from training.loo_finish import fold_recipe
+
+    before = {"epochs": 20, "lr": 0.001, "val_source": "A", "device": "cuda", "precision": "fp32"}
+    after = {**before, "val_source": "B", "ema": 0.0, "device": "cpu", "precision": "bf16", "threads": 1}
+    assert fold_recipe(before) == fold_recipe(after) == {"epochs": 20, "lr": 0.001, "ema": 0.0}
+    assert fold_recipe({**after, "ema": 0.999}) != fold_recipe(before)

@@ -291,6 +291,11 @@ def test_an_ema_run_saves_the_average_as_its_model_and_resumes_with_both(tiny_ar
     assert train_torch.main([*args[:-1], "0.5", "--epochs", "3"]) == 0  # another momentum: the run keeps its own
     resumed = train_torch.load_checkpoint(run / "last.pt")
     assert resumed["ema_momentum"] == 0.9 and resumed["epoch"] == 3
+    assert resumed["args"]["ema"] == 0.9  # recorded as the run trains, not as the resuming command asked
+    assert json.loads((run / "run.json").read_text(encoding="utf-8"))["args"]["ema"] == 0.9
+    from training.torch_to_keras import run_state
+
+    assert run_state(resumed, run / "last.pt")["ema_momentum"] == 0.9  # the model card says it is an average
     # the trained weights went on from the trained ones, not from the average
     assert any(not torch.equal(resumed["trained_model"][k], trained[k]) for k in weights)
 

@@ -39,6 +39,14 @@ log = logging.getLogger("training.loo_finish")
 # its row ("trained_on"), so a series trained partly on a GPU and partly on a CPU is one recipe, told apart there.
 RECIPE_KEYS_PER_FOLD = {"data", "val_source", "synth", "out", "workers", "device", "threads", "precision",
                         "progress_every"}
+# train_torch options added after some folds were trained and their records kept: such a fold trained as if with
+# these values (the option did not exist), so a record without one is the same recipe as a record with this value.
+ARGS_BEFORE_THEY_EXISTED = {"ema": 0.0}
+
+
+def fold_recipe(args: dict) -> dict:
+    """What a fold learnt from, as a run records its arguments (the machine's and its own paths left out)."""
+    return {k: v for k, v in {**ARGS_BEFORE_THEY_EXISTED, **args}.items() if k not in RECIPE_KEYS_PER_FOLD}
 
 
 def book_folders(lines_dir: Path, book: str) -> list[Path]:
@@ -99,7 +107,7 @@ def fold_row(book: str, evaluation: Path, run_record: Path, lines_dir: Path, cor
     if long_lines and shared / long_lines > MAX_SHARED_LINES:
         raise SystemExit(f"{book}: {shared} of its {long_lines} long lines share a run of {RUN_WORDS} words with "
                          "the synthetic lines' corpus: its text was in there, the fold does not count")
-    recipe = {k: v for k, v in record.get("args", {}).items() if k not in RECIPE_KEYS_PER_FOLD}
+    recipe = fold_recipe(record.get("args", {}))
     return {"book": book, **held_out_row(results, source), "epochs": len(record.get("val_cer", [])),
             "training_minutes": record.get("minutes"), "machine": record.get("machine"),
             "trained_on": trained_on(record), "evaluation": str(evaluation), "corpus_check": [shared, long_lines],

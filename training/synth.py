@@ -132,12 +132,14 @@ def with_eulogy_ligature(text: str, rng: np.random.Generator) -> str:
     return " ".join(words[:at] + [f"\u060c {EULOGY_LIGATURE}\u060c"] + words[at:]).replace(" \u060c", "\u060c")
 
 
-_SPACED_BEFORE = re.compile(r"(?<=[^\s\d])\s*([».\u060c:\u061b\u061f!])")
+# A mark after anything but a space or another . : ؟ ! (a run such as ... or ؟! stays together), except . and :
+# between two digits (3.5, 10:30).
+_SPACED_BEFORE = re.compile(r"(?<=[^\s.:\u061f!])\s*((?<!\d)[.:]|[.:](?!\d)|[»\u060c\u061b\u061f!])")
 _SPACED_AFTER = re.compile(r"«\s*")
 
 
 def spaced_punctuation(text: str) -> str:
-    """The text as French-style typesetting spaces it: « word », word . word ، (not inside numbers)."""
+    """The text as French-style typesetting spaces it: « word », word . word ، (not inside numbers such as 3.5)."""
     return _SPACED_AFTER.sub("« ", _SPACED_BEFORE.sub(r" \1", text)).strip()
 
 

@@ -273,8 +273,9 @@ def train(args) -> int:
     # a resumed run keeps the averaging it started with (none, for runs started without it)
     ema = checkpoint.get("ema_momentum", 0.0) if checkpoint else args.ema
     if checkpoint and ema != args.ema:
-        print(f"this run averages its weights with --ema {ema:g} (as it started); --ema {args.ema:g} is ignored",
-              flush=True)
+        kept = f"averages its weights with --ema {ema:g}" if ema else "does not average its weights"
+        print(f"this run {kept} (as it started); --ema {args.ema:g} is ignored", flush=True)
+        args.ema = ema  # recorded (last.pt, run.json) as the run trains, not as this invocation asked
     average = WeightAverage(parameters, ema) if ema else None
     if checkpoint:
         if average is not None:
