@@ -7,7 +7,8 @@ Each folder is one trained fold's kept records (``training.loo_finish``'s ``run.
 ``evaluation.json`` and, where kept, ``synth.json``); the first is the baseline the others are compared with.
 The held-out book is the run's ``--val-source``. Reported per candidate: what its recipe changed (training
 arguments and synthetic-line options that differ from the baseline's, the machine's own left out), the
-held-out book's CER and WER (the exported float model, greedy, last epoch), the share of character errors in the
+held-out book's CER (also with the spaces next to punctuation set aside, where the evaluation has it) and WER (the
+exported float model, greedy, last epoch), the share of character errors in the
 lowest-confidence 10% of lines and the best possible share, and the last epoch's validation CER of the weights as
 validated (the average, for ``--ema`` runs) and as trained. Writes ``candidates.json`` and ``candidates.png``.
 """
@@ -46,6 +47,7 @@ def read_candidate(folder: Path) -> dict:
     return {"name": f"{folder.parent.name}/{folder.name}", "folder": str(folder), "book": book, "recipe": recipe,
             "machine": run.get("machine"), "epochs": len(history),
             "cer": result["cer"], "wer": result["wer"],
+            "cer_no_punctuation_spacing": result.get("cer_no_punctuation_spacing"),
             "error_share_lowest_10pct": confidence["error_share_lowest_10pct"],
             "error_share_best_possible": confidence["error_share_best_possible"],
             "val_cer_last": float(last["val_cer"]),
@@ -67,13 +69,15 @@ def changes(candidate: dict, baseline: dict) -> str:
 
 def table(candidates: list[dict]) -> str:
     base = candidates[0]
-    header = ["candidate", "changes", "CER", "x baseline", "WER", "lowest 10%", "best possible",
-              "last val (trained)"]
+    header = ["candidate", "changes", "CER", "x baseline", "CER, no spaces at marks", "WER", "lowest 10%",
+              "best possible", "last val (trained)"]
     rows = []
     for c in candidates:
         trained = f" ({100 * c['val_cer_trained_last']:.2f}%)" if c["val_cer_trained_last"] is not None else ""
+        tight = c["cer_no_punctuation_spacing"]
         rows.append([c["name"], "baseline" if c is base else changes(c, base), f"{100 * c['cer']:.2f}%",
-                     f"{c['cer'] / base['cer']:.2f}", f"{100 * c['wer']:.2f}%",
+                     f"{c['cer'] / base['cer']:.2f}", "not measured" if tight is None else f"{100 * tight:.2f}%",
+                     f"{100 * c['wer']:.2f}%",
                      f"{100 * c['error_share_lowest_10pct']:.1f}%", f"{100 * c['error_share_best_possible']:.1f}%",
                      f"{100 * c['val_cer_last']:.2f}%{trained}"])
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]

@@ -19,7 +19,7 @@ def write_fold(folder, args: dict, curve: list[float], cer: float, trained: list
             w.writerow({"epoch": i + 1, "val_cer": v, **({"val_cer_trained": trained[i]} if trained else {})})
     source = f"gs/book_{args['val_source']}.Adab/7_final"
     (folder / "evaluation.json").write_text(json.dumps({
-        "results": {source: {"cer": cer, "wer": 5 * cer}, "all": {"cer": 0.01, "wer": 0.05}},
+        "results": {source: {"cer": cer, "wer": 5 * cer, "cer_no_punctuation_spacing": cer / 2}, "all": {"cer": 0.01, "wer": 0.05}},
         "confidence": {source: {"error_share_lowest_10pct": 0.2, "error_share_best_possible": 0.4}}}),
         encoding="utf-8")
     if synth is not None:
@@ -44,7 +44,7 @@ def test_candidates_are_compared_on_what_their_recipes_changed(tmp_path, capsys)
     assert "ema=0.999" in changes and "device" not in changes and "precision" not in changes
     assert "synth_spaced_punctuation_rate=0.5" in changes and "synth_lines=45000 (baseline's unknown)" in changes
     assert "eulogy" not in changes
-    assert "2.40%" in row and "0.80" in row and "2.40% (2.60%)" in row
+    assert "2.40%" in row and "0.80" in row and "1.20%" in row and "2.40% (2.60%)" in row
     record = json.loads((tmp_path / "out" / "candidates.json").read_text(encoding="utf-8"))
     assert [c["book"] for c in record] == ["Qut", "Qut"] and record[1]["curve_trained"] == [0.05, 0.026]
     assert (tmp_path / "out" / "candidates.png").stat().st_size > 10_000

@@ -127,6 +127,19 @@ def test_scores_count_harakat_only_in_the_raw_cer():
     assert table["all"]["cer_no_harakat_tatweel"] == 0.0
 
 
+def test_scores_set_spacing_at_punctuation_aside_only_in_their_own_cer():
+    """« word » . against «word».: an edition's spacing convention, not a misread letter."""
+    from recognition.line_data import LineSample
+
+    sample = LineSample(image_path=None, text="قال : « الحبج » .", source="s")
+    table, _ = evaluate.score([sample], ["قال: «الحبج»."])
+    assert table["all"]["cer"] == pytest.approx(4 / 17, abs=1e-4)
+    assert table["all"]["cer_no_punctuation_spacing"] == 0.0
+    other, _ = evaluate.score([sample], ["قال : « الحج » ."])  # a letter missed still counts
+    assert other["all"]["cer_no_punctuation_spacing"] == pytest.approx(1 / 12, abs=1e-4)
+    assert evaluate.tight_punctuation("سنة (5) ، [ 601 ] وقال") == "سنة(5)،[601]وقال"
+
+
 def test_finetune_grows_the_alphabet_and_keeps_old_weights(tiny_model, tmp_path):
 
     from recognition.alphabet import Alphabet

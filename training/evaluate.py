@@ -6,8 +6,10 @@
 Reads line folders or manifests (as ``training.preprocess`` does), recognises
 through the same ``Recognizer`` the service uses, and writes
 ``evaluation.json``, ``evaluation.md``, ``worst-lines.png`` and
-``reliability.png`` to ``--out``. CER is reported raw and with harakat and
-tatweel removed from both sides; the confidences as served are measured per
+``reliability.png`` to ``--out``. CER is reported raw, with harakat and
+tatweel removed from both sides, and with the spaces next to punctuation
+removed from both sides (editions and transcriptions differ in spacing marks:
+« word » or «word», word . or word.); the confidences as served are measured per
 source (``training.calibrate.confidence_measures``: calibration error per
 character and per line, share of the errors in the lowest-confidence 10%).
 """
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 from collections import Counter, defaultdict
@@ -41,10 +44,19 @@ def loose(text: str) -> str:
     return strip_tatweel(strip_harakat(text))
 
 
+_SPACED_MARK = re.compile(r"\s*([«»()\[\]\u060c.:\u061b\u061f!])\s*")
+
+
+def tight_punctuation(text: str) -> str:
+    """The text with no space next to a punctuation mark: what is left when spacing conventions are set aside."""
+    return _SPACED_MARK.sub(r"\1", text)
+
+
 def score(samples: Sequence[LineSample], hypotheses: Sequence[str]) -> tuple[dict, list[Scored]]:
     """Per-source and overall error rates of ``hypotheses`` against the samples."""
     raw: dict[str, ErrorCounter] = defaultdict(ErrorCounter)
     relaxed: dict[str, ErrorCounter] = defaultdict(ErrorCounter)
+    tight: dict[str, ErrorCounter] = defaultdict(ErrorCounter)
     scored = []
     for sample, hyp in zip(samples, hypotheses, strict=True):
         ref = normalize_text(sample.text)
@@ -53,6 +65,7 @@ def score(samples: Sequence[LineSample], hypotheses: Sequence[str]) -> tuple[dic
         for key in (sample.source, "all"):
             errors = raw[key].add(ref, hyp, track_confusions=True)
             relaxed[key].add(loose(ref), loose(hyp))
+            tight[key].add(tight_punctuation(ref), tight_punctuation(hyp))
         scored.append(Scored(sample, ref, hyp, errors))
     table = {
         source: {
@@ -62,6 +75,7 @@ def score(samples: Sequence[LineSample], hypotheses: Sequence[str]) -> tuple[dic
             "wer": round(raw[source].wer, 5),
             "cer_no_harakat_tatweel": round(relaxed[source].cer, 5),
             "wer_no_harakat_tatweel": round(relaxed[source].wer, 5),
+            "cer_no_punctuation_spacing": round(tight[source].cer, 5),
         }
         for source in sorted(raw, key=lambda s: (s == "all", s))
     }
@@ -89,10 +103,11 @@ def recognise_all(model_path: str, samples: Sequence[LineSample], threads: int =
 
 
 def to_markdown(title: str, table: dict) -> str:
-    rows = [f"## {title}", "", "| source | lines | CER | WER | CER (no harakat/tatweel) |", "|---|---:|---:|---:|---:|"]
+    rows = [f"## {title}", "", "| source | lines | CER | WER | CER (no harakat/tatweel) | CER (no spaces at marks) |",
+            "|---|---:|---:|---:|---:|---:|"]
     for source, r in table.items():
         rows.append(f"| {source} | {r['lines']} | {100 * r['cer']:.2f}% | {100 * r['wer']:.2f}% | "
-                    f"{100 * r['cer_no_harakat_tatweel']:.2f}% |")
+                    f"{100 * r['cer_no_harakat_tatweel']:.2f}% | {100 * r['cer_no_punctuation_spacing']:.2f}% |")
     confusions = table["all"].get("confusions", [])
     if confusions:
         rows += ["", "Most frequent confusions (reference -> recognised; empty = missing/extra):", ""]
