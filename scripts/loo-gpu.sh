@@ -12,7 +12,7 @@
 # them at REAL_ARRAYS' height (its manifest's input_height), on all cores; then start every fold's training side by
 # side (rendering beside training slowed the trainings' first epochs 5-10x on the first run); every fold gets the
 # same TRAIN_TORCH_ARGS. OUT/BOOK/ holds synth-arrays/, synth.json (how they were rendered), run/ (last.pt,
-# history.csv, run.json) and train.log. Export and evaluation need TensorFlow: python -m training.loo_finish, on the CPU machine.
+# history.csv, run.json) and train.log (appended to when a fold resumes). Export and evaluation need TensorFlow: python -m training.loo_finish, on the CPU machine.
 # A fold whose rendering or training fails is named at the end and the exit status is 1; the other folds go on.
 #
 # Environment: SYNTH_LINES (45000), SYNTH_SEED (2026), SYNTH_ARGS (more training.synth options, e.g.
@@ -67,6 +67,8 @@ for book in "${books[@]}"; do
             continue
         fi
     fi
+    # Lines rendered earlier (or linked from another series) are not rendered again: say so where nothing tells how.
+    [[ -f $fold/synth.json ]] || echo "$(date -u +%T) $book: WARNING its synthetic lines have no synth.json (how they were rendered is not recorded)" >&2
     ready+=("$book")
 done
 if [[ ${RENDER_ONLY:-0} == 1 ]]; then
@@ -78,7 +80,7 @@ for book in "${ready[@]}"; do
     fold=$out/$book
     echo "$(date -u +%T) $book: training (log: $fold/train.log)"
     PYTHONUNBUFFERED=1 "$py" -m training.train_torch --data "$real" --val-source "$book" \
-        --synth "$fold/synth-arrays" --out "$fold/run" --workers "$loaders" "$@" > "$fold/train.log" 2>&1 &
+        --synth "$fold/synth-arrays" --out "$fold/run" --workers "$loaders" "$@" >> "$fold/train.log" 2>&1 &
     pids+=($!) trained+=("$book")
 done
 for i in "${!pids[@]}"; do

@@ -351,6 +351,7 @@ def test_render_only_renders_and_a_second_series_trains_on_those_lines(lines_dir
     trained = loo_gpu(real_arrays, lines_dir, second, "Beta", "--", *TRAIN_ARGS)
     assert trained.returncode == 0, trained.stdout + trained.stderr
     assert "rendering" not in trained.stdout and not (second / "Beta" / "synth.log").exists()
+    assert "Beta: WARNING its synthetic lines have no synth.json" in trained.stderr  # linked without it: said
     assert (second / "Beta" / "run" / "last.pt").exists()
 
 
