@@ -21,6 +21,9 @@
 # e.g. to render several series' lines before any of them trains; a fold whose synth-arrays/ are there is not
 # rendered again, so OUT/BOOK/synth-arrays may also be another series' folder or a link to it).
 set -euo pipefail
+# One brace group, parsed whole before any of it runs: bash reads a script as it executes it, so an edit to this
+# file (a git pull) while folds train would otherwise make the running copy read shifted lines when they end.
+{
 
 if [[ $# -lt 5 || "$1" == -h || "$1" == --help ]]; then
     sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'
@@ -94,3 +97,5 @@ if [[ ${#failed[@]} -gt 0 ]]; then
     exit 1
 fi
 echo "$(date -u +%T) all ${#books[@]} folds finished"
+exit
+}
