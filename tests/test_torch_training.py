@@ -9,8 +9,13 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from training import train_torch  # noqa: E402
 from training.model import PRESETS, WIDTH_STRIDE, build_model, frames_for  # noqa: E402
 from training.torch_crnn import TorchCRNN, copy_keras_to_torch, copy_torch_to_keras  # noqa: E402
+
+# bf16 on a CPU that only emulates it (AVX2 only) is refused by train_torch, and oneDNN fails some bf16 LSTM calls there.
+NEEDS_NATIVE_BF16 = pytest.mark.skipif(train_torch.native_bf16() is False,
+                                       reason="this CPU has no AVX512-BF16 or AMX: bf16 would be emulated")
 
 pytestmark = pytest.mark.slow
 
@@ -99,6 +104,7 @@ def test_the_bidirectional_lstm_gives_a_packed_sequences_outputs_and_gradients()
     assert reversal_index(torch.tensor([3]), 5).tolist() == [[2, 1, 0, 3, 4]]
 
 
+@NEEDS_NATIVE_BF16
 def test_the_bidirectional_lstm_under_bf16_autocast_stays_near_fp32():
     from training.torch_crnn import bidirectional_lstm, reversal_index
 
@@ -177,6 +183,7 @@ def test_torch_training_resumes_from_last_pt(torch_run, tiny_arrays, tmp_path, c
     assert int(history[3]["step"]) == int(history[2]["step"]) + 12
 
 
+@NEEDS_NATIVE_BF16
 def test_bf16_training_learns_and_keeps_fp32_weights(tiny_arrays, tmp_path):
     """--precision bf16 (autocast on the CPU) is a faster forward pass, not another model: the weights, the
     optimizer state and the run's record stay fp32 and say how it was trained."""
@@ -307,3 +314,21 @@ def test_ema_is_refused_out_of_range(tiny_arrays, tmp_path):
         train_torch.main(["--data", str(tiny_arrays), "--out", str(tmp_path / "r"), "--epochs", "1", *TRAIN_ARGS,
                           "--ema", "1.0"])
     assert not (tmp_path / "r").exists()
+
+
+
+def test_bf16_is_refused_on_a_cpu_that_would_emulate_it(tiny_arrays, tmp_path, monkeypatch):
+    """Without AVX512-BF16 or AMX, PyTorch emulates bf16: a training step ran >10x slower than fp32 on such a CPU."""
+    from training import machine
+
+    monkeypatch.setattr(machine, "cpu_flags", lambda: {"avx2", "fma"})
+    assert machine.native_bf16() is False
+    monkeypatch.setattr(train_torch, "native_bf16", machine.native_bf16)
+    with pytest.raises(SystemExit, match="needs a CPU with AVX512-BF16 or AMX"):
+        train_torch.main(["--data", str(tiny_arrays), "--out", str(tmp_path / "run"), "--preset", "tiny",
+                          "--epochs", "1", "--precision", "bf16", "--device", "cpu"])
+    assert not (tmp_path / "run").exists()
+    monkeypatch.setattr(machine, "cpu_flags", lambda: {"avx2", "avx512_bf16"})
+    assert machine.native_bf16() is True
+    monkeypatch.setattr(machine, "cpu_flags", lambda: None)
+    assert machine.native_bf16() is None  # cannot tell: not refused

@@ -32,7 +32,7 @@ from recognition.alphabet import Alphabet
 from recognition.line_data import matches_source
 
 from .labels import DEFAULT_MIN_CHAR_COUNT
-from .machine import cpu_model
+from .machine import cpu_model, native_bf16
 from .model import PRESETS, ModelConfig
 from .schedule import cosine_learning_rate, run_progress
 from .shards import Line, read_manifest, read_split
@@ -218,8 +218,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
     parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
                         help="the training steps' forward pass: fp32 (on a GPU its convolutions and matrix products "
-                             "in TF32), or bf16 autocast, CPU only (with AMX or AVX512-BF16 about 1.7x faster; "
-                             "without them it can be slower than fp32; the weights, optimizer, loss and validation "
+                             "in TF32), or bf16 autocast, CPU only, on CPUs with AMX or AVX512-BF16 (about 1.7x faster there; "
+                             "refused on others, which emulate it many times slower; the weights, optimizer, loss and validation "
                              "stay fp32)")
     parser.add_argument("--progress-every", type=int, default=200, help="a progress line every this many steps")
     return parser
@@ -242,6 +242,11 @@ def train(args) -> int:
     if args.precision == "bf16" and device.type != "cpu":
         # CUDA's autocast runs cuDNN LSTMs in fp16 whatever dtype it is given, and nothing here scales the loss.
         raise SystemExit(f"--precision bf16 is for CPUs; on {device.type} train in fp32 (TF32 there)")
+    if args.precision == "bf16" and native_bf16() is False:
+        # Emulated, a step ran >10x slower than fp32 (2-core AMD EPYC, AVX2 only), and oneDNN refuses some bf16
+        # LSTM calls outright there: a run that would crawl or fail mid-epoch is refused before it starts.
+        raise SystemExit(f"--precision bf16 needs a CPU with AVX512-BF16 or AMX; this one ({cpu_model() or 'unknown'}) "
+                         "has neither, so PyTorch would emulate it: train with --precision fp32")
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True
     torch.backends.cudnn.benchmark = False  # every batch has another width
