@@ -112,6 +112,24 @@ def _architecture(info: ModelInfo) -> list[str]:
               "(`recognition.image`, `recognition.text`)"]
     if info.extra.get("quantization"):
         lines.append(f"- quantization: {info.extra['quantization']}")
+    return lines + _members(info)
+
+
+def _members(info: ModelInfo) -> list[str]:
+    """An ensemble (``training.ensemble``): the models whose per-frame probabilities it averages."""
+    try:
+        members = json.loads(info.extra.get("ensemble", "[]"))
+    except ValueError:
+        members = []
+    if not members:
+        return []
+    lines = [f"- an **ensemble** of {len(members)} models read side by side, their per-frame probabilities averaged "
+             "(`training.ensemble`; it costs their summed time):"]
+    for m in members:
+        cer = m.get("validation_cer")
+        lines.append(f"  - `{m.get('file')}` ({m.get('name')} {m.get('version')}, epoch {m.get('exported_epoch')}"
+                     + (f", validation CER {percent(cer)}" if cer is not None else "")
+                     + f"; SHA-256 {str(m.get('sha256', ''))[:12]}...)")
     return lines
 
 
