@@ -43,6 +43,12 @@ workers=${WORKERS:-$(nproc)}
 loaders=${LOADER_WORKERS:-2}
 read -ra synth_args <<< "${SYNTH_ARGS:-}"
 here=$(cd "$(dirname "$0")/.." && pwd)
+# train_torch refuses bf16 on a CPU that would emulate it: say so now, not after rendering every fold's lines.
+if [[ ${RENDER_ONLY:-0} != 1 && " $* " == *" bf16 "* ]] && ! (cd "$here" && "$py" -c \
+        'import sys; from training.machine import native_bf16; sys.exit(native_bf16() is False)'); then
+    echo "--precision bf16 needs a CPU with AVX512-BF16 or AMX; this one has neither: use --precision fp32" >&2
+    exit 2
+fi
 # The synthetic lines must have the real lines' height (a tiny-preset series has 32, not preprocess's default).
 height=$("$py" -c 'import json, sys; print(json.load(open(sys.argv[1]))["input_height"])' "$real/manifest.json") \
     || { echo "$real: no manifest.json with input_height (training.preprocess's output)" >&2; exit 2; }

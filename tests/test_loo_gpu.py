@@ -181,6 +181,14 @@ def test_loo_gpu_refuses_real_arrays_without_a_manifest(lines_dir, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.skipif(__import__("training.machine").machine.native_bf16() is not False,
+                    reason="only a CPU without AVX512-BF16 or AMX (Linux flags) refuses bf16")
+def test_loo_gpu_refuses_bf16_on_a_cpu_that_would_emulate_it_before_rendering(lines_dir, real_arrays, tmp_path):
+    result = loo_gpu(real_arrays, lines_dir, tmp_path / "out", "Alpha", "--", *TRAIN_ARGS, "--precision", "bf16")
+    assert result.returncode == 2 and "use --precision fp32" in result.stderr
+    assert not (tmp_path / "out").exists()  # nothing rendered
+
+
 # -- training.loo_finish ----------------------------------------------------------------
 
 def loo_finish(out: Path, lines: Path, parity: Path, *extra: str) -> int:

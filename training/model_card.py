@@ -126,10 +126,16 @@ def _members(info: ModelInfo) -> list[str]:
     lines = [f"- an **ensemble** of {len(members)} models read side by side, their per-frame probabilities averaged "
              "(`training.ensemble`; it costs their summed time):"]
     for m in members:
-        cer = m.get("validation_cer")
-        lines.append(f"  - `{m.get('file')}` ({m.get('name')} {m.get('version')}, epoch {m.get('exported_epoch')}"
-                     + (f", validation CER {percent(cer)}" if cer is not None else "")
-                     + f"; SHA-256 {str(m.get('sha256', ''))[:12]}...)")
+        facts = [f"{m.get('name')} {m.get('version')}"]
+        if m.get("exported_epoch") not in (None, "None"):
+            facts.append(f"epoch {m['exported_epoch']}")
+        if m.get("validation_cer") is not None:
+            facts.append(f"validation CER {percent(m['validation_cer'])}")
+        if m.get("training_seconds"):
+            facts.append(f"{float(m['training_seconds']) / 60:.0f} minutes of training")
+        if m.get("training_machine"):
+            facts.append(f"on {m['training_machine']}")
+        lines.append(f"  - `{m.get('file')}` ({', '.join(facts)}; SHA-256 {str(m.get('sha256', ''))[:12]}...)")
     return lines
 
 

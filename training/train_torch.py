@@ -219,7 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
                         help="the training steps' forward pass: fp32 (on a GPU its convolutions and matrix products "
                              "in TF32), or bf16 autocast, CPU only, on CPUs with AMX or AVX512-BF16 (about 1.7x faster there; "
-                             "refused on others, which emulate it many times slower; the weights, optimizer, loss and validation "
+                             "refused where Linux reports neither, as PyTorch would emulate it many times slower; the weights, optimizer, loss and validation "
                              "stay fp32)")
     parser.add_argument("--progress-every", type=int, default=200, help="a progress line every this many steps")
     return parser
