@@ -63,8 +63,25 @@ def _check_text(value: str, field: str) -> str:
     return value
 
 
+FILTERS = ("created_after", "created_before", "min_confidence", "max_confidence", "status", "model")
+
+
+def _check_given_once(params) -> None:
+    """A filter named twice (which one wins?) or given empty (?min_confidence=) is a malformed request, not
+    "no filter": answering every line to it would hide the client's mistake."""
+    for field in FILTERS:
+        if field not in params:
+            continue
+        values = params.getlist(field) if hasattr(params, "getlist") else [params[field]]
+        if len(values) > 1:
+            raise ApiError("invalid_filter", f"{field} is given {len(values)} times; give it once")
+        if values[0] == "":
+            raise ApiError("invalid_filter", f"{field} is empty; leave it out not to filter by it")
+
+
 def filter_recognitions(queryset: QuerySet[Recognition], params) -> QuerySet[Recognition]:
     """Filters of GET /api/v1/recognitions/: created_after/before, min/max_confidence, status, model."""
+    _check_given_once(params)
     if value := params.get("created_after"):
         queryset = queryset.filter(created_at__gte=_parse_when(value, "created_after"))
     if value := params.get("created_before"):

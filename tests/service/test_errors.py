@@ -39,6 +39,14 @@ def test_nul_and_non_finite_filters_are_refused(api, params):
     _assert_json_error(api.get(URL, params), 400, "invalid_filter")
 
 
+@pytest.mark.parametrize("query", ["max_confidence=&min_confidence=false&min_confidence=",  # schemathesis found it
+                                   "min_confidence=", "status=", "model=", "created_after=",
+                                   "min_confidence=0.1&min_confidence=0.9", "status=verified&status=corrected"])
+def test_an_empty_or_repeated_filter_is_refused_not_ignored(api, query):
+    error = _assert_json_error(api.get(f"{URL}?{query}"), 400, "invalid_filter")
+    assert "empty" in error["message"] or "times" in error["message"]
+
+
 def test_nul_in_the_model_field_of_an_upload_is_refused(api, line_png):
     response = api.post(URL, {"image": SimpleUploadedFile("l.png", line_png), "model": "arabic\x00"},
                         format="multipart")
