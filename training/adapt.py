@@ -39,6 +39,7 @@ import sys
 import time
 from pathlib import Path
 
+from recognition import model_files
 from recognition.adaptation_gate import DEFAULT_MAX_FORGETTING, judge_adaptation
 from recognition.line_data import SkipReport, iter_samples
 
@@ -53,14 +54,11 @@ REFERENCE_FONT = "NotoNaskhArabic-Regular"
 
 def keras_twin(onnx_path: Path) -> Path:
     """The Keras checkpoint an ONNX model was exported from (int8 models share their float model's)."""
-    candidates = [onnx_path.with_suffix(".keras")]
-    if onnx_path.stem.endswith("-int8"):
-        candidates.append(onnx_path.with_name(onnx_path.stem[: -len("-int8")] + ".keras"))
-    for candidate in candidates:
-        if candidate.exists():
-            return candidate
-    raise SystemExit(f"{onnx_path} cannot be fine-tuned: no Keras checkpoint beside it "
-                     f"({' or '.join(c.name for c in candidates)})")
+    twin = model_files.keras_twin(onnx_path)
+    if twin is None:
+        raise SystemExit(f"{onnx_path} cannot be fine-tuned: no Keras checkpoint beside it "
+                         f"({' or '.join(c.name for c in model_files.keras_twin_candidates(onnx_path))})")
+    return twin
 
 
 def rendered_lines(out: Path, lines: int, seed: int, fonts: list[str] | None, corpus: list[str]) -> Path:

@@ -21,7 +21,8 @@ ADAPTATION = OpenApiResponse(OpenApiTypes.OBJECT, description=(
     "id, book, status (queued, running, accepted, rejected, failed), base_model, adapted_model, train_lines, "
     "heldout_lines, before_cer, after_cer, reference_cer, global_reference_cer, reason, progress{phase, epoch, "
     "epochs, history[]}, log, rerecognised_lines, changed_lines[], attempts, minutes, timestamps"))
-CONFLICT = {409: OpenApiResponse(ErrorSerializer, description="not_enough_reviewed_lines or adaptation_in_progress")}
+CONFLICT = {409: OpenApiResponse(ErrorSerializer, description="not_enough_reviewed_lines, adaptation_in_progress or model_not_adaptable "
+                                                         "(the book's model has no Keras checkpoint to fine-tune)")}
 
 
 class BookAdaptApi(APIView):

@@ -25,6 +25,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from recognition import model_files
 from recognition.adaptation_gate import judge_adaptation
 
 from .. import engine, registry
@@ -49,6 +50,11 @@ def request_adaptation(job: Job, user) -> BookAdaptation:
     if reviewed < settings.OCR_ADAPT_MIN_LINES:
         raise ApiError("not_enough_reviewed_lines", f"book {job.pk} has {reviewed} reviewed lines; adapting needs "
                                                     f"at least {settings.OCR_ADAPT_MIN_LINES}", 409)
+    base = job.model_version
+    if model_files.keras_twin(base.file_path) is None:
+        raise ApiError("model_not_adaptable", f"book {job.pk} was read by {base.name} {base.version}, which cannot be "
+                       "fine-tuned: no Keras checkpoint beside its file (an ensemble, or an ONNX file registered "
+                       "alone)", 409)
     try:
         with transaction.atomic():
             adaptation = BookAdaptation.objects.create(job=job, requested_by=user, base_model=job.model_version)

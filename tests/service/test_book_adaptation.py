@@ -157,6 +157,25 @@ def test_adapting_needs_enough_reviewed_lines(tiny_global, user, staff_api, api)
         request_adaptation(book, user)
 
 
+def test_a_model_without_a_keras_checkpoint_is_refused_before_anything_is_queued(tiny_model, user, staff_api,
+                                                                                 settings, tmp_path):
+    """An ensemble (training.ensemble) or an ONNX file registered alone reads lines but cannot be fine-tuned."""
+    import shutil
+
+    settings.OCR_ADAPT_MIN_LINES = 2
+    alone = tmp_path / "alone" / "tiny-alone.onnx"
+    alone.parent.mkdir()
+    shutil.copy(tiny_model, alone)  # its .keras stays behind
+    version = registry.register_model(alone, activate=True, check_quality=False)
+    registry.forget_active_version()
+    book = make_book(user, version, vocabulary_lines(3, seed=6), reviewed=3)
+    answer = staff_api.post(f"/api/v1/jobs/{book.pk}/adapt/")
+    assert answer.status_code == 409, answer.content[:300]
+    error = answer.json()["error"]
+    assert error["code"] == "model_not_adaptable" and version.name in error["message"]
+    assert not BookAdaptation.objects.exists()
+
+
 def _a_dead_pid() -> int:
     import subprocess
 
