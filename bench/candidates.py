@@ -11,6 +11,8 @@ held-out book's CER (also with the spaces next to punctuation set aside, where t
 exported float model, greedy, last epoch), the share of character errors in the
 lowest-confidence 10% of lines and the best possible share, and the last epoch's validation CER of the weights as
 validated (the average, for ``--ema`` runs) and as trained. Writes ``candidates.json`` and ``candidates.png``.
+A folder with ``ensemble.json`` is an ensemble of other folds of one recipe (``training.ensemble``; see
+``read_ensemble``), compared as the rest.
 """
 
 from __future__ import annotations
@@ -27,7 +29,38 @@ from training.loo_finish import fold_recipe
 SYNTH_KEYS = ("lines", "seed", "eulogy_ligature_rate", "spaced_punctuation_rate")
 
 
+def read_ensemble(folder: Path) -> dict:
+    """A folder with ``ensemble.json`` (``{"members": [member folders, relative to this one's parent]}``) and the
+    merged model's ``evaluation.json``: its recipe is its members' (which must differ in the seed alone), with the
+    seeds joined and ``ensemble`` the member count; it has no validation curve of its own."""
+    names = json.loads((folder / "ensemble.json").read_text(encoding="utf-8"))["members"]
+    members = [read_candidate(folder.parent / name) for name in names]
+    recipes = [{k: v for k, v in m["recipe"].items() if k != "seed"} for m in members]
+    if any(r != recipes[0] for r in recipes[1:]) or len({m["book"] for m in members}) != 1:
+        raise SystemExit(f"{folder}: its members' recipes differ in more than the seed; not one recipe's ensemble")
+    evaluation = json.loads((folder / "evaluation.json").read_text(encoding="utf-8"))
+    book = members[0]["book"]
+    result, confidence = _held_out(folder, evaluation, book)
+    recipe = {**recipes[0], "seed": "+".join(str(m["recipe"].get("seed")) for m in members), "ensemble": len(members)}
+    return {"name": f"{folder.parent.name}/{folder.name}", "folder": str(folder), "book": book, "recipe": recipe,
+            "machine": members[0]["machine"], "epochs": members[0]["epochs"], "members": names,
+            "cer": result["cer"], "wer": result["wer"],
+            "cer_no_punctuation_spacing": result.get("cer_no_punctuation_spacing"),
+            "error_share_lowest_10pct": confidence["error_share_lowest_10pct"],
+            "error_share_best_possible": confidence["error_share_best_possible"],
+            "val_cer_last": None, "val_cer_trained_last": None, "curve": [], "curve_trained": []}
+
+
+def _held_out(folder: Path, evaluation: dict, book: str) -> tuple[dict, dict]:
+    sources = [s for s in evaluation["results"] if s != "all" and matches_source(s, [book])]
+    if len(sources) != 1:  # the first of several would be another book's figure
+        raise SystemExit(f"{folder}: {len(sources)} evaluated sources match its held-out book {book!r}: {sources}")
+    return evaluation["results"][sources[0]], evaluation["confidence"][sources[0]]
+
+
 def read_candidate(folder: Path) -> dict:
+    if (folder / "ensemble.json").exists():
+        return read_ensemble(folder)
     run = json.loads((folder / "run.json").read_text(encoding="utf-8"))
     with (folder / "history.csv").open() as f:
         history = list(csv.DictReader(f))
@@ -35,10 +68,7 @@ def read_candidate(folder: Path) -> dict:
     synth_path = folder / "synth.json"
     synth = json.loads(synth_path.read_text(encoding="utf-8")) if synth_path.exists() else {}
     book = run["args"]["val_source"]
-    sources = [s for s in evaluation["results"] if s != "all" and matches_source(s, [book])]
-    if len(sources) != 1:  # the first of several would be another book's figure
-        raise SystemExit(f"{folder}: {len(sources)} evaluated sources match its held-out book {book!r}: {sources}")
-    result, confidence = evaluation["results"][sources[0]], evaluation["confidence"][sources[0]]
+    result, confidence = _held_out(folder, evaluation, book)
     recipe = fold_recipe(run["args"])  # what it learnt from, as training.loo_finish counts it
     # A rate a record does not name was not an option yet: 0. The lines and seed of a series that kept no
     # synth.json (before it was kept) are unknown: None.
@@ -74,12 +104,13 @@ def table(candidates: list[dict]) -> str:
     rows = []
     for c in candidates:
         trained = f" ({100 * c['val_cer_trained_last']:.2f}%)" if c["val_cer_trained_last"] is not None else ""
+        last = "-" if c["val_cer_last"] is None else f"{100 * c['val_cer_last']:.2f}%{trained}"
         tight = c["cer_no_punctuation_spacing"]
         rows.append([c["name"], "baseline" if c is base else changes(c, base), f"{100 * c['cer']:.2f}%",
                      f"{c['cer'] / base['cer']:.2f}", "not measured" if tight is None else f"{100 * tight:.2f}%",
                      f"{100 * c['wer']:.2f}%",
                      f"{100 * c['error_share_lowest_10pct']:.1f}%", f"{100 * c['error_share_best_possible']:.1f}%",
-                     f"{100 * c['val_cer_last']:.2f}%{trained}"])
+                     last])
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     return "\n".join(lines)
@@ -93,12 +124,14 @@ def plot(candidates: list[dict], path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(8, 4.5))
     for c in candidates:
+        if not c["curve"]:  # an ensemble: no validation run of its own
+            continue
         epochs = range(1, len(c["curve"]) + 1)
         (line,) = ax.plot(epochs, [100 * v for v in c["curve"]], marker="o", ms=3, label=c["name"])
         if c["curve_trained"]:
             ax.plot(epochs, [100 * v for v in c["curve_trained"]], ls="--", color=line.get_color(), alpha=0.6,
                     label=f"{c['name']} (weights as trained)")
-    ax.set_ylim(0, 3 * max(c["val_cer_last"] for c in candidates) * 100)
+    ax.set_ylim(0, 3 * max(c["val_cer_last"] or 0 for c in candidates) * 100 or None)
     ax.axhline(2.5, color="grey", lw=0.8, ls=":")
     ax.set_xlabel("epoch")
     ax.set_ylabel(f"validation CER on {candidates[0]['book']} (%)")

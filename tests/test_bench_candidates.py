@@ -63,3 +63,34 @@ def test_a_baseline_without_the_newer_ema_argument_is_the_same_recipe_as_ema_zer
     assert candidates.main([str(tmp_path / "loo" / "Qut"), str(tmp_path / "cand" / "rerun"),
                             "--out", str(tmp_path / "out")]) == 0
     assert "(the baseline's recipe)" in capsys.readouterr().out
+
+
+def write_ensemble(folder, members: list[str], cer: float, book: str = "Qut"):
+    folder.mkdir(parents=True)
+    (folder / "ensemble.json").write_text(json.dumps({"members": members}), encoding="utf-8")
+    source = f"gs/book_{book}.Adab/7_final"
+    (folder / "evaluation.json").write_text(json.dumps({
+        "results": {source: {"cer": cer, "wer": 5 * cer, "cer_no_punctuation_spacing": cer / 2}},
+        "confidence": {source: {"error_share_lowest_10pct": 0.25, "error_share_best_possible": 0.4}}}),
+        encoding="utf-8")
+
+
+def test_an_ensemble_of_one_recipes_seeds_is_a_candidate_with_its_members_recipe(tmp_path, capsys):
+    write_fold(tmp_path / "cand" / "base", BASE_ARGS, [0.05, 0.03], 0.03)
+    write_fold(tmp_path / "cand" / "s8", {**BASE_ARGS, "ema": 0.999, "seed": 8}, [0.04, 0.028], 0.028)
+    write_fold(tmp_path / "cand" / "s9", {**BASE_ARGS, "ema": 0.999, "seed": 9, "device": "cpu"}, [0.04, 0.026], 0.026)
+    write_ensemble(tmp_path / "cand" / "s8+s9", ["s8", "s9"], 0.024)
+    assert candidates.main([str(tmp_path / "cand" / f) for f in ("base", "s8", "s9", "s8+s9")]
+                           + ["--out", str(tmp_path / "out")]) == 0
+    row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("| cand/s8+s9"))
+    assert "ensemble=2" in row and "seed=8+9" in row and "ema=0.999" in row and "2.40%" in row
+    assert row.rstrip().endswith("| - |")  # no validation curve of its own
+    assert (tmp_path / "out" / "candidates.png").exists()
+
+
+def test_an_ensemble_of_different_recipes_is_refused(tmp_path):
+    write_fold(tmp_path / "cand" / "a", BASE_ARGS, [0.03], 0.03)
+    write_fold(tmp_path / "cand" / "b", {**BASE_ARGS, "ema": 0.999}, [0.03], 0.03)
+    write_ensemble(tmp_path / "cand" / "a+b", ["a", "b"], 0.024)
+    with pytest.raises(SystemExit, match="differ in more than the seed"):
+        candidates.main([str(tmp_path / "cand" / "a+b"), "--out", str(tmp_path / "o")])
