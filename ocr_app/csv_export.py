@@ -7,13 +7,11 @@ import json
 from collections.abc import Iterable, Iterator
 
 from django.db.models import QuerySet
-from django.http import Http404, StreamingHttpResponse
-from rest_framework.exceptions import NotFound
+from django.http import StreamingHttpResponse
 from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
 
-from .errors import ApiError
 from .models import Recognition
 
 COLUMNS = ["id", "created_at", "user", "model", "model_version", "status", "confidence", "text",
@@ -73,13 +71,6 @@ class CsvFormatMixin:
     """For an APIView whose GET streams CSV when asked: everything else it answers stays JSON (errors too)."""
 
     renderer_classes = [*api_settings.DEFAULT_RENDERER_CLASSES, CsvRenderer]
-
-    def perform_content_negotiation(self, request, force=False):
-        try:
-            return super().perform_content_negotiation(request, force)
-        except (NotFound, Http404):  # DRF's answer to an unknown ?format=: it is a bad parameter, not a missing page
-            raise ApiError("invalid_request", f"unknown format {request.query_params.get('format', '')!r}; "
-                                              "ask for json (the default) or csv") from None
 
     @staticmethod
     def wants_csv(request) -> bool:

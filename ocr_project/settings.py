@@ -244,6 +244,8 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": env_int("OCR_PAGE_SIZE", 50),
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "ocr_app.errors.json_exception_handler",
+    # An unknown ?format= is a 400 invalid_request, not DRF's 404 (ocr_app/negotiation.py)
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "ocr_app.negotiation.FormatParameterNegotiation",
 }
 
 SPECTACULAR_SETTINGS = {
