@@ -90,7 +90,9 @@ def changes(candidate: dict, baseline: dict) -> str:
     diff = []
     for k, v in candidate["recipe"].items():
         was = baseline["recipe"].get(k)
-        if v is not None and was is None:
+        if k == "ensemble":  # a single model is an ensemble of one, whatever its record says
+            diff.append(f"ensemble of {v}")
+        elif v is not None and was is None:
             diff.append(f"{k}={v} (baseline's unknown)")
         elif v != was:
             diff.append(f"{k}={v}")

@@ -83,7 +83,7 @@ def test_an_ensemble_of_one_recipes_seeds_is_a_candidate_with_its_members_recipe
     assert candidates.main([str(tmp_path / "cand" / f) for f in ("base", "s8", "s9", "s8+s9")]
                            + ["--out", str(tmp_path / "out")]) == 0
     row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("| cand/s8+s9"))
-    assert "ensemble=2" in row and "seed=8+9" in row and "ema=0.999" in row and "2.40%" in row
+    assert "ensemble of 2" in row and "seed=8+9" in row and "ema=0.999" in row and "2.40%" in row
     assert row.rstrip().endswith("| - |")  # no validation curve of its own
     assert (tmp_path / "out" / "candidates.png").exists()
 
