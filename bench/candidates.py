@@ -26,7 +26,7 @@ from pathlib import Path
 from recognition.line_data import matches_source
 from training.loo_finish import fold_recipe
 
-SYNTH_KEYS = ("lines", "seed", "eulogy_ligature_rate", "spaced_punctuation_rate")
+SYNTH_KEYS = ("lines", "seed", "eulogy_ligature_rate", "spaced_punctuation_rate", "hamza_omission_rate")
 
 
 def read_ensemble(folder: Path) -> dict:

@@ -280,3 +280,25 @@ def test_spaced_lines_draw_the_gaps_their_labels_hold_and_rate_zero_keeps_earlie
     assert default.spaced_punctuation_probability == 0.0  # the recipe's lines: no extra random draw
     with pytest.raises(SystemExit):
         synth.main(["--lines", "1", "--out", "unused", "--spaced-punctuation-rate", "2"])
+
+
+def test_hamza_omission_draws_some_seated_alifs_bare_while_the_label_keeps_them():
+    """Editions print أنخت, شأو as انخت, شاو; transcriptions restore the hamza, so the label must keep it."""
+    corpus = TextCorpus("أنخت إذا شأو أرطى فأجاب أي أن إلى".split())
+    amiri = [font("Amiri-Regular")]
+    plain = dict(vocalise_probability=0.0, neighbour_probability=0.0, number_probability=0.0,
+                 quote_probability=0.0, punctuation_probability=0.0, dotless_final_ya_probability=0.0)
+    always = synth.SynthConfig(hamza_omission_probability=1.0, **plain)
+    rng = np.random.default_rng(3)
+    text = "أنخت إذا شأو أرطى أي أن إلى أو"   # eight seated alifs
+    drawn = [synth.without_some_hamzas(text, rng) for _ in range(50)]
+    assert all(d.replace("أ", "ا").replace("إ", "ا") == text.replace("أ", "ا").replace("إ", "ا") for d in drawn)
+    seated = sum(d.count("أ") + d.count("إ") for d in drawn)
+    assert 0.3 * 400 < seated < 0.7 * 400   # about half dropped, each on its own draw
+    assert len(set(drawn)) > 10
+    for index in range(6):   # the label keeps every hamza, whatever the image shows
+        assert synth.synthesize_line(index, 5, corpus, amiri, always)[1] == \
+            synth.synthesize_line(index, 5, corpus, amiri, synth.SynthConfig(**plain))[1]
+    assert synth.SynthConfig().hamza_omission_probability == 0.0  # the recipe's lines: no extra random draw
+    with pytest.raises(SystemExit):
+        synth.main(["--lines", "1", "--out", "unused", "--hamza-omission-rate", "-0.1"])

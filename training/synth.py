@@ -77,6 +77,11 @@ class SynthConfig:
     # transcribe them tight, so a model trained on them reads such gaps as nothing. On that share of lines set
     # the line's marks spaced, label too. 0 draws no random number for it (earlier recipes' lines unchanged).
     spaced_punctuation_probability: float = 0.0
+    # Many editions print a hamza-seated alif bare (انخت, شاو, ارطى for أنخت, شأو, أرطى; the IbnQutayba edition
+    # on many, not all, not even within one line) while transcriptions restore the hamza: on that share of
+    # lines draw each أ and إ bare with probability HAMZA_OMISSION_PER_ALIF, the label keeps it. 0 draws no random
+    # number for it (earlier recipes' lines unchanged).
+    hamza_omission_probability: float = 0.0
 
 
 EULOGY_LIGATURE = "\ufdfa"   # ﷺ, which normalize_text spells صلى الله عليه وسلم
@@ -123,6 +128,16 @@ _FINAL_YA = re.compile("\u064a(?![\u0620-\u064a\u066e-\u06d3])")
 def dotless_final_ya(text: str) -> str:
     """The text as Bulaq type prints it: every word-final ي drawn as ى."""
     return _FINAL_YA.sub("\u0649", text)
+
+
+HAMZA_SEATED_ALIFS = "\u0623\u0625"   # أ إ
+HAMZA_OMISSION_PER_ALIF = 0.5
+
+
+def without_some_hamzas(text: str, rng: np.random.Generator) -> str:
+    """The text as a printer who drops hamzas prints it: each أ or إ bare (ا) with probability 1/2."""
+    return "".join("\u0627" if ch in HAMZA_SEATED_ALIFS and rng.random() < HAMZA_OMISSION_PER_ALIF else ch
+                   for ch in text)
 
 
 def with_eulogy_ligature(text: str, rng: np.random.Generator) -> str:
@@ -276,6 +291,8 @@ def synthesize_line(index: int, seed: int, corpus: TextCorpus, fonts: list[FontF
     drawn = printed
     if rng.random() < config.dotless_final_ya_probability and face.covers(dotless_final_ya(printed)):
         drawn = dotless_final_ya(printed)
+    if config.hamza_omission_probability and rng.random() < config.hamza_omission_probability:
+        drawn = without_some_hamzas(drawn, rng)
     if rng.random() < config.vocalise_probability:
         vocalised = _vocalise(drawn, rng)
         drawn = vocalised if face.covers(vocalised) else drawn
@@ -327,14 +344,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--spaced-punctuation-rate", type=float, default=0.0, metavar="P",
                         help="share of lines set French-style, a space inside « » and before . ، : ؛ ؟ ! (drawn and "
                              "labelled); default 0: none, the lines of earlier recipes")
+    parser.add_argument("--hamza-omission-rate", type=float, default=0.0, metavar="P",
+                        help="share of lines on which each أ and إ is drawn bare (ا) with probability 1/2, as many "
+                             "editions print them, the label keeping the hamza; default 0: none, the lines of "
+                             "earlier recipes")
     parser.add_argument("--compare-with", nargs="*", default=[],
                         help="real line folders to show beside the synthetic ones in contact-sheet.png")
     args = parser.parse_args(argv)
-    for name in ("eulogy_ligature_rate", "spaced_punctuation_rate"):
+    for name in ("eulogy_ligature_rate", "spaced_punctuation_rate", "hamza_omission_rate"):
         if not 0.0 <= getattr(args, name) <= 1.0:
             parser.error(f"--{name.replace('_', '-')} wants a share in [0, 1], got {getattr(args, name):g}")
     config = SynthConfig(eulogy_ligature_probability=args.eulogy_ligature_rate,
-                         spaced_punctuation_probability=args.spaced_punctuation_rate)
+                         spaced_punctuation_probability=args.spaced_punctuation_rate,
+                         hamza_omission_probability=args.hamza_omission_rate)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
     require_shaping()
@@ -365,6 +387,7 @@ def main(argv: list[str] | None = None) -> int:
         {"lines": args.lines, "seed": args.seed, "fonts": [f.name for f in fonts],
          "corpus": args.corpus, "exclude_corpus": args.exclude_corpus,
          "eulogy_ligature_rate": args.eulogy_ligature_rate, "spaced_punctuation_rate": args.spaced_punctuation_rate,
+         "hamza_omission_rate": args.hamza_omission_rate,
          "fonts_used_this_run": used, "lines_per_second": round(rate, 1)},
         ensure_ascii=False, indent=1), encoding="utf-8")
     from .contact_sheet import build_sheet
