@@ -25,3 +25,9 @@ accesslog = os.environ.get("GUNICORN_ACCESS_LOG") or None
 loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")
 # X-Forwarded-For/-Proto are believed only from these addresses (the reverse proxy).
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
+
+# What gunicorn refuses itself (a URI or headers over its limits, a malformed request) is answered in the API's
+# JSON error shape, not gunicorn's HTML page.
+from ocr_project.gunicorn_errors import install as _json_errors  # noqa: E402
+
+_json_errors()

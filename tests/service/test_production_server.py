@@ -123,3 +123,42 @@ def test_every_path_the_service_writes_follows_ocr_var_dir(tmp_path):
     paths = json.loads(out.stdout.strip().splitlines()[-1])
     assert paths == {"media": str(tmp_path / "state" / "media"), "static": str(tmp_path / "state" / "static"),
                      "db": str(tmp_path / "state" / "db.sqlite3"), "adapt": str(tmp_path / "state" / "adaptations")}
+
+
+def _raw_answer(port: int, payload: bytes) -> tuple[int, dict, bytes]:
+    """Send bytes as they are (no client library would send these) and read the whole answer."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(payload)
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    status_line, *header_lines = head.decode("latin-1").split("\r\n")
+    headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in header_lines)}
+    return int(status_line.split()[1]), headers, body
+
+
+def test_what_gunicorn_refuses_itself_is_answered_in_the_json_error_shape(tmp_path, model_file):
+    """A URI or headers over gunicorn's limits, a bad header name or a NUL in the method never reach Django:
+    gunicorn used to answer them with its own HTML page."""
+    server = ServerProcess(tmp_path / "var", model_file, workers=1, threads=2)
+    server.prepare()
+    server.start()
+    cases = [
+        (b"GET /api/v1/health/?q=" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414, "uri_too_long"),
+        (b"GET / HTTP/1.1\r\nHost: x\r\nBad Header: 1\r\n\r\n", 400, "bad_request"),
+        (b"GET / HTTP/1.1\r\nHost: x\r\n" + b"".join(b"X-%d: 1\r\n" % i for i in range(200)) + b"\r\n",
+         431, "headers_too_large"),
+        (b"GE\x00T / HTTP/1.1\r\nHost: x\r\n\r\n", 400, "bad_request"),
+    ]
+    try:
+        for payload, status, code in cases:
+            got, headers, body = _raw_answer(server.port, payload)
+            assert (got, headers["content-type"]) == (status, "application/json"), (payload[:40], got, body)
+            error = json.loads(body)["error"]
+            assert error["code"] == code and error["message"], error
+            assert int(headers["content-length"]) == len(body)
+    finally:
+        server.kill()
