@@ -17,11 +17,13 @@ log = logging.getLogger("ocr_app")
 class ApiError(exceptions.APIException):
     """An error we raise on purpose, with a stable machine-readable code."""
 
-    def __init__(self, code: str, message: str, http_status: int = status.HTTP_400_BAD_REQUEST):
+    def __init__(self, code: str, message: str, http_status: int = status.HTTP_400_BAD_REQUEST,
+                 details: dict | None = None):
         super().__init__(detail=message, code=code)
         self.status_code = http_status
         self.error_code = code
         self.message = message
+        self.details = details   # what a client needs to act on the error (error.details), if anything
 
 
 def error_body(code: str, message: str, details=None) -> dict:
@@ -64,7 +66,7 @@ def json_exception_handler(exc, context):
     else:
         code = exc.get_codes() if isinstance(exc.get_codes(), str) else getattr(exc, "default_code", "error")
         message = _first_message(exc.detail)
-    details = exc.detail if isinstance(exc, exceptions.ValidationError) else None
+    details = exc.detail if isinstance(exc, exceptions.ValidationError) else getattr(exc, "details", None)
     response.data = error_body(code, message, details)
     # An error is JSON whatever the client accepts: a browser's Accept (text/html) or ?format=api chose the
     # browsable API's HTML page, which a client reading error.code cannot parse.

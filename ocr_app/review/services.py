@@ -33,11 +33,17 @@ class LineClaimedError(ApiError):
 
 
 class LineChangedError(ApiError):
+    """Someone else's review landed since the page was opened. ``details`` carry their reading and its stamp:
+    a save sent again with that stamp as ``seen`` replaces their reading knowingly (the review page does
+    that on a second Enter), instead of every save failing until the page is reloaded."""
+
     def __init__(self, line: Recognition):
         who = line.reviewed_by.get_username() if line.reviewed_by else "someone"
         super().__init__("line_changed", f"{who} reviewed this line after you opened it (it now reads "
-                                         f"{line.final_text!r}); open it again to see their reading",
-                         status.HTTP_409_CONFLICT)
+                                         f"{line.final_text!r}); save again to replace their reading, or open "
+                                         f"the line again to start from it",
+                         status.HTTP_409_CONFLICT,
+                         details={"text": line.final_text, "reviewed_by": who, "seen": review_stamp(line)})
 
 
 def review_stamp(line: Recognition) -> str:

@@ -200,6 +200,8 @@ def test_a_stale_tab_does_not_overwrite_a_review_saved_after_its_lease_lapsed(cl
                         content_type="application/json")
     assert stale.status_code == 409 and stale.json()["error"]["code"] == "line_changed"
     assert "omar" in stale.json()["error"]["message"]
+    details = stale.json()["error"]["details"]
+    assert details["text"] == "قال أبو محمد" and details["reviewed_by"] == "omar" and details["seen"] != seen
     line.refresh_from_db()
     assert line.reviewed_by == second_reviewer and line.final_text == "قال أبو محمد"
     # opened again, the page shows omar's review, and a save from it goes through

@@ -43,6 +43,12 @@
       const error = data && data.error;
       if (error && (error.code === "not_authenticated" || error.code === "authentication_failed")) {
         showError("Your sign-in has expired; sign in again (your edit is still in the box).");
+      } else if (error && error.code === "line_changed" && error.details) {
+        // Someone saved this line since it was opened: show their reading, and let a second Enter save this
+        // edit over it knowingly (the server checks the stamp of the review we now have seen).
+        form.dataset.seen = error.details.seen;
+        showError(`${error.details.reviewed_by} saved this line after you opened it; it now reads: `
+                  + `${error.details.text}. Press Enter again to save your reading over theirs.`);
       } else {
         showError((error && error.message) || `The server answered ${response.status}; try again.`);
       }

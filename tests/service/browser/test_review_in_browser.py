@@ -247,3 +247,28 @@ def test_a_browser_without_abortsignal_timeout_still_saves(visit, reviewer, wors
     page.keyboard.press("Enter")
     expect(page.locator("#review-error")).to_contain_text("The server did not answer within")
     expect(page.locator("#line-text")).to_be_focused()
+
+
+def test_a_line_saved_by_someone_else_meanwhile_shows_their_reading_and_enter_again_saves_over_it(
+        visit, reviewer, second_reviewer, worst_first):
+    """The 409 line_changed used to repeat on every Enter until the page was reloaded."""
+    page = visit(reviewer).page
+    line = worst_first[0]
+    page.goto(f"/review/lines/{line}/")
+    expect(page.locator("#line-text")).to_be_focused()
+    # nadia's lease lapses with the page open; omar takes the line and saves his reading
+    ReviewClaim.objects.filter(reviewer=reviewer).update(expires_at=timezone.now() - timedelta(seconds=1))
+    review_services.save(Recognition.objects.get(pk=line), second_reviewer, "قراءة عمر")
+    page.keyboard.press("Control+A")
+    page.keyboard.type("قراءة نادية")
+    page.keyboard.press("Enter")
+    alert = page.locator("#review-error")
+    expect(alert).to_contain_text("omar saved this line after you opened it")
+    expect(alert).to_contain_text("قراءة عمر")
+    assert Recognition.objects.get(pk=line).final_text == "قراءة عمر"   # nothing overwritten unseen
+    expect(page.locator("#line-text")).to_be_focused()
+    assert page.locator("#line-text").input_value() == "قراءة نادية"   # her edit is still in the box
+    page.keyboard.press("Enter")                                       # seen now: hers replaces his
+    open_line(page, worst_first[1])
+    saved = Recognition.objects.get(pk=line)
+    assert (saved.final_text, saved.reviewed_by) == ("قراءة نادية", reviewer)
