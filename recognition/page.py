@@ -30,6 +30,9 @@ class PageLine:
     text: str
     confidence: float
     characters: tuple[CharacterResult, ...]
+    # The grey line image the text was read from (the layout's: deskewed, neighbours' ink masked), so that what
+    # is stored for the line is what reads as ``text`` alone too; not part of any output format.
+    image: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     @property
     def bbox(self) -> tuple[int, int, int, int]:
@@ -116,7 +119,7 @@ def recognize_page(grey: np.ndarray, recognizer, image_name: str = "page.png") -
                 continue
             lines.append(PageLine(id=f"r{len(regions) + 1}l{len(lines) + 1}", polygon=line.polygon,
                                   baseline=line.baseline, x_height=line.x_height, text=result.text,
-                                  confidence=result.confidence, characters=result.characters))
+                                  confidence=result.confidence, characters=result.characters, image=line.image))
         if lines:
             r = len(regions) + 1
             regions.append(PageRegion(id=f"r{r}", kind=region.kind, polygon=region.polygon, lines=lines))

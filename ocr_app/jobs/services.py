@@ -141,12 +141,11 @@ def cancel_job(job: Job) -> Job:
     return job
 
 
-def _line_png(grey: np.ndarray, bbox: tuple[int, int, int, int]) -> bytes:
-    x0, y0, x1, y1 = bbox
-    height, width = grey.shape
-    crop = grey[max(0, y0):min(height, y1 + 1), max(0, x0):min(width, x1 + 1)]
+def _line_png(line_image: np.ndarray) -> bytes:
+    """The line image the page reader read (not a box cut from the page, which holds neighbours' ink and
+    reads differently): the stored line then reads the same alone, in a batch or here."""
     out = io.BytesIO()
-    Image.fromarray(crop).save(out, format="PNG", compress_level=3)
+    Image.fromarray(line_image).save(out, format="PNG", compress_level=3)
     return out.getvalue()
 
 
@@ -226,7 +225,7 @@ def process_page(page_id: int) -> str:
     result = read_page(loaded.grey, recognizer, page.name)
     duration_ms = 1000 * (time.perf_counter() - started)
     outputs = _outputs(result, page.output_formats)
-    crops = [_line_png(loaded.grey, line.bbox) for line in result.lines]
+    crops = [_line_png(line.image) for line in result.lines]
     written: list[str] = []
     storing = time.perf_counter()
     try:

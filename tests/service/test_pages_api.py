@@ -11,12 +11,14 @@ import io
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import numpy as np
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
 from lxml import etree
 from PIL import Image
 
+from ocr_app import engine, registry
 from ocr_app.jobs.models import Page, PageFile, PageLine
 from ocr_app.models import Recognition, StoredImage
 from recognition.metrics import edit_distance
@@ -83,6 +85,20 @@ def test_a_page_is_read_in_reading_order_and_each_line_stored_as_a_recognition_o
     assert {line["recognition_id"] for line in lines} <= listed
     out = io.StringIO()
     call_command("check_storage", "--min-age", "0", stdout=out)   # every stored file has its row
+
+
+def test_a_page_line_is_stored_as_the_image_it_was_read_from_and_reads_the_same_alone(api):
+    """The page reader reads each line from the layout's image (neighbours' ink masked); a box cut from the page
+    was stored instead, and that image, sent alone, read differently ("بها" in the page, "مها" alone)."""
+    answer = _post(api, job_pages.png(job_pages.small_page(2)))
+    assert answer.status_code == 201, answer.content
+    stored = {row.recognition.image.sha256: (row.recognition.text, row.recognition.image.file.read())
+              for row in PageLine.objects.filter(page_id=answer.json()["id"]).select_related("recognition__image")}
+    assert len(stored) >= 3
+    recognizer = engine.recognizer_for(registry.active_version())
+    read = {sha: recognizer.recognize_one(np.asarray(Image.open(io.BytesIO(png)))).text
+            for sha, (_, png) in stored.items()}
+    assert read == {sha: text for sha, (text, _) in stored.items()}
 
 
 def test_the_page_file_is_stored_once_however_often_it_is_sent(api, other_api, pages):
