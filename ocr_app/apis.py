@@ -52,19 +52,38 @@ def errors(*codes: int) -> dict:
 _ALWAYS = (401, 403, 405, 429, 500)
 
 
+def _positive_int(value: str) -> bool:
+    """ASCII digits, not zero, short enough for int() (Python refuses strings of over 4300 digits)."""
+    return value.isascii() and value.isdigit() and len(value) <= 18 and int(value) > 0
+
+
 class RecognitionPagination(PageNumberPagination):
     page_size_query_param = "page_size"
     max_page_size = 500
+
+    def paginate_queryset(self, queryset, request, view=None):
+        # DRF answers a malformed page number with 404 "Invalid page.", which reads as "this list does not
+        # exist"; an empty or repeated one it quietly took as page 1 or the last value given.
+        for name in (self.page_query_param, self.page_size_query_param):
+            values = request.query_params.getlist(name)
+            if len(values) > 1:
+                raise ApiError("invalid_filter", f"{name} is given {len(values)} times; give it once")
+            if values and values[0] == "":
+                raise ApiError("invalid_filter", f"{name} is empty; leave it out for the default")
+        page = request.query_params.get(self.page_query_param)
+        if page is not None and page not in self.last_page_strings and not _positive_int(page):
+            raise ApiError("invalid_filter", f"page must be a page number from 1 (or 'last'), got {page[:40]!r}")
+        return super().paginate_queryset(queryset, request, view)
 
     def get_page_size(self, request):
         from django.conf import settings
 
         self.page_size = settings.REST_FRAMEWORK.get("PAGE_SIZE", 50)
         value = request.query_params.get(self.page_size_query_param)
-        if value is not None and not (value.isascii() and value.isdigit() and 0 < int(value) <= self.max_page_size):
+        if value is not None and not (_positive_int(value) and int(value) <= self.max_page_size):
             # DRF would quietly use the default or the maximum; a client that asked for another size should know
             raise ApiError("invalid_filter", f"page_size must be an integer from 1 to {self.max_page_size}, "
-                                             f"got {value!r}")
+                                             f"got {value[:40]!r}")
         return super().get_page_size(request)
 
     def get_schema_operation_parameters(self, view):

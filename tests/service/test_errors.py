@@ -92,6 +92,22 @@ def test_a_page_size_out_of_range_is_a_filter_error(api, size):
     _assert_json_error(api.get(URL, {"page_size": size}), 400, "invalid_filter")
 
 
+@pytest.mark.parametrize("query", ["page=abc", "page=0", "page=1.5", "page=-1", "page=", "page=1&page=2",
+                                   "page_size=", "page_size=5&page_size=6", "page=" + "9" * 5000,
+                                   "page_size=" + "9" * 5000])
+@pytest.mark.parametrize("path", [URL, "/api/v1/jobs/"])
+def test_a_malformed_page_number_is_a_filter_error_not_a_missing_list(api, path, query):
+    """DRF answered 404 "Invalid page." (the list does not exist?) and took an empty or repeated one quietly."""
+    error = _assert_json_error(api.get(f"{path}?{query}"), 400, "invalid_filter")
+    assert "page" in error["message"] and len(error["message"]) < 200
+
+
+def test_page_last_and_a_page_past_the_end(api):
+    assert api.get(URL, {"page": "last"}).status_code == 200
+    assert api.get(URL, {"page": "1"}).status_code == 200
+    _assert_json_error(api.get(URL, {"page": "7"}), 404, "not_found")
+
+
 def test_batch_items_must_be_strings(api):
     _assert_json_error(api.post(URL + "batch/", {"images": [{}]}, format="json"), 400, "invalid_request")
 
