@@ -8,6 +8,7 @@ never needs a side file and a retrained model with a new alphabet just works.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field
 
 from .alphabet import Alphabet
@@ -111,6 +112,9 @@ class ModelInfo:
             raise ModelMetadataError(f"width_stride {self.width_stride} must be at least 1")
         if len(self.alphabet) == 0:
             raise ModelMetadataError("the alphabet is empty")
+        # float() takes "inf", "nan" and "1e999": a registry listing such a CER cannot be written as JSON
+        if self.validation_cer is not None and not (math.isfinite(self.validation_cer) and self.validation_cer >= 0):
+            raise ModelMetadataError(f"validation_cer {self.validation_cer} is not a CER (a finite share from 0)")
         try:
             self.calibration, self.conventions  # noqa: B018 (parsed for their errors)
         except ValueError as exc:

@@ -52,3 +52,11 @@ def test_a_model_expecting_other_preprocessing_is_refused():
 def test_summary_lists_the_alphabet_as_text():
     summary = info().summary()
     assert summary["alphabet"] == "اب 1" and summary["alphabet_size"] == 4 and summary["input_height"] == 48
+
+
+@pytest.mark.parametrize("cer", ["inf", "-inf", "nan", "1e999", "-0.5"])
+def test_a_validation_cer_that_is_no_cer_is_refused(cer):
+    props = info().to_props()
+    props["validation_cer"] = cer
+    with pytest.raises(ModelMetadataError, match="validation_cer"):
+        ModelInfo.from_props(props)

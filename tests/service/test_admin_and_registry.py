@@ -212,6 +212,11 @@ def _with_metadata(model_file, tmp_path, name: str, **changes):
     ({"alphabet": "[]"}, "the alphabet is empty"),
     ({"confidence_calibration": '{"x": 1}'}, "calibration"),
     ({"transcription_conventions": '{"x": 1}'}, "conventions"),   # an adapted model's, absent from the shipped one
+    # float() took them, and then GET /api/v1/models/ could not write the list as JSON: a 500 for every user
+    ({"validation_cer": "inf"}, "validation_cer inf"),
+    ({"validation_cer": "1e999"}, "validation_cer inf"),
+    ({"validation_cer": "nan"}, "validation_cer nan"),
+    ({"validation_cer": "-0.1"}, "validation_cer -0.1"),
     # an alphabet shorter than the softmax answered 500 on every line that emitted a label past its end;
     # a longer one read every label as another character
     ({"alphabet": '["ا", "ب", "ت"]'}, r"has 3 characters .* the graph outputs \d+ classes"),
