@@ -97,6 +97,16 @@ def compare_with_active(path: Path, reference_dir: str) -> QualityComparison:
     return QualityComparison(candidate, active_cer, lines)
 
 
+def _check_name_and_version(name: str, version: str) -> None:
+    """What requests choose a model by (``name``, ``version``, ``name:version``) and the columns hold: a crafted
+    file's ':' could never be chosen, and a NUL or an over-long name failed in the database with a traceback."""
+    for field, value in (("name", name), ("version", version)):
+        limit = ModelVersion._meta.get_field(field).max_length
+        if not value or len(value) > limit or not value.isprintable() or ":" in value:
+            raise RegistryError(f"the model's {field} {value[:60]!r} must be 1 to {limit} printable characters "
+                                "without ':' (requests choose a model as name:version)")
+
+
 def register_model(path: Path | str, activate: bool = False, force: bool = False,
                    check_quality: bool = True, reference_dir: str | None = None,
                    report=lambda message: None) -> ModelVersion:
@@ -109,6 +119,7 @@ def register_model(path: Path | str, activate: bool = False, force: bool = False
     if not path.exists():
         raise RegistryError(f"no such model file: {path}")
     info = read_model_info(path)
+    _check_name_and_version(info.name, info.version)
     sha = file_sha256(path)
     existing = ModelVersion.objects.filter(name=info.name, version=info.version).first()
     if existing and existing.sha256 != sha:

@@ -186,19 +186,19 @@ def test_register_rejects_files_that_are_not_models(tmp_path):
         call_command("register_model", str(bogus), stdout=StringIO())
 
 
-def _with_metadata(model_file, tmp_path, name: str, **changes):
+def _with_metadata(model_file, tmp_path, new_version: str, **changes):
     """The model under a new version, its metadata changed as a crafted or botched export would."""
     import onnx
 
     proto = onnx.load(str(model_file))
     for prop in proto.metadata_props:
         if prop.key == "version":
-            prop.value = name
+            prop.value = new_version
         if prop.key in changes:
             prop.value = changes[prop.key]
     for key in set(changes) - {prop.key for prop in proto.metadata_props}:   # one the model lacks is added
         proto.metadata_props.add(key=key, value=changes[key])
-    path = tmp_path / f"model-{name}.onnx"
+    path = tmp_path / f"model-{new_version}.onnx"
     onnx.save(proto, str(path))
     return path
 
@@ -217,6 +217,11 @@ def _with_metadata(model_file, tmp_path, name: str, **changes):
     ({"validation_cer": "1e999"}, "validation_cer inf"),
     ({"validation_cer": "nan"}, "validation_cer nan"),
     ({"validation_cer": "-0.1"}, "validation_cer -0.1"),
+    # a ':' could never be chosen (name:version); a NUL or over-long name failed in PostgreSQL with a traceback
+    ({"name": "arabic:crnn"}, "model's name 'arabic:crnn'"),
+    ({"name": "n" * 101}, "model's name .* 1 to 100 printable"),
+    ({"version": "9\x00"}, "model's version"),
+    ({"name": ""}, "model's name ''"),
     # an alphabet shorter than the softmax answered 500 on every line that emitted a label past its end;
     # a longer one read every label as another character
     ({"alphabet": '["ا", "ب", "ت"]'}, r"has 3 characters .* the graph outputs \d+ classes"),
