@@ -14,6 +14,7 @@ import hashlib
 import io
 import re
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
@@ -79,7 +80,9 @@ def _zip_members(name: str, data: bytes, limits: IntakeLimits,
         archive = zipfile.ZipFile(io.BytesIO(data))
         infos = [info for info in archive.infolist()
                  if not info.is_dir() and (_leaves_the_folder(info.filename) or not _hidden(info.filename))]
-    except zipfile.BadZipFile as exc:
+    # zipfile raises more than BadZipFile on a damaged directory: ValueError (an end record whose offsets go
+    # negative), NotImplementedError (a "version needed" above what it reads), EOFError and OSError
+    except (zipfile.BadZipFile, ValueError, NotImplementedError, EOFError, OSError) as exc:
         raise ApiError("corrupt_zip", f"{name} is not a readable zip file ({exc})") from None
     if len(infos) > limits.max_pages:
         raise ApiError("too_many_pages", f"{name} holds {len(infos)} files; a job takes at most {limits.max_pages} "
@@ -99,7 +102,9 @@ def _zip_members(name: str, data: bytes, limits: IntakeLimits,
             continue
         try:
             members.append((member, _unpack(archive, info)))
-        except (zipfile.BadZipFile, OSError, NotImplementedError, RuntimeError) as exc:  # CRC, encrypted, method
+        # CRC, encryption, method; a damaged deflate stream (zlib.error), one cut short (EOFError), bad offsets
+        except (zipfile.BadZipFile, OSError, NotImplementedError, RuntimeError, zlib.error, EOFError,
+                ValueError) as exc:
             members.append((member, UnreadableFile(member, "corrupt_zip_member", f"cannot unpack: {exc}")))
     return members
 

@@ -361,3 +361,49 @@ def test_recognitions_csv_in_the_results_keeps_formulas_as_text(api, pages, staf
     rows = list(csv.reader(io.StringIO(archive.read("recognitions.csv").decode("utf-8-sig"))))
     assert rows[1][0] == "'=1+2.png" and rows[1][3] == "'=HYPERLINK(\"http://example.org\")"
     assert all(not cell.startswith(("=", "+", "-", "@")) for row in rows[1:] for cell in row)
+
+
+def _zip_of_one_page(page_png: bytes) -> tuple[bytes, int, int]:
+    """A deflated zip of one page; the offsets of its member's data and of its central directory."""
+    import struct
+
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("a.png", page_png)
+    data = out.getvalue()
+    name_len, extra_len = struct.unpack("<HH", data[26:30])
+    return data, 30 + name_len + extra_len, data.index(b"PK\x01\x02")
+
+
+def _damaged_deflate_stream(data, start, central):
+    return data[:start] + b"\xff\xff\xff\xff" + data[start + 4:]      # block type 11: zlib.error
+
+
+def _deflate_stream_cut_short(data, start, central):
+    return data[:start + 8] + b"\x00" * (central - start - 8) + data[central:]   # EOFError or zlib.error
+
+
+def _directory_offset_past_the_end(data, start, central):
+    import struct
+
+    end = data.rindex(b"PK\x05\x06")
+    offset = struct.unpack("<I", data[end + 16:end + 20])[0]
+    return data[:end + 16] + struct.pack("<I", offset + 100_000) + data[end + 20:]   # "negative seek value"
+
+
+def _needs_a_newer_zip_version(data, start, central):
+    return data[:central + 6] + b"\xff\x00" + data[central + 8:]      # NotImplementedError while opening
+
+
+@pytest.mark.parametrize("damage", [_damaged_deflate_stream, _deflate_stream_cut_short,
+                                    _directory_offset_past_the_end, _needs_a_newer_zip_version])
+def test_a_damaged_zip_is_a_json_400_never_a_500(api, pages, settings, damage):
+    """zipfile raises zlib.error, EOFError, ValueError and NotImplementedError besides BadZipFile: each was a 500
+    (found by mutation fuzzing)."""
+    answer = _submit(api, {"book.zip": damage(*_zip_of_one_page(job_pages.png(pages[0])))})
+    assert answer.status_code == 400 and answer["Content-Type"].startswith("application/json"), answer.content[:300]
+    error = answer.json()["error"]
+    # the zip unreadable, or its one page: the message says which and why; nothing is kept
+    assert error["code"] == "corrupt_zip" or (error["code"] == "no_readable_pages"
+                                              and "book.zip/a.png: corrupt_zip_member" in error["message"]), error
+    assert Job.objects.count() == 0 and not media_files(settings)
