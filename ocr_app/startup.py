@@ -10,6 +10,7 @@ from django.db import DatabaseError, connection
 
 from . import engine, registry
 from .errors import ApiError
+from .pages.services import forget_pages_of_dead_requests
 from .storage import sweep_abandoned
 
 log = logging.getLogger("ocr_app.startup")
@@ -35,7 +36,8 @@ def _load_in_background() -> None:
 
 
 def start_serving_process(warm_up: bool = True) -> None:
-    """Register the shipped model if none is active, then warm the active one in the background.
+    """Clean up after workers that died (their unfinished uploads, the pages their requests were reading),
+    register the shipped model if none is active, then warm the active one in the background.
 
     Registering is quick (metadata and a hash) and done before the first
     request, so no request has to do it; loading the model takes longer and
@@ -46,6 +48,12 @@ def start_serving_process(warm_up: bool = True) -> None:
     removed = sweep_abandoned(settings.MEDIA_ROOT)
     if removed:
         log.info("removed %d unfinished uploads of workers that died", removed)
+    try:
+        # POST /api/v1/pages/ requests killed while they read their page (each page logged by ocr_app.pages);
+        # a page that another worker's live request is reading stays
+        forget_pages_of_dead_requests()
+    except DatabaseError:  # not migrated yet: requests will say so
+        log.exception("could not forget the pages of requests whose worker died")
     try:
         registry.register_default_model()
     except DatabaseError:  # not migrated yet: requests will say so, /readyz too

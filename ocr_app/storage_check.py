@@ -33,17 +33,24 @@ class StorageReport:
     orphans: list[str] = field(default_factory=list)  # files without a row (a worker killed before its commit)
     young_orphans: list[str] = field(default_factory=list)  # too recent to judge: an upload may be committing
     missing: list[str] = field(default_factory=list)  # rows whose file is gone
+    # pages of POST /api/v1/pages/ whose worker died while it read them: rows that hold their page files for good
+    dead_request_pages: list[str] = field(default_factory=list)
 
     @property
     def clean(self) -> bool:
-        return not (self.orphans or self.missing)
+        return not (self.orphans or self.missing or self.dead_request_pages)
 
 
 def check_storage(min_age_seconds: float = 300.0) -> StorageReport:
-    """Compare the files under MEDIA_ROOT/lines and MEDIA_ROOT/pages with the StoredImage and PageFile rows."""
+    """Compare the files under MEDIA_ROOT/lines and MEDIA_ROOT/pages with the StoredImage and PageFile rows,
+    and find the pages whose request's worker died (they keep a page file that nothing will ever read)."""
+    from .pages.services import pages_of_dead_requests
+
     root = Path(settings.MEDIA_ROOT)
     referenced = _referenced()
     report = StorageReport(rows=len(referenced))
+    report.dead_request_pages = [f"page {page.pk} ({page.source_name}, {page.status} by {page.processed_by})"
+                                 for page in pages_of_dead_requests()]
     now = time.time()
     on_disk = set()
     paths = [path for folder in (root / IMAGE_FOLDER, root / PAGE_FOLDER) if folder.exists()

@@ -49,10 +49,12 @@ def claim_next_page() -> int | None:
 
 
 def release_pages_of_dead_processes() -> int:
-    """Pages left running by a process of this machine that no longer exists (a killed server) are free now."""
+    """Job pages left running by a process of this machine that no longer exists (a killed server) are free
+    now. (A page without a job, whose request died with its process, is forgotten at start-up instead:
+    ``ocr_app.pages.services.forget_pages_of_dead_requests``.)"""
     prefix = f"{socket.gethostname()}:"
     dead = []
-    for page_id, worker, started_at in Page.objects.filter(status=Page.Status.RUNNING,
+    for page_id, worker, started_at in Page.objects.filter(status=Page.Status.RUNNING, job__isnull=False,
                                                            processed_by__startswith=prefix) \
             .values_list("pk", "processed_by", "started_at"):
         if dead_here(worker, started_at):

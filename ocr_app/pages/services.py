@@ -7,17 +7,21 @@ same code that reads a job's pages: the page file is stored content-addressed
 (``PageLine``), and the outputs (txt, JSON, ALTO, PAGE, hOCR) are stored on
 the page. Everything that can be wrong with the upload is found before
 anything is written (the page is decoded first), so a refused page leaves no
-row and no file.
+row and no file. A request whose worker is killed while it reads the page
+leaves it open under a dead process; the next serving process to start on the
+machine forgets it (``forget_pages_of_dead_requests``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import socket
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import ProtectedError
+from django.utils import timezone
 
 from recognition.image import ImageError
 from recognition.page_select import load_page
@@ -28,6 +32,7 @@ from ..jobs.intake import SourceFile, count_pages_checked, file_extension, safe_
 from ..jobs.models import Page, PageFile
 from ..jobs.services import discard_written_files, process_page, store_page_file
 from ..jobs.storage import delete_written
+from ..processes import dead_here, this_process
 from ..services import choose_model, image_error
 
 log = logging.getLogger("ocr_app.pages")
@@ -67,8 +72,12 @@ def recognize_page_upload(user, name: str, data: bytes, model: str | None = None
         try:
             with transaction.atomic():
                 page_file = store_page_file(source, written)
+                # This process reads the page, below, and no other ever does (runners take job pages only):
+                # it is named from the commit on, not only once process_page starts, so that a restart can
+                # tell a page whose request died (forget_pages_of_dead_requests).
                 page = Page.objects.create(job=None, user=user, model_version=version, index=1,
-                                           name=safe_stem(name), source_name=name[:255], file=page_file, number=1)
+                                           name=safe_stem(name), source_name=name[:255], file=page_file, number=1,
+                                           processed_by=this_process(), started_at=timezone.now())
         except Exception:
             discard_written_files(written)
             raise
@@ -88,8 +97,12 @@ def recognize_page_upload(user, name: str, data: bytes, model: str | None = None
 
 def _forget(page: Page, written: list[str]) -> None:
     """Undo a page that could not be read: its row, and its file unless another page uses it."""
-    page_file = page.file
     Page.objects.filter(pk=page.pk).delete()
+    _forget_file(page.file, written)
+
+
+def _forget_file(page_file: PageFile, written: list[str]) -> None:
+    """Delete ``page_file`` (row, and those of the ``written`` files no row names) unless a page uses it."""
     with claimed([page_file.sha256]):
         try:
             with transaction.atomic():
@@ -97,3 +110,35 @@ def _forget(page: Page, written: list[str]) -> None:
         except (ProtectedError, IntegrityError):   # a page of another request took it meanwhile
             return
         delete_written([name for name in written if not PageFile.objects.filter(file=name).exists()])
+
+
+def pages_of_dead_requests() -> list[Page]:
+    """Pages of POST /api/v1/pages/ left open by a process of this machine that is gone: its request was
+    killed while it read the page (SIGKILL, out of memory, gunicorn's timeout on a big page).
+
+    A job-less page is only ever read by the process that created it, in the request, and that process is
+    named on the page from its commit on; a page of a live process (another worker's request, or this
+    process's own) is never among these. Another machine's processes are not judged."""
+    open_pages = Page.objects.filter(job__isnull=True, status__in=Page.OPEN,
+                                     processed_by__startswith=f"{socket.gethostname()}:")
+    # by the pid and the time the page was started: a restarted container hands out the same pids again,
+    # even this process's, and a process started after the page was is not the one reading it
+    return [page for page in open_pages.select_related("file") if dead_here(page.processed_by, page.started_at)]
+
+
+def forget_pages_of_dead_requests() -> int:
+    """Forget the pages of requests whose process died (see ``pages_of_dead_requests``) as a request forgets
+    a page it could not read: the row, and the page file unless another page uses it. How many were forgotten."""
+    forgotten = 0
+    for page in pages_of_dead_requests():
+        # only if still as judged: open, and named after the same dead process
+        _, deleted = Page.objects.filter(pk=page.pk, job__isnull=True, status__in=Page.OPEN,
+                                         processed_by=page.processed_by).delete()
+        if not deleted.get(Page._meta.label):
+            continue
+        forgotten += 1
+        if page.file is not None:
+            _forget_file(page.file, [page.file.file.name])
+        log.warning("forgot page %s (%s) of user %s, left %s: process %s died while its request read it",
+                    page.pk, page.source_name, page.user_id, page.status, page.processed_by)
+    return forgotten

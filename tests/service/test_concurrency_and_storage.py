@@ -178,3 +178,47 @@ def test_a_server_killed_mid_upload_leaves_nothing_that_a_restart_cannot_mend(tm
     media = tmp_path / "var" / "media" / "lines"
     names = sorted(p.name for p in media.rglob("*") if p.is_file())
     assert names == sorted(f"{hashlib.sha256(d).hexdigest()}.png" for d in images)
+
+
+def test_a_page_request_whose_worker_is_killed_leaves_no_record_after_a_restart(tmp_path, model_file):
+    """POST /api/v1/pages/ commits its page and page file before it reads the page; a server killed while it
+    reads (SIGKILL, out of memory, gunicorn's timeout on a big page) leaves them open under a dead process.
+    The restart forgets them: no row, no page file, no stored page file; check_storage finds nothing."""
+    import sqlite3
+    import time
+
+    from tests.service import job_pages
+    from tests.service.server_process import ServerProcess
+
+    server = ServerProcess(tmp_path / "var", model_file, workers=1, threads=1)
+    token = server.prepare()
+    data = job_pages.png(job_pages.small_page(5, lines=12, width=2400, height=3400))
+    boundary = uuid.uuid4().hex
+    body = (f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="big.png"\r\n'
+            "Content-Type: image/png\r\n\r\n").encode() + data + f"\r\n--{boundary}--\r\n".encode()
+    database = tmp_path / "var" / "db.sqlite3"
+    server.start()
+    try:
+        connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=120)
+        connection.request("POST", "/api/v1/pages/", body, {"Authorization": f"Token {token}",
+                                                           "Content-Type": f"multipart/form-data; boundary={boundary}"})
+        deadline = time.monotonic() + 60
+        rows = []
+        while time.monotonic() < deadline and not rows:
+            with sqlite3.connect(database) as db:
+                rows = db.execute("SELECT status FROM ocr_app_page WHERE status IN ('queued', 'running')").fetchall()
+            time.sleep(0.01)
+        assert rows, "the page was never seen being read"
+    finally:
+        server.kill()
+    with sqlite3.connect(database) as db:
+        assert db.execute("SELECT COUNT(*) FROM ocr_app_pagefile").fetchone()[0] == 1   # killed mid-read indeed
+    server.start()   # a restart: start-up runs its clean-ups
+    server.kill()
+    with sqlite3.connect(database) as db:
+        left = db.execute("SELECT id, status FROM ocr_app_page").fetchall()
+        files = db.execute("SELECT COUNT(*) FROM ocr_app_pagefile").fetchone()[0]
+    assert left == [] and files == 0, (left, files)
+    assert not [p for p in (tmp_path / "var" / "media" / "pages").rglob("*") if p.is_file()]
+    report = server.manage("check_storage", "--min-age", "0", check=False)
+    assert report.returncode == 0 and "0 orphan files" in report.stdout, report.stdout + report.stderr

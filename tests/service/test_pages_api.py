@@ -223,3 +223,88 @@ def test_check_storage_knows_page_files(api, pages, settings):
     assert not orphan.exists() and PageFile.objects.get(sha256=kept).file.storage.exists(
         PageFile.objects.get(sha256=kept).file.name)
     call_command("check_storage", "--min-age", "0", stdout=io.StringIO())
+
+
+def test_a_page_left_open_by_a_dead_process_is_forgotten_at_start_up_one_a_live_process_reads_is_not(
+        api, pages, settings, caplog):
+    """A worker killed while its request read the page leaves the page open under its process: start-up (and
+    check_storage --fix) forgets it, its row and its file unless another page uses it. The pages that live
+    processes are reading (another worker's, this one's) and job pages are left alone."""
+    import socket
+    import subprocess
+
+    from django.core.management.base import CommandError
+    from django.utils import timezone
+
+    from ocr_app.processes import this_process
+    from ocr_app.startup import start_serving_process
+
+    ids = [_post(api, job_pages.png(page)).json()["id"] for page in (pages[0], pages[0], pages[1], pages[2])]
+    shared, sharing, alone, read_by_a_sibling = ids
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    sibling = subprocess.Popen(["sleep", "60"])
+    try:
+        host, now = socket.gethostname(), timezone.now()
+        Page.objects.filter(pk__in=[sharing, alone]).update(status="queued", processed_by=f"{host}:{gone.pid}",
+                                                            started_at=now)
+        Page.objects.filter(pk=shared).update(status="running", processed_by=this_process(), started_at=now)
+        Page.objects.filter(pk=read_by_a_sibling).update(status="running", processed_by=f"{host}:{sibling.pid}",
+                                                         started_at=now)
+        alone_file = PageFile.objects.get(pages=alone)
+        out = io.StringIO()
+        with pytest.raises(CommandError):
+            call_command("check_storage", "--min-age", "0", stdout=out)   # reported, not yet forgotten
+        assert "2 pages of requests whose worker died" in out.getvalue(), out.getvalue()
+        with caplog.at_level("WARNING", logger="ocr_app.pages"):
+            start_serving_process(warm_up=False)   # a restart
+        assert sorted(Page.objects.values_list("pk", flat=True)) == sorted([shared, read_by_a_sibling])
+        assert not PageFile.objects.filter(pk=alone_file.pk).exists()
+        assert not alone_file.file.storage.exists(alone_file.file.name)
+        kept = PageFile.objects.get(pages=shared)   # the other page's file stays
+        assert kept.file.storage.exists(kept.file.name)
+        assert f"process {host}:{gone.pid} died" in caplog.text and f"forgot page {alone} " in caplog.text
+        call_command("check_storage", "--min-age", "0", stdout=io.StringIO())   # nothing left to report
+    finally:
+        sibling.kill()
+        sibling.wait()
+    start_serving_process(warm_up=False)   # the sibling is killed too, and the next start-up forgets its page
+    assert list(Page.objects.values_list("pk", flat=True)) == [shared]
+
+
+def test_check_storage_fix_forgets_a_page_of_a_dead_request(api, pages):
+    import socket
+    import subprocess
+
+    page_id = _post(api, job_pages.png(pages[0])).json()["id"]
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    Page.objects.filter(pk=page_id).update(status="running", processed_by=f"{socket.gethostname()}:{gone.pid}")
+    out = io.StringIO()
+    call_command("check_storage", "--min-age", "0", "--fix", stdout=out)
+    assert "forgot 1 pages" in out.getvalue() and _nothing_stored_but_lines()
+
+
+def test_a_page_of_an_earlier_process_with_this_processs_pid_is_forgotten(api, pages):
+    """A restarted container hands out the same pids again: the page of the process killed before it is not
+    this process's, though it bears its pid (it was started before this process was)."""
+    import datetime
+
+    from django.utils import timezone
+
+    from ocr_app.pages.services import forget_pages_of_dead_requests
+    from ocr_app.processes import this_process
+
+    ids = [_post(api, job_pages.png(page)).json()["id"] for page in pages[:2]]
+    now = timezone.now()
+    Page.objects.filter(pk=ids[0]).update(status="running", processed_by=this_process(),
+                                          started_at=now - datetime.timedelta(days=1))
+    Page.objects.filter(pk=ids[1]).update(status="running", processed_by=this_process(), started_at=now)
+    assert forget_pages_of_dead_requests() == 1
+    assert list(Page.objects.values_list("pk", flat=True)) == [ids[1]]
+
+
+def _nothing_stored_but_lines() -> bool:
+    """No page and no page file left (the line images and recognitions of a page read once are kept)."""
+    return not (Page.objects.exists() or PageFile.objects.exists()
+                or any("pages" in path.parts for path in media_files_now()))
