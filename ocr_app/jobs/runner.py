@@ -66,6 +66,20 @@ def release_pages_of_dead_processes() -> int:
     return len(dead)
 
 
+def close_jobs_left_open() -> int:
+    """Close the unfinished jobs none of whose pages is open: their last page's process died between storing
+    the page and closing the job, and no page of theirs will be run again to close it."""
+    from .services import finish_job_if_complete
+
+    left = list(Job.objects.filter(status__in=Job.UNFINISHED).exclude(pages__status__in=Page.OPEN)
+                .filter(pages__isnull=False).values_list("pk", flat=True).distinct())
+    for job_id in left:
+        finish_job_if_complete(job_id)
+    if left:
+        log.info("%d job(s) whose pages were all finished are closed", len(left))
+    return len(left)
+
+
 def run_pending(stop_when_idle: bool = True, between_pages=lambda: None,
                 stop: threading.Event | None = None) -> int:
     """Process claimed pages until none is left (or until stopped); returns how many were run."""
@@ -95,6 +109,7 @@ def run_pending(stop_when_idle: bool = True, between_pages=lambda: None,
 def _loop() -> None:
     try:
         release_pages_of_dead_processes()
+        close_jobs_left_open()
         # Idle, the thread holds no database connection: a web process's connections stay at its
         # request threads' (what gunicorn.conf.py promises), plus one for a moment every poll.
         run_pending(stop_when_idle=False, between_pages=connections.close_all, stop=_stop)

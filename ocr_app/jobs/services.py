@@ -193,7 +193,12 @@ def _start(page_id: int) -> Page | None:
     """Mark the page running (one more attempt); None if there is nothing to do."""
     page = (Page.objects.select_related("job__model_version", "job__user", "file", "model_version", "user")
             .filter(pk=page_id).first())
-    if page is None or page.status not in Page.OPEN:
+    if page is None:
+        return None
+    if page.status not in Page.OPEN:
+        # Done already: a worker that stored it and died before closing its job (Celery delivers the page
+        # again, acks_late) leaves the job to this check, or it stays running with every page done.
+        finish_job_if_complete(page.job_id)
         return None
     now = timezone.now()
     if page.job is not None and page.job.status == Job.Status.CANCELLED:

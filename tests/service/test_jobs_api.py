@@ -407,3 +407,42 @@ def test_a_damaged_zip_is_a_json_400_never_a_500(api, pages, settings, damage):
     assert error["code"] == "corrupt_zip" or (error["code"] == "no_readable_pages"
                                               and "book.zip/a.png: corrupt_zip_member" in error["message"]), error
     assert Job.objects.count() == 0 and not media_files(settings)
+
+
+class _WorkerDied(BaseException):
+    """The process ending at one exact point (a SIGKILL there cannot be timed from a test)."""
+
+
+@pytest.mark.parametrize("recovery", ["the page delivered again", "the runner starting again"])
+def test_a_worker_dying_between_storing_the_last_page_and_closing_the_job_does_not_leave_it_running(
+        api, pages, monkeypatch, recovery):
+    """process_page commits the page done, then closes the job: dying between the two left every page done and
+    the job running for good (the page delivered again was 'skipped'; the runner claims only open pages)."""
+    answer = _submit(api, {"p.png": job_pages.png(pages[0])})
+    assert answer.status_code == 202
+    page_id = Page.objects.get().pk
+
+    def dies(job_id):
+        raise _WorkerDied()
+
+    with monkeypatch.context() as patch:
+        patch.setattr(services, "finish_job_if_complete", dies)
+        with pytest.raises(_WorkerDied):
+            services.process_page(page_id)
+    assert Page.objects.get().status == Page.Status.DONE and Job.objects.get().status == Job.Status.RUNNING
+    if recovery == "the page delivered again":
+        assert services.process_page(page_id) == "skipped"   # nothing read twice
+    else:
+        assert runner.close_jobs_left_open() == 1
+    body = api.get(answer.json()["url"]).json()
+    assert body["status"] == "done" and body["pages_done"] == 1
+    assert api.get(body["results_url"]).status_code == 200
+    assert runner.close_jobs_left_open() == 0
+
+
+def test_closing_jobs_left_open_leaves_jobs_with_open_pages_alone(api, pages):
+    answer = _submit(api, {"a.png": job_pages.png(pages[0]), "b.png": job_pages.png(pages[1])})
+    first = Page.objects.order_by("index").first()
+    services.process_page(first.pk)
+    assert runner.close_jobs_left_open() == 0
+    assert api.get(answer.json()["url"]).json()["status"] == "running"
