@@ -208,6 +208,9 @@ OCR_JOB_MAX_PAGES = env_int("OCR_JOB_MAX_PAGES", 2000)
 OCR_JOB_MAX_BYTES = env_int("OCR_JOB_MAX_BYTES", 500 * 1024 * 1024)
 OCR_JOB_MAX_PAGE_PIXELS = env_int("OCR_JOB_MAX_PAGE_PIXELS", 60_000_000)  # a 600-dpi A3 scan
 OCR_JOB_RETRY_SECONDS = env_int("OCR_JOB_RETRY_SECONDS", 5)
+# A page started this many times without finishing (its worker killed each time: a page that takes the process
+# down) is failed instead of started again: retried for good, it would take down worker after worker.
+OCR_JOB_MAX_STARTS = env_int("OCR_JOB_MAX_STARTS", 5)
 OCR_JOB_THREADS = env_int("OCR_JOB_THREADS", 1)            # in-process runner threads per web process
 OCR_JOB_LEASE_SECONDS = env_int("OCR_JOB_LEASE_SECONDS", 300)  # in-process: a dead process's page is retaken
 OCR_JOB_POLL_SECONDS = float(os.environ.get("OCR_JOB_POLL_SECONDS", 2.0))

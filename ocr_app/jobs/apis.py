@@ -79,11 +79,16 @@ class JobListCreateApi(APIView):
     @extend_schema(summary="Recognise a book: queue its pages, answer at once", request=JobUploadSerializer,
                    responses={202: JOB_RESPONSE, **errors(400, 413, 415, 503, *ALWAYS)})
     def post(self, request):
-        files = []
+        files, total = [], 0
         for upload in request.FILES.getlist("files"):
             if upload.size is not None and upload.size > settings.OCR_JOB_MAX_BYTES:
                 raise ApiError("file_too_large", f"{upload.name} is {upload.size} bytes; the limit is "
                                                  f"{settings.OCR_JOB_MAX_BYTES}", status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
+            # the job's limit before the files are read into memory, not after all of them are
+            total += upload.size or 0
+            if total > settings.OCR_JOB_MAX_BYTES:
+                raise ApiError("job_too_large", f"the files add up to more than {settings.OCR_JOB_MAX_BYTES} bytes",
+                               status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
             files.append((upload.name or "upload", upload.read()))
         if not files and request.FILES:
             raise ApiError("missing_files", "send the pages as multipart file fields named 'files'; got fields: "

@@ -201,6 +201,13 @@ def _start(page_id: int) -> Page | None:
         finish_job_if_complete(page.job_id)
         return None
     now = timezone.now()
+    if page.attempts >= settings.OCR_JOB_MAX_STARTS:
+        log.error("page %s was started %d times and never finished: failed, not started again", page_id,
+                  page.attempts)
+        fail_page(page_id, "page_never_finishes", f"reading this page was started {page.attempts} times and "
+                                                  "never finished (its worker died or failed each time); it is "
+                                                  "not tried again")
+        return None
     if page.job is not None and page.job.status == Job.Status.CANCELLED:
         Page.objects.filter(pk=page_id, status__in=Page.OPEN).update(status=Page.Status.CANCELLED, finished_at=now)
         return None

@@ -446,3 +446,24 @@ def test_closing_jobs_left_open_leaves_jobs_with_open_pages_alone(api, pages):
     services.process_page(first.pk)
     assert runner.close_jobs_left_open() == 0
     assert api.get(answer.json()["url"]).json()["status"] == "running"
+
+
+def test_a_page_that_never_finishes_is_failed_not_started_for_ever(api, pages, settings):
+    """A page whose reading takes its worker down (killed each time) was started again on every redelivery or
+    restart, taking down worker after worker."""
+    answer = _submit(api, {"a.png": job_pages.png(pages[0]), "b.png": job_pages.png(pages[1])})
+    poison = Page.objects.order_by("index").first()
+    Page.objects.filter(pk=poison.pk).update(attempts=settings.OCR_JOB_MAX_STARTS)   # killed that many times
+    assert runner.run_pending() == 2
+    poison.refresh_from_db()
+    assert poison.status == Page.Status.FAILED and poison.error_code == "page_never_finishes"
+    assert poison.attempts == settings.OCR_JOB_MAX_STARTS   # not started once more
+    body = api.get(answer.json()["url"]).json()
+    assert body["status"] == "done" and body["pages_done"] == 1 and body["pages_failed"] == 1
+
+
+def test_the_jobs_limit_is_checked_before_the_files_are_read(api, pages, settings):
+    settings.OCR_JOB_MAX_BYTES = 3 * len(job_pages.png(pages[0])) // 2
+    answer = _submit(api, {"a.png": job_pages.png(pages[0]), "b.png": job_pages.png(pages[0])})
+    assert answer.status_code == 413 and answer.json()["error"]["code"] == "job_too_large"
+    assert Job.objects.count() == 0
