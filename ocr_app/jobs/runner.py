@@ -60,9 +60,12 @@ def release_pages_of_dead_processes() -> int:
         if dead_here(worker, started_at):
             dead.append(page_id)
     if dead:
+        # a cancelled job's page is not run again: queued, it would count as open for good
+        Page.objects.filter(pk__in=dead, status=Page.Status.RUNNING, job__status=Job.Status.CANCELLED).update(
+            claimed_until=None, status=Page.Status.CANCELLED, finished_at=timezone.now())
         Page.objects.filter(pk__in=dead, status=Page.Status.RUNNING).update(claimed_until=None,
                                                                              status=Page.Status.QUEUED)
-        log.info("%d page(s) of a process that died are queued again", len(dead))
+        log.info("%d page(s) of a process that died are queued again (or cancelled with their job)", len(dead))
     return len(dead)
 
 

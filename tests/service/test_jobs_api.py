@@ -293,6 +293,25 @@ def test_a_restarted_server_queues_the_pages_its_killed_process_was_reading(api,
     assert api.get(body["url"]).json()["status"] == "done"
 
 
+def test_a_cancelled_jobs_page_whose_process_died_is_cancelled_not_queued_for_good(api, pages):
+    """Cancelling leaves the page being read to finish; if its process dies instead, the page went back to the
+    queue, which no runner takes for a cancelled job: the job showed a page open for ever."""
+    import socket
+    import subprocess
+
+    body = _submit(api, {"a.png": job_pages.png(pages[0]), "b.png": job_pages.png(pages[1])}).json()
+    reading = Page.objects.filter(job_id=body["id"]).order_by("index").first()
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    Page.objects.filter(pk=reading.pk).update(status=Page.Status.RUNNING, attempts=1,
+                                              processed_by=f"{socket.gethostname()}:{gone.pid}")
+    assert api.post(f"{body['url']}cancel/").status_code == 200
+    assert runner.release_pages_of_dead_processes() == 1
+    assert set(Page.objects.filter(job_id=body["id"]).values_list("status", flat=True)) == {Page.Status.CANCELLED}
+    job = api.get(body["url"]).json()
+    assert job["status"] == "cancelled" and job["pages_running"] == 0 and job.get("pages_queued", 0) == 0
+
+
 def test_the_admin_lists_jobs_with_progress(api, pages, staff):
     from django.test import Client
 
