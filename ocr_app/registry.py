@@ -156,11 +156,21 @@ def register_model(path: Path | str, activate: bool = False, force: bool = False
 
 
 @transaction.atomic
-def activate_version(version: ModelVersion) -> None:
-    ModelVersion.objects.filter(is_active=True).exclude(pk=version.pk).update(is_active=False)
-    version.is_active = True
-    version.activated_at = timezone.now()
-    version.save(update_fields=["is_active", "activated_at"])
+def activate_version(version: ModelVersion, tries: int = 5) -> None:
+    """Make ``version`` the one active model. Two activations at once (two admins, a script) are settled by
+    the last: on PostgreSQL the second one's deactivation does not see the first one's model, not committed when
+    it started, and the one-active-model constraint refuses it; tried again, it sees it."""
+    for attempt in range(tries):
+        try:
+            with transaction.atomic():   # a savepoint: the refused try is undone alone
+                ModelVersion.objects.filter(is_active=True).exclude(pk=version.pk).update(is_active=False)
+                version.is_active = True
+                version.activated_at = timezone.now()
+                version.save(update_fields=["is_active", "activated_at"])
+            return
+        except IntegrityError:
+            if attempt == tries - 1:
+                raise
 
 
 def register_default_model() -> ModelVersion | None:

@@ -260,3 +260,36 @@ def test_a_registered_model_whose_file_was_replaced_by_another_model_is_not_serv
     error = answer.json()["error"]
     assert error["code"] == "model_unavailable" and "changed since" in error["message"]
     assert Recognition.objects.count() == 0 and media_files(settings) == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_activations_at_once_leave_one_active_model_and_no_error(model_file, tmp_path):
+    """On PostgreSQL the second activation's deactivation did not see the first one's model (not committed when
+    it began), and the one-active-model constraint answered an IntegrityError: a 500 in the admin."""
+    import threading
+
+    from django.db import connection, connections
+
+    if connection.vendor != "postgresql":
+        pytest.skip("SQLite runs one write at a time: no race to settle")
+    versions = [register_model(_copy_as_new_version(model_file, tmp_path, f"race{i}")) for i in range(2)]
+    errors, barrier = [], threading.Barrier(2)
+
+    def activate_often(version):
+        try:
+            for _ in range(15):
+                barrier.wait(timeout=30)
+                registry.activate_version(ModelVersion.objects.get(pk=version.pk))
+        except Exception as exc:   # reported below
+            errors.append(repr(exc))
+            barrier.abort()
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=activate_often, args=(v,)) for v in versions]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert errors == []
+    assert ModelVersion.objects.filter(is_active=True).count() == 1
