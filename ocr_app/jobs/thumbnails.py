@@ -34,7 +34,9 @@ def page_thumbnail(page: Page, width: int = THUMBNAIL_WIDTH) -> bytes:
         with default_storage.open(name, "rb") as stored:
             return stored.read()
     with local_path(page.file.file.name, page.file.file.storage) as path:
-        grey = load_page(path, page.number, settings.OCR_JOB_MAX_PAGE_PIXELS).grey
+        # the limit the page was read under: a page sent alone may be larger than a job's pages
+        limit = settings.OCR_JOB_MAX_PAGE_PIXELS if page.job_id else settings.OCR_MAX_PAGE_PIXELS
+        grey = load_page(path, page.number, limit).grey
     image = Image.fromarray(grey)
     if image.width > width:
         image = image.resize((width, max(1, round(image.height * width / image.width))), Image.Resampling.LANCZOS)

@@ -105,3 +105,14 @@ def test_a_page_sent_on_its_own_is_shown_to_its_sender_and_to_reviewers(api, cli
     client.force_login(reviewer)
     html = client.get(f"/review/lines/{line_id}/").content.decode()
     assert f'<image href="{url}"' in html and "of job" not in html
+
+
+def test_a_page_sent_on_its_own_gets_its_thumbnail_under_its_own_pixel_limit(api, client, user, settings):
+    """The thumbnail was decoded under the jobs' limit: a page the pages API took under a larger one had none."""
+    data = job_pages.png(job_pages.small_page(4))   # 900 x 420
+    settings.OCR_JOB_MAX_PAGE_PIXELS = 900 * 420 // 2
+    answer = api.post("/api/v1/pages/", {"image": SimpleUploadedFile("scan.png", data)}, format="multipart")
+    assert answer.status_code == 201, answer.content
+    client.force_login(user)
+    thumbnail = client.get(f"/pages/{answer.json()['id']}/thumbnail.png")
+    assert thumbnail.status_code == 200 and thumbnail["Content-Type"] == "image/png"
