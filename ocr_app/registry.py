@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -102,9 +103,12 @@ def _check_name_and_version(name: str, version: str) -> None:
     file's ':' could never be chosen, and a NUL or an over-long name failed in the database with a traceback."""
     for field, value in (("name", name), ("version", version)):
         limit = ModelVersion._meta.get_field(field).max_length
-        if not value or len(value) > limit or not value.isprintable() or ":" in value:
-            raise RegistryError(f"the model's {field} {value[:60]!r} must be 1 to {limit} printable characters "
-                                "without ':' (requests choose a model as name:version)")
+        # control characters (NUL above all) and lone surrogates no database column takes; format characters
+        # (ZWNJ, RLM) and NBSP may well be part of an Arabic name
+        if not value or len(value) > limit or ":" in value or any(
+                unicodedata.category(c) in ("Cc", "Cs") for c in value):
+            raise RegistryError(f"the model's {field} {value[:60]!r} must be 1 to {limit} characters, without ':' "
+                                "(requests choose a model as name:version) or control characters")
 
 
 def register_model(path: Path | str, activate: bool = False, force: bool = False,

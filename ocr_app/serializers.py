@@ -66,6 +66,15 @@ class ModelVersionSerializer(serializers.ModelSerializer):
         fields = ["id", "name", "version", "is_active", "validation_cer", "reference_cer", "alphabet_size",
                   "input_height", "registered_at", "activated_at", "metadata"]
 
+    def to_representation(self, instance):
+        import math
+
+        data = super().to_representation(instance)
+        for key in ("validation_cer", "reference_cer"):   # a row stored before the registry refused inf/nan
+            if isinstance(data.get(key), float) and not math.isfinite(data[key]):
+                data[key] = None
+        return data
+
     def get_alphabet_size(self, obj) -> int:
         import json
 

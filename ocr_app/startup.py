@@ -52,7 +52,7 @@ def start_serving_process(warm_up: bool = True) -> None:
         # POST /api/v1/pages/ requests killed while they read their page (each page logged by ocr_app.pages);
         # a page that another worker's live request is reading stays
         forget_pages_of_dead_requests()
-    except DatabaseError:  # not migrated yet: requests will say so
+    except Exception:  # not migrated yet, storage failing: a clean-up must never stop the server from starting
         log.exception("could not forget the pages of requests whose worker died")
     try:
         registry.register_default_model()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import io
+import lzma
 import re
 import zipfile
 import zlib
@@ -102,9 +103,10 @@ def _zip_members(name: str, data: bytes, limits: IntakeLimits,
             continue
         try:
             members.append((member, _unpack(archive, info)))
-        # CRC, encryption, method; a damaged deflate stream (zlib.error), one cut short (EOFError), bad offsets
-        except (zipfile.BadZipFile, OSError, NotImplementedError, RuntimeError, zlib.error, EOFError,
-                ValueError) as exc:
+        # CRC, encryption, method; a damaged deflate or LZMA stream (zlib.error, LZMAError; bzip2's is an
+        # OSError), one cut short (EOFError), bad offsets (ValueError)
+        except (zipfile.BadZipFile, OSError, NotImplementedError, RuntimeError, zlib.error, lzma.LZMAError,
+                EOFError, ValueError) as exc:
             members.append((member, UnreadableFile(member, "corrupt_zip_member", f"cannot unpack: {exc}")))
     return members
 

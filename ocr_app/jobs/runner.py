@@ -38,7 +38,10 @@ def claim_next_page() -> int | None:
     """The id of the next page this process may run (leased to it), or None."""
     now = timezone.now()
     lease = now + datetime.timedelta(seconds=settings.OCR_JOB_LEASE_SECONDS)
-    open_pages = (Page.objects.filter(job__status__in=Job.UNFINISHED)
+    # A cancelled job's queued page too (one put back by a dead process's clean-up as the job was cancelled):
+    # process_page cancels it instead of reading it; left alone it would count as open for good.
+    open_pages = (Page.objects.filter(Q(job__status__in=Job.UNFINISHED)
+                                      | Q(job__status=Job.Status.CANCELLED, status=Page.Status.QUEUED))
                   .filter(Q(status=Page.Status.QUEUED) | Q(status=Page.Status.RUNNING, claimed_until__lt=now)))
     for page_id, claimed_until in open_pages.order_by("job__created_at", "job_id", "index") \
             .values_list("pk", "claimed_until")[:20]:

@@ -30,7 +30,7 @@ from .. import engine
 from ..claims import claimed
 from ..errors import ApiError
 from ..models import Recognition, StoredImage
-from ..processes import this_process
+from ..processes import dead_here, this_process
 from ..services import choose_model
 from . import dispatch
 from .intake import IntakeLimits, SourceFile, page_names, read_uploads
@@ -201,15 +201,18 @@ def _start(page_id: int) -> Page | None:
         finish_job_if_complete(page.job_id)
         return None
     now = timezone.now()
-    if page.attempts >= settings.OCR_JOB_MAX_STARTS:
+    if page.job is not None and page.job.status == Job.Status.CANCELLED:
+        Page.objects.filter(pk=page_id, status__in=Page.OPEN).update(status=Page.Status.CANCELLED, finished_at=now)
+        return None
+    # Started that often and never finished, the last start's process gone (or the page put back in the queue):
+    # a page that takes its worker down. A page still running in a live process (a duplicate delivery) is not it.
+    if page.attempts >= settings.OCR_JOB_MAX_STARTS and (
+            page.status == Page.Status.QUEUED or dead_here(page.processed_by, page.started_at)):
         log.error("page %s was started %d times and never finished: failed, not started again", page_id,
                   page.attempts)
         fail_page(page_id, "page_never_finishes", f"reading this page was started {page.attempts} times and "
                                                   "never finished (its worker died or failed each time); it is "
                                                   "not tried again")
-        return None
-    if page.job is not None and page.job.status == Job.Status.CANCELLED:
-        Page.objects.filter(pk=page_id, status__in=Page.OPEN).update(status=Page.Status.CANCELLED, finished_at=now)
         return None
     Page.objects.filter(pk=page_id, status__in=Page.OPEN).update(
         status=Page.Status.RUNNING, attempts=F("attempts") + 1, started_at=now,

@@ -114,7 +114,7 @@ def _forget_file(page_file: PageFile, written: list[str]) -> None:
 
 def pages_of_dead_requests() -> list[Page]:
     """Pages of POST /api/v1/pages/ left open by a process of this machine that is gone: its request was
-    killed while it read the page (SIGKILL, out of memory, gunicorn's timeout on a big page).
+    killed while it read the page (SIGKILL, out of memory, a restart's graceful timeout).
 
     A job-less page is only ever read by the process that created it, in the request, and that process is
     named on the page from its commit on; a page of a live process (another worker's request, or this

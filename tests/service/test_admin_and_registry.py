@@ -219,7 +219,7 @@ def _with_metadata(model_file, tmp_path, new_version: str, **changes):
     ({"validation_cer": "-0.1"}, "validation_cer -0.1"),
     # a ':' could never be chosen (name:version); a NUL or over-long name failed in PostgreSQL with a traceback
     ({"name": "arabic:crnn"}, "model's name 'arabic:crnn'"),
-    ({"name": "n" * 101}, "model's name .* 1 to 100 printable"),
+    ({"name": "n" * 101}, "model's name .* 1 to 100 characters"),
     ({"version": "9\x00"}, "model's version"),
     ({"name": ""}, "model's name ''"),
     # an alphabet shorter than the softmax answered 500 on every line that emitted a label past its end;
@@ -293,3 +293,12 @@ def test_two_activations_at_once_leave_one_active_model_and_no_error(model_file,
         t.join(timeout=120)
     assert errors == []
     assert ModelVersion.objects.filter(is_active=True).count() == 1
+
+
+def test_a_row_stored_with_an_infinite_cer_before_the_check_does_not_break_the_models_list(api, model_file):
+    """Registered before the registry refused such files: GET /api/v1/models/ could not write it as JSON."""
+    registry.register_default_model()
+    ModelVersion.objects.update(validation_cer=float("inf"))
+    answer = api.get("/api/v1/models/")
+    assert answer.status_code == 200, answer.content[:300]
+    assert answer.json() and all(m["validation_cer"] is None for m in answer.json())

@@ -410,12 +410,22 @@ def _directory_offset_past_the_end(data, start, central):
     return data[:end + 16] + struct.pack("<I", offset + 100_000) + data[end + 20:]   # "negative seek value"
 
 
+def _damaged_lzma_member(data, start, central):
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_LZMA) as archive:
+        archive.writestr("a.png", job_pages.png(job_pages.small_page(0)))
+    lzma_zip = bytearray(out.getvalue())
+    lzma_zip[40:60] = b"\xff" * 20            # inside the member's LZMA stream: LZMAError, no OSError
+    return bytes(lzma_zip)
+
+
 def _needs_a_newer_zip_version(data, start, central):
     return data[:central + 6] + b"\xff\x00" + data[central + 8:]      # NotImplementedError while opening
 
 
 @pytest.mark.parametrize("damage", [_damaged_deflate_stream, _deflate_stream_cut_short,
-                                    _directory_offset_past_the_end, _needs_a_newer_zip_version])
+                                    _directory_offset_past_the_end, _needs_a_newer_zip_version,
+                                    _damaged_lzma_member])
 def test_a_damaged_zip_is_a_json_400_never_a_500(api, pages, settings, damage):
     """zipfile raises zlib.error, EOFError, ValueError and NotImplementedError besides BadZipFile: each was a 500
     (found by mutation fuzzing)."""
@@ -481,8 +491,38 @@ def test_a_page_that_never_finishes_is_failed_not_started_for_ever(api, pages, s
     assert body["status"] == "done" and body["pages_done"] == 1 and body["pages_failed"] == 1
 
 
-def test_the_jobs_limit_is_checked_before_the_files_are_read(api, pages, settings):
+def test_the_jobs_limit_is_checked_before_the_files_are_read(api, pages, settings, monkeypatch):
+    """Every upload was read into memory (up to 33 x 500 MB) before the job's total was checked."""
+    from ocr_app.jobs import apis
+
+    reached = []   # without the early check every upload is read, then handed to the service, which refuses
+    real_create_job = apis.services.create_job
+    monkeypatch.setattr(apis.services, "create_job", lambda *a, **k: reached.append(1) or real_create_job(*a, **k))
     settings.OCR_JOB_MAX_BYTES = 3 * len(job_pages.png(pages[0])) // 2
-    answer = _submit(api, {"a.png": job_pages.png(pages[0]), "b.png": job_pages.png(pages[0])})
+    answer = _submit(api, {"a.png": job_pages.png(pages[0]), "b.png": job_pages.png(pages[0]),
+                           "c.png": job_pages.png(pages[0])})
     assert answer.status_code == 413 and answer.json()["error"]["code"] == "job_too_large"
-    assert Job.objects.count() == 0
+    assert reached == [] and Job.objects.count() == 0
+
+
+def test_a_page_running_in_a_live_process_is_not_failed_for_its_many_starts(api, pages, settings):
+    """A duplicate delivery (a lease retaken, a broker's visibility timeout) starts a page still being read:
+    that is no page that kills its worker, and failing it would lose a readable page."""
+    from ocr_app.processes import this_process
+
+    answer = _submit(api, {"a.png": job_pages.png(pages[0])})
+    page = Page.objects.get()
+    Page.objects.filter(pk=page.pk).update(status=Page.Status.RUNNING, attempts=settings.OCR_JOB_MAX_STARTS,
+                                           processed_by=this_process())
+    assert services.process_page(page.pk) == "done"
+    assert api.get(answer.json()["url"]).json()["status"] == "done"
+
+
+def test_a_queued_page_of_a_cancelled_job_is_cancelled_by_the_runner(api, pages):
+    """Put back in the queue as its job was cancelled (two statements apart): the runner cancels it."""
+    answer = _submit(api, {"a.png": job_pages.png(pages[0]), "b.png": job_pages.png(pages[1])})
+    assert api.post(f"{answer.json()['url']}cancel/").status_code == 200
+    Page.objects.filter(job_id=answer.json()["id"], index=1).update(status=Page.Status.QUEUED)
+    assert runner.run_pending() == 1
+    assert set(Page.objects.values_list("status", flat=True)) == {Page.Status.CANCELLED}
+    assert runner.run_pending() == 0

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
 
-from ocr_app.jobs import dispatch
+from ocr_app.jobs import dispatch, runner
 from ocr_app.jobs.models import Job, Page
 
 
@@ -28,3 +28,7 @@ class Command(BaseCommand):
         page_ids = list(pages.order_by("job_id", "index").values_list("pk", flat=True))
         dispatch.send_to_broker(page_ids)
         self.stdout.write(f"{len(page_ids)} page(s) queued again")
+        # a job whose last page was stored by a worker that died before closing it has no page left to send
+        closed = runner.close_jobs_left_open()
+        if closed:
+            self.stdout.write(f"{closed} job(s) whose pages were all finished closed")
