@@ -332,3 +332,35 @@ def test_bf16_is_refused_on_a_cpu_that_would_emulate_it(tiny_arrays, tmp_path, m
     assert machine.native_bf16() is True
     monkeypatch.setattr(machine, "cpu_flags", lambda: None)
     assert machine.native_bf16() is None  # cannot tell: not refused
+
+
+def test_the_last_epochs_models_are_kept_and_averaged_into_a_run_torch_to_keras_reads(tiny_arrays, tmp_path):
+    from training import average_epochs, train_torch
+    from training.torch_to_keras import run_state
+
+    run = tmp_path / "kept"
+    args = ["--data", str(tiny_arrays), "--out", str(run), *TRAIN_ARGS, "--keep-epochs", "2"]
+    assert train_torch.main([*args, "--epochs", "3"]) == 0
+    assert sorted(p.name for p in (run / "epochs").iterdir()) == ["epoch-002.pt", "epoch-003.pt"]
+    kept = [train_torch.load_checkpoint(run / "epochs" / f"epoch-00{e}.pt")["model"] for e in (2, 3)]
+    last = train_torch.load_checkpoint(run / "last.pt")
+    assert all(torch.equal(kept[1][k], v) for k, v in last["model"].items())
+
+    assert average_epochs.main([str(run), "--last", "2", "--out", str(tmp_path / "avg")]) == 0
+    averaged = train_torch.load_checkpoint(tmp_path / "avg" / "last.pt")
+    weight = next(k for k in kept[0] if k.endswith("weight"))
+    assert not torch.equal(kept[0][weight], kept[1][weight])
+    assert torch.allclose(averaged["model"][weight], (kept[0][weight] + kept[1][weight]) / 2)
+    counter = next((k for k in kept[0] if not kept[0][k].is_floating_point()), None)
+    if counter is not None:
+        assert torch.equal(averaged["model"][counter], kept[1][counter])
+    assert "optimizer" not in averaged and averaged["averaged_epochs"] == [2, 3]
+    assert run_state(averaged, tmp_path / "avg" / "last.pt")["averaged_epochs"] == [2, 3]
+    assert (tmp_path / "avg" / "history.csv").exists()
+
+    assert average_epochs.main([str(run), "--last", "3", "--out", str(tmp_path / "bad")]) == 2   # epoch 1 not kept
+    assert not (tmp_path / "bad" / "last.pt").exists()
+    with pytest.raises(SystemExit):
+        average_epochs.main([str(run), "--last", "2", "--out", str(run)])   # its own last.pt
+    with pytest.raises(SystemExit):
+        train_torch.main([*args[:-1], "-1", "--epochs", "4"])

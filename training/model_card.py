@@ -185,6 +185,10 @@ def _training(info: ModelInfo, state: dict | None, history: list[dict], synth_re
         if (state or {}).get("ema_momentum"):
             lines.append(f"- the weights saved and validated are a moving average of the trained ones (momentum "
                          f"{state['ema_momentum']} per step, about the last {1 / (1 - state['ema_momentum']):.0f} steps)")
+        if (state or {}).get("averaged_epochs"):
+            epochs = state["averaged_epochs"]
+            lines.append(f"- the model is the mean of the models of epochs {epochs[0]}-{epochs[-1]}, the run's last "
+                         f"{len(epochs)} (training.average_epochs); the validation figures by epoch are each epoch's")
         lines.append(f"- {history[-1]['seconds'] / 60:.0f} minutes of training (the run's own clock)")
     elif info.extra.get("training_seconds"):
         lines.append(f"- {float(info.extra['training_seconds']) / 60:.0f} minutes of training")

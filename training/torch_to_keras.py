@@ -61,6 +61,7 @@ def run_state(checkpoint: dict, source: Path) -> dict:
             "best_epoch": last.get("epoch"), "seconds": checkpoint["seconds"],
             "alphabet": json.loads(checkpoint["alphabet"]), "model_config": checkpoint["model_config"],
             "ema_momentum": checkpoint.get("ema_momentum", 0.0),
+            "averaged_epochs": checkpoint.get("averaged_epochs", []),
             "history": history, "args": checkpoint["args"], "machine": machine_line(checkpoint),
             "converted_from": str(source), "stop_reason": stop_reason}
 

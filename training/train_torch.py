@@ -127,6 +127,19 @@ def save_checkpoint(path: Path, payload: dict) -> None:
     tmp.replace(path)
 
 
+EPOCHS_DIR = "epochs"
+
+
+def keep_epoch_model(out: Path, epoch: int, state_dict: dict, row: dict, keep: int) -> None:
+    """The epoch's model (weights and buffers only, a quarter of last.pt) beside the run; only the newest
+    ``keep`` stay. Averaging the last few is a cheaper, post-hoc cousin of a longer --ema."""
+    folder = out / EPOCHS_DIR
+    folder.mkdir(exist_ok=True)
+    save_checkpoint(folder / f"epoch-{epoch:03d}.pt", {"epoch": epoch, "model": state_dict, "history_row": row})
+    for old in sorted(folder.glob("epoch-*.pt"))[:-keep]:
+        old.unlink()
+
+
 def load_checkpoint(path: Path) -> dict:
     return torch.load(path, map_location="cpu", weights_only=True)
 
@@ -210,6 +223,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "training.train's --ema: validated and saved as the run's model (last.pt's 'model'), "
                              "the weights as trained kept beside it ('trained_model') and validated too "
                              "(history's val_cer_trained)")
+    parser.add_argument("--keep-epochs", type=int, default=0, metavar="K",
+                        help="also keep the model (the average, with --ema) of each of the last K epochs in "
+                             "OUT/epochs/epoch-NNN.pt, for python -m training.average_epochs (0 = none)")
     parser.add_argument("--no-augment", action="store_true")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -230,6 +246,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not 0.0 <= args.ema < 1.0:
         parser.error(f"--ema wants a momentum in [0, 1) (0 = off), got {args.ema:g}")
+    if args.keep_epochs < 0:
+        parser.error(f"--keep-epochs wants a number of epochs (0 = none), got {args.keep_epochs}")
     # Progress is printed; the warnings of train.py's functions it shares (unknown characters, lines left out) logged.
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     return train(args)
@@ -355,6 +373,8 @@ def train(args) -> int:
             **rng_states(device), "machine": machine(device), "alphabet": alphabet.to_json(),
             "model_config": config.to_dict(),
             "args": {k: v for k, v in vars(args).items()}})
+        if args.keep_epochs:
+            keep_epoch_model(out, epoch, model.state_dict(), row, args.keep_epochs)
         if average is not None:
             average.swap()  # back to the trained weights for the next epoch
         write_history(out, state["history"])
