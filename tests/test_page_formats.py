@@ -5,6 +5,7 @@ tests/schemas/, so no network and no ../shared needed)."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import re
@@ -111,6 +112,22 @@ def test_hocr_lines_carry_bbox_baseline_and_confidence(page):
     assert all(p.get("dir") == "rtl" for p in doc.findall(".//h:p", ns))
     words = [w.text for w in lines[0].findall("h:span", ns)]
     assert " ".join(words) == page.lines[0].text
+
+
+def test_xml_formats_hold_a_file_name_with_characters_xml_cannot(page):
+    """A Linux file name may hold C0 controls, and bytes that are not UTF-8 (lone surrogates in Python):
+    XML 1.0 cannot hold them even escaped, so ALTO, PAGE-XML and hOCR write U+FFFD in their place."""
+    named = dataclasses.replace(page, image_name="scan\x01one\x0b\udcff.png")
+    alto = etree.fromstring(named.to_alto().encode())
+    _schema("alto-4-4.xsd").assertValid(alto)
+    ns = {"a": "http://www.loc.gov/standards/alto/ns-v4#"}
+    assert alto.find(".//a:fileName", ns).text == "scan\ufffdone\ufffd\ufffd.png"
+    page_xml = etree.fromstring(named.to_page_xml().encode())
+    _schema("pagecontent-2019-07-15.xsd").assertValid(page_xml)
+    ns = {"p": "http://schema.primaresearch.org/PAGE/gts/pagecontent/2019-07-15"}
+    assert page_xml.find("p:Page", ns).get("imageFilename") == "scan\ufffdone\ufffd\ufffd.png"
+    hocr = etree.fromstring(named.to_hocr().encode())
+    assert hocr.find(".//{http://www.w3.org/1999/xhtml}title").text == "scan\ufffdone\ufffd\ufffd.png"
 
 
 def test_a_blank_page_gives_no_lines_in_every_format(recognizer):
