@@ -130,6 +130,30 @@ def test_xml_formats_hold_a_file_name_with_characters_xml_cannot(page):
     assert hocr.find(".//{http://www.w3.org/1999/xhtml}title").text == "scan\ufffdone\ufffd\ufffd.png"
 
 
+def test_geometry_of_a_skewed_page_cropped_close_to_its_text_stays_on_the_page(recognizer):
+    """Lines of a turned page, boxed on the levelled page, reach past the original's corners when the page
+    is cropped close to its text: every point is clipped to the page (PAGE-XML allows no negative
+    coordinate), in the result itself, so that every format and the service's stored lines agree."""
+    spec = PageSpec(width=900, height=420, body_lines=3, header=False, heading=False, margin_numbers=False,
+                    footnotes=0, seed=2, skew_degrees=4.0)
+    grey = render_page(spec, WORDS[34:] + WORDS).image
+    ys, xs = np.nonzero(grey < 128)
+    grey = grey[max(0, ys.min() - 1): ys.max() + 2, max(0, xs.min() - 1): xs.max() + 2]
+    cropped = recognize_page(grey, recognizer, image_name="skewed.png")
+    height, width = grey.shape
+    assert cropped.lines and (cropped.width, cropped.height) == (width, height)
+    shapes = [region.polygon for region in cropped.regions]
+    shapes += [shape for line in cropped.lines for shape in (line.polygon, line.baseline)]
+    assert all(0 <= x < width and 0 <= y < height for shape in shapes for x, y in shape)
+    # cropped to its text: its lines reach its edges (where, unclipped, the turned boxes passed them)
+    assert any(x in (0, width - 1) or y in (0, height - 1) for shape in shapes for x, y in shape)
+    _schema("pagecontent-2019-07-15.xsd").assertValid(etree.fromstring(cropped.to_page_xml().encode()))
+    _schema("alto-4-4.xsd").assertValid(etree.fromstring(cropped.to_alto().encode()))
+    stored = cropped.to_dict()["regions"]
+    assert [line["polygon"] for region in stored for line in region["lines"]] == [
+        [list(p) for p in line.polygon] for line in cropped.lines]
+
+
 def test_a_blank_page_gives_no_lines_in_every_format(recognizer):
     blank = recognize_page(np.full((1400, 1000), 250, np.uint8), recognizer)
     assert blank.regions == [] and blank.to_text() == ""
