@@ -18,6 +18,7 @@ Standard library only, so it runs anywhere Python does. Also a small library:
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import mimetypes
 import os
@@ -46,6 +47,19 @@ class OcrError(Exception):
         self.status, self.code = status, code
 
 
+def display_name(path: str | os.PathLike) -> str:
+    """A file name or path as valid Unicode, for what is sent or printed about it: bytes that are not UTF-8
+    (which Python holds as lone surrogates, so that the file still opens) become U+FFFD."""
+    return os.fsencode(path).decode("utf-8", "replace")
+
+
+def _part_filename(path: str) -> str:
+    """The filename of a multipart part: valid Unicode (``display_name``), with the characters that would end
+    the quoted header value escaped as browsers escape them."""
+    name = display_name(Path(path).name)
+    return name.replace('"', "%22").replace("\r", "%0D").replace("\n", "%0A")
+
+
 def _multipart(fields: list[tuple[str, str | None, bytes]]) -> tuple[bytes, str]:
     """Encode (field, filename, data) parts; a None filename makes a plain form field."""
     boundary = uuid.uuid4().hex
@@ -57,7 +71,7 @@ def _multipart(fields: list[tuple[str, str | None, bytes]]) -> tuple[bytes, str]
             continue
         content_type = mimetypes.guess_type(filename)[0] or "application/octet-stream"
         parts.append(
-            f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; filename="{Path(filename).name}"\r\n'
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; filename="{_part_filename(filename)}"\r\n'
             f"Content-Type: {content_type}\r\n\r\n".encode() + data + b"\r\n"
         )
     parts.append(f"--{boundary}--\r\n".encode())
@@ -72,12 +86,22 @@ class OcrClient:
 
     def _post(self, path: str, fields: list[tuple[str, str, bytes]]) -> dict:
         body, content_type = _multipart(fields)
-        return json.loads(self._request("POST", path, body, content_type))
+        return self._request_json("POST", path, body, content_type)
 
     def _get(self, path: str) -> dict:
-        return json.loads(self._request("GET", path))
+        return self._request_json("GET", path)
 
-    def _request(self, method: str, path: str, body: bytes | None = None, content_type: str | None = None) -> bytes:
+    def _request_json(self, method: str, path: str, body: bytes | None = None,
+                      content_type: str | None = None) -> dict:
+        """The JSON answer to a request; an answer that is not JSON fails the request like a dropped
+        connection (retried, then ``OcrError``)."""
+        return self._request(method, path, body, content_type, parse=json.loads)
+
+    def _request(self, method: str, path: str, body: bytes | None = None, content_type: str | None = None,
+                 parse=None):
+        """The answer's body (``parse(body)`` with ``parse``). 429 and 5xx answers, network errors, answers cut
+        short and answers ``parse`` refuses (a ValueError) are retried ``retries`` times; then, like any
+        other refusal, they raise ``OcrError``."""
         for attempt in range(self.retries + 1):
             headers = {"Authorization": f"Token {self.token}", "Accept": "application/json"}
             if content_type:
@@ -85,9 +109,12 @@ class OcrClient:
             request = urllib.request.Request(self.url + path, data=body, method=method, headers=headers)
             try:
                 with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                    return response.read()
+                    data = response.read()
             except urllib.error.HTTPError as exc:
-                payload = exc.read()
+                try:
+                    payload = exc.read()
+                except (http.client.HTTPException, OSError):
+                    payload = b""
                 if exc.code in RETRY_STATUSES and attempt < self.retries:
                     self._sleep(attempt, exc.headers.get("Retry-After"))
                     continue
@@ -97,10 +124,20 @@ class OcrClient:
                 except (ValueError, KeyError, TypeError):
                     raise OcrError(f"HTTP {exc.code}: {payload[:200]!r}", exc.code) from None
             except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
-                if attempt < self.retries:
-                    self._sleep(attempt, None)
-                    continue
-                raise OcrError(f"cannot reach {self.url}: {getattr(exc, 'reason', exc)}") from None
+                problem = f"cannot reach {self.url}: {getattr(exc, 'reason', exc)}"
+            except http.client.HTTPException as exc:   # IncompleteRead: the connection dropped mid-answer
+                problem = f"the answer from {self.url}{path} was cut short or malformed ({exc!r})"
+            else:
+                if parse is None:
+                    return data
+                try:
+                    return parse(data)
+                except ValueError as exc:
+                    problem = f"the answer from {self.url}{path} is not what was expected ({exc}): {data[:200]!r}"
+            if attempt < self.retries:
+                self._sleep(attempt, None)
+                continue
+            raise OcrError(problem)
         raise OcrError("unreachable")  # the loop always returns or raises
 
     def _sleep(self, attempt: int, retry_after: str | None) -> None:
@@ -123,7 +160,11 @@ class OcrClient:
         fields: list[tuple[str, str | None, bytes]] = [("images", str(p), Path(p).read_bytes()) for p in paths]
         if model:
             fields.append(("model", None, model.encode()))
-        return self._post("/api/v1/recognitions/batch/", fields)["results"]
+        answer = self._post("/api/v1/recognitions/batch/", fields)
+        results = answer.get("results") if isinstance(answer, dict) else None
+        if not isinstance(results, list) or len(results) != len(paths):
+            raise OcrError(f"the batch answer from {self.url} does not hold a result for each of {len(paths)} files")
+        return results
 
     # -- books as jobs ---------------------------------------------------------------
     def submit_job(self, paths: list[str | Path], name: str | None = None, model: str | None = None,
@@ -139,7 +180,7 @@ class OcrClient:
         return self._get(f"/api/v1/jobs/{job_id}/")
 
     def cancel_job(self, job_id: int) -> dict:
-        return json.loads(self._request("POST", f"/api/v1/jobs/{job_id}/cancel/"))
+        return self._request_json("POST", f"/api/v1/jobs/{job_id}/cancel/")
 
     def wait_job(self, job_id: int, on_progress=None, interval: float = 1.0) -> dict:
         """Poll until the job is done, failed or cancelled; ``on_progress(job)`` after every poll."""
@@ -152,23 +193,55 @@ class OcrClient:
             time.sleep(interval)
 
     def download_results(self, job_id: int, out_dir: str | Path) -> list[Path]:
-        """Fetch results.zip and unpack it into ``out_dir``; returns the files written."""
+        """Fetch results.zip and unpack it into ``out_dir``; returns the files written. Each file is written
+        whole or not at all (a temporary file renamed into place); a results.zip that is not a readable zip
+        raises ``OcrError``, and so does a member that cannot be read (the files before it are kept)."""
         import io
         import zipfile
+        import zlib
 
         data = self._request("GET", f"/api/v1/jobs/{job_id}/results.zip")
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         written = []
-        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        try:
+            archive = zipfile.ZipFile(io.BytesIO(data))
+        except zipfile.BadZipFile as exc:
+            raise OcrError(f"job {job_id}'s results.zip ({len(data)} bytes) is not a readable zip: {exc}") from None
+        with archive:
             for member in archive.infolist():
+                if member.is_dir():
+                    continue
                 target = (out / member.filename).resolve()
                 if out.resolve() not in target.parents:   # never write outside out_dir
                     raise OcrError(f"unsafe path in results: {member.filename}")
+                try:
+                    content = archive.read(member)
+                except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, ValueError) as exc:
+                    raise OcrError(f"job {job_id}'s results.zip is damaged: {member.filename}: {exc}") from None
                 target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_bytes(archive.read(member))
+                _write_whole(target, content)
                 written.append(target)
         return written
+
+
+def _write_whole(target: Path, content: bytes) -> None:
+    """Write next to ``target`` and rename: never half a file, whatever stops the write. The file gets the mode
+    the umask allows, as any file a program creates."""
+    while True:
+        temporary = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.part")
+        try:
+            handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            break
+        except FileExistsError:
+            continue
+    try:
+        with os.fdopen(handle, "wb") as file:
+            file.write(content)
+        os.replace(temporary, target)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
 
 
 def expand(paths: list[str], suffixes: set[str] = IMAGE_SUFFIXES) -> list[Path]:
@@ -292,6 +365,8 @@ def main(argv: list[str] | None = None) -> int:
     files = expand(args.paths)
     if not files:
         parser.error("no image files found")
+    if hasattr(sys.stdout, "reconfigure"):   # what is printed is UTF-8, whatever the locale
+        sys.stdout.reconfigure(encoding="utf-8")
 
     client = OcrClient(args.url, args.token, retries=args.retries)
     progress = Progress(len(files), not args.no_progress)
@@ -307,14 +382,14 @@ def main(argv: list[str] | None = None) -> int:
         if error is not None:
             failures += 1
             sys.stderr.write(f"{path}: {error}\n")
-            record = {"file": str(path), "error": error}
+            record = {"file": display_name(path), "error": error}
         else:
-            record = {"file": str(path), "text": result["text"], "confidence": result["confidence"],
+            record = {"file": display_name(path), "text": result["text"], "confidence": result["confidence"],
                       "id": result["id"]}
         if args.format == "jsonl":
             print(json.dumps(record, ensure_ascii=False), flush=True)
         elif error is None:
-            print(f"{path}\t{result['text']}\t{result['confidence']}\t{result['id']}", flush=True)
+            print(f"{display_name(path)}\t{result['text']}\t{result['confidence']}\t{result['id']}", flush=True)
 
     def emit(index: int, result: dict | None, error: str | None) -> None:
         nonlocal next_to_print

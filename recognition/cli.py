@@ -5,9 +5,10 @@
     arabic-ocr pages scans/ book.pdf --format alto --out results/    (``recognition.page_cli``)
 
 Prints one JSON object per image (``file``, ``text``, ``confidence``,
-``characters``; or ``file`` and ``error`` with its ``code``) and exits with 1
-if any image could not be read. ``manage.py recognize`` is a wrapper over
-``recognize_paths``.
+``characters``; or ``file`` and ``error`` with its ``code``), UTF-8 JSON Lines
+whatever the locale, and exits with 1 if any image could not be read. A file
+name that is not valid UTF-8 is written with U+FFFD for its undecodable bytes.
+``manage.py recognize`` is a wrapper over ``recognize_paths``.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import TextIO
 
 from . import cli_decoding, page_cli
 from .char_lm import LanguageModelError
+from .file_names import unicode_name
 from .image import IMAGE_SUFFIXES
 
 MODEL_ENV = "ARABIC_OCR_MODEL"
@@ -47,21 +49,28 @@ def expand(paths: list[str]) -> list[Path]:
 
 
 def records(recognizer, files: list[Path], batch: int) -> Iterator[dict]:
-    """One JSON-ready record per file, recognised ``batch`` files at a time."""
+    """One JSON-ready record per file, recognised ``batch`` files at a time. ``file`` is the path as valid
+    Unicode (``unicode_name``: a name that is not UTF-8 has U+FFFD for its bad bytes)."""
     for start in range(0, len(files), batch):
         chunk = files[start: start + batch]
         for path, outcome in zip(chunk, recognizer.recognize(chunk)):
             if hasattr(outcome, "text"):
-                yield {"file": str(path), "text": outcome.text, "confidence": outcome.confidence,
+                yield {"file": unicode_name(path), "text": outcome.text, "confidence": outcome.confidence,
                        "characters": [{"char": c.char, "confidence": c.confidence} for c in outcome.characters]}
             else:
-                yield {"file": str(path), "error": {"code": outcome.code, "message": outcome.message}}
+                yield {"file": unicode_name(path), "error": {"code": outcome.code, "message": outcome.message}}
 
 
 def recognize_paths(recognizer, paths: list[str], out: TextIO, batch: int = 16,
                     format_record: Callable[[dict], str] | None = None) -> tuple[int, int]:
     """Recognise files and folders, writing a line per image; returns (files, failures)."""
-    files = expand(paths)
+    return recognize_files(recognizer, expand(paths), out, batch, format_record)
+
+
+def recognize_files(recognizer, files: list[Path], out: TextIO, batch: int = 16,
+                    format_record: Callable[[dict], str] | None = None) -> tuple[int, int]:
+    """Recognise listed files (one gone since it was listed fails only itself), writing a line per image;
+    returns (files, failures)."""
     format_record = format_record or (lambda record: json.dumps(record, ensure_ascii=False))
     failures = 0
     for record in records(recognizer, files, batch):
@@ -89,9 +98,11 @@ def parser() -> argparse.ArgumentParser:
     lines = commands.add_parser(
         "lines", help="recognise line images (one text line per image)",
         description="Recognise line images: files, or folders searched recursively for "
-                    f"{', '.join(IMAGE_SUFFIXES)}. Prints one JSON object per image: file, text, confidence, "
-                    "characters [{char, confidence}], or file and error {code, message}. "
-                    "Exits with 1 if any image could not be read, 2 on bad usage.")
+                    f"{', '.join(IMAGE_SUFFIXES)}. Prints one JSON object per image (UTF-8 JSON Lines): file, "
+                    "text, confidence, characters [{char, confidence}], or file and error {code, message}. A file "
+                    "name that is not valid UTF-8 is written with U+FFFD for its undecodable bytes. "
+                    "Exits with 1 if any image could not be read, 2 on bad usage (a --model file that is not an "
+                    "ONNX line model included).")
     lines.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders")
     lines.add_argument("--model", type=Path, default=None,
                        help=f"an .onnx line model (default: ${MODEL_ENV}, else the shipped model of a checkout)")
@@ -103,6 +114,14 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:   # Ctrl-C: a line, not a traceback (`pages` says how far it got)
+        print("arabic-ocr: interrupted", file=sys.stderr)
+        return 130
+
+
+def _main(argv: list[str] | None) -> int:
     args = parser().parse_args(argv)
     model = args.model or default_model()
     if model is None or not model.is_file():
@@ -119,19 +138,19 @@ def main(argv: list[str] | None = None) -> int:
     if args.batch < 1:
         print("arabic-ocr: --batch must be at least 1", file=sys.stderr)
         return 2
-    from .recognizer import Recognizer
-
     try:
         files = expand(args.paths)  # fail on a missing path before loading the model
     except UsageError as exc:
         print(f"arabic-ocr: {exc}", file=sys.stderr)
         return 2
     try:
-        recognizer = Recognizer(model, threads=args.threads or None, max_batch=args.batch, **decoding)
-    except LanguageModelError as exc:
+        recognizer = page_cli.open_model(model, args.threads or None, {"max_batch": args.batch, **decoding})
+    except (LanguageModelError, page_cli.ModelFileError) as exc:
         print(f"arabic-ocr: {exc}", file=sys.stderr)
         return 2
-    total, failures = recognize_paths(recognizer, [str(f) for f in files], sys.stdout, args.batch)
+    if hasattr(sys.stdout, "reconfigure"):   # JSON Lines are UTF-8, whatever the locale or PYTHONIOENCODING
+        sys.stdout.reconfigure(encoding="utf-8", errors="strict")
+    total, failures = recognize_files(recognizer, files, sys.stdout, args.batch)
     if failures:
         print(f"arabic-ocr: {failures} of {total} images could not be read", file=sys.stderr)
     return 1 if failures else 0

@@ -80,15 +80,20 @@ def open_image(source, max_pixels: int | None = None, what: str = "the image",
     ``corrupt_image`` (it starts as one, but its header cannot be read); ``image_too_large`` (beyond
     ``max_pixels``, said of ``what``, or Pillow's bomb limit: ``_bomb_limit``; a caller after a later frame
     passes ``check_first_frame=False`` and checks that frame itself);
-    ``empty_image``. Use it in a ``with``: opened from a path, the image holds the file open until then (a
-    caller's binary file is left open). Its frames are not checked here: see ``picture_count``.
+    ``empty_image``; ``unreadable_file`` (a path that is gone or cannot be opened). Use it in a ``with``:
+    opened from a path, the image holds the file open until then (a caller's binary file is left open). Its
+    frames are not checked here: see ``picture_count``.
     """
     if isinstance(source, (bytes, bytearray, memoryview)):
         if len(source) == 0:
             raise ImageError("empty_file", "the file is empty (0 bytes)")
         stream, owned = io.BytesIO(source), True
     elif isinstance(source, (str, os.PathLike)):
-        if os.path.getsize(source) == 0:
+        try:
+            size = os.path.getsize(source)
+        except OSError as exc:   # gone (or never there) since it was listed: that file's error, not the caller's
+            raise ImageError("unreadable_file", f"{os.fspath(source)} cannot be read: {exc.strerror or exc}") from None
+        if size == 0:
             raise ImageError("empty_file", f"{os.fspath(source)} is empty (0 bytes)")
         stream, owned = source, True   # Pillow opens the file, and closes it with the image
     else:
@@ -113,6 +118,9 @@ def open_image(source, max_pixels: int | None = None, what: str = "the image",
                                              "WebP or GIF)") from None
         raise ImageError("corrupt_image", f"the file starts as a {claimed} image, but its header is truncated or "
                                           "corrupt") from None
+    except (FileNotFoundError, PermissionError, IsADirectoryError) as exc:   # the path, not the image in it
+        name = os.fspath(source) if isinstance(source, (str, os.PathLike)) else "the file"
+        raise ImageError("unreadable_file", f"{name} cannot be read: {exc.strerror or exc}") from None
     except READ_ERRORS as exc:
         raise ImageError("corrupt_image", f"the image's header is truncated or corrupt ({exc})") from None
     try:

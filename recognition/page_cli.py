@@ -3,8 +3,11 @@
     arabic-ocr pages scans/ book.pdf --format alto,txt --out results/ --jobs 2
 
 Every input page becomes ``OUT/NAME.SUFFIX`` (``NAME-0001.SUFFIX``, ... for a
-file of several pages), written atomically, so an interrupted run leaves no
-half-written file. Pages are read by ``recognition.page.recognize_page``; with
+file of several pages; two pages that would be written under one name are
+refused before any page is read). A page's files are written together: each to
+a temporary file, then all renamed into place, so an interrupted run or a
+failed page leaves no half-written file and no page with only some of its
+formats. Pages are read by ``recognition.page.recognize_page``; with
 ``--jobs N`` by N worker processes, each with its own ``Recognizer``. One
 unreadable page fails only itself: the others are written, the failures are
 listed with their reasons on stderr, and the exit status is 1.
@@ -15,15 +18,17 @@ from __future__ import annotations
 import argparse
 import functools
 import os
+import secrets
+import signal
 import sys
-import tempfile
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import cli_decoding
-from .char_lm import CharacterLanguageModel, LanguageModelError
+from .char_lm import LanguageModelError
+from .file_names import unicode_name
 from .image import IMAGE_SUFFIXES, ImageError
 from .page_formats import FORMAT_SUFFIXES
 
@@ -32,6 +37,10 @@ PAGE_SUFFIXES = (*IMAGE_SUFFIXES, ".pdf")
 
 class PagesUsageError(Exception):
     pass
+
+
+class ModelFileError(Exception):
+    """The --model file is not an ONNX line model this program can read (bad usage, like a missing file)."""
 
 
 @dataclass(frozen=True)
@@ -86,16 +95,10 @@ def expand_page_files(paths: list[str]) -> list[Path]:
 def plan(files: list[Path]) -> tuple[list[PageTask], list[PageFailure]]:
     """The pages of every file (counted without decoding a pixel), and the files that cannot be opened at all.
 
-    Two inputs that would write the same output name are a usage error: one would overwrite the other.
+    Two pages that would write the same output name are a usage error (``check_output_names``).
     """
     from .page_loader import count_pages
 
-    stems: dict[str, Path] = {}
-    for path in files:
-        other = stems.setdefault(path.stem.lower(), path)
-        if other != path:
-            raise PagesUsageError(f"{other} and {path} would both be written as {path.stem}.*; "
-                                  "run them into different --out folders")
     tasks, failures = [], []
     for path in files:
         try:
@@ -103,35 +106,95 @@ def plan(files: list[Path]) -> tuple[list[PageTask], list[PageFailure]]:
         except ImageError as exc:
             failures.append(PageFailure(str(path), None, exc.code, exc.message))
             continue
+        except OSError as exc:   # gone or unreadable since it was listed
+            failures.append(PageFailure(str(path), None, "unreadable_file", exc.strerror or str(exc)))
+            continue
         if count == 0:
             failures.append(PageFailure(str(path), None, "no_pages", "the file has no pages"))
         elif count == 1:
             tasks.append(PageTask(str(path), 1, path.stem))
         else:
             tasks.extend(PageTask(str(path), n, f"{path.stem}-{n:04d}") for n in range(1, count + 1))
+    check_output_names(tasks)
     return tasks, failures
+
+
+def check_output_names(tasks: list[PageTask]) -> None:
+    """Raise ``PagesUsageError`` if two pages would be written under one name (compared as a case-insensitive
+    file system compares them): two inputs of one stem (cover.png, cover.jpg), or a numbered file and a page of
+    a file of several (book-0001.png, page 1 of book.tif); one page's outputs would replace the other's."""
+    def where(task: PageTask) -> str:
+        return task.path if task.stem == Path(task.path).stem else f"{task.path} page {task.number}"
+
+    seen: dict[str, PageTask] = {}
+    for task in tasks:
+        other = seen.setdefault(task.stem.lower(), task)
+        if other is not task:
+            raise PagesUsageError(f"{where(other)} and {where(task)} would both be written as {task.stem}.*; "
+                                  "run them into different --out folders")
 
 
 # One recogniser per process: the worker processes of --jobs, or this process for --jobs 1.
 _recognizer = None
 
 
-def _open_recognizer(model: str, threads: int | None, decoding: dict | None = None) -> None:
-    global _recognizer
+def open_model(model: str | os.PathLike, threads: int | None = None, decoding: dict | None = None):
+    """A ``Recognizer`` for ``model`` with ``decoding`` options; a file that is not an ONNX line model raises
+    ``ModelFileError`` naming it (a bad language model: ``LanguageModelError``), not onnxruntime's own error."""
+    from .metadata import ModelMetadataError
     from .recognizer import Recognizer
 
-    _recognizer = Recognizer(model, threads=threads, **(decoding or {}))
-
-
-def write_atomically(target: Path, text: str) -> None:
-    """Write next to ``target`` and rename: a reader or an interrupted run never sees half a file."""
-    handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
     try:
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            out.write(text)
-        os.replace(temporary, target)
+        return Recognizer(model, threads=threads, **(decoding or {}))
+    except LanguageModelError:
+        raise
+    except ModelMetadataError as exc:
+        raise ModelFileError(f"{model} is not a line model this program can read: {exc}") from None
+    except Exception as exc:  # onnxruntime's own types (InvalidProtobuf, Fail, ...) for files it cannot load
+        detail = " ".join(str(exc).split())
+        raise ModelFileError(f"{model} is not a loadable ONNX model ({detail})") from None
+
+
+def _open_recognizer(model: str, threads: int | None, decoding: dict | None = None) -> None:
+    global _recognizer
+    _recognizer = open_model(model, threads, decoding)
+
+
+def _start_worker(model: str, threads: int | None, decoding: dict | None = None) -> None:
+    # Ctrl-C reaches the whole process group: the main process ends the run; a worker finishes its page.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _open_recognizer(model, threads, decoding)
+
+
+def _create_next_to(target: Path) -> tuple[int, Path]:
+    """A new file next to ``target``, opened for writing, with the mode the umask allows (0666 & ~umask, as
+    any file a program creates; mkstemp's would be 0600 whatever the umask)."""
+    while True:
+        temporary = target.with_name(f".{target.name}.{secrets.token_hex(4)}.part")
+        try:
+            return os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666), temporary
+        except FileExistsError:
+            continue
+
+
+def write_outputs(outputs: dict[Path, str]) -> None:
+    """Write each text (UTF-8) to a temporary file next to its target, then rename them all into place: a
+    reader or an interrupted run never sees half a file, and if any of them fails (a full disk, text that
+    cannot be encoded) none of them is left, nor any temporary file."""
+    written: list[tuple[Path, Path]] = []
+    placed: list[Path] = []
+    try:
+        for target, text in outputs.items():
+            handle, temporary = _create_next_to(target)
+            written.append((temporary, target))
+            with os.fdopen(handle, "w", encoding="utf-8") as out:
+                out.write(text)
+        for temporary, target in written:
+            os.replace(temporary, target)
+            placed.append(target)
     except BaseException:
-        os.unlink(temporary)
+        for temporary, target in written:
+            (target if target in placed else temporary).unlink(missing_ok=True)
         raise
 
 
@@ -147,38 +210,49 @@ def read_page_task(task: PageTask, formats: list[str], out_dir: str) -> PageDone
     except OSError as exc:
         return PageFailure(task.path, task.number, "unreadable_file", str(exc))
     try:
-        result = recognize_page(loaded.grey, _recognizer, image_name=Path(task.path).name)
+        # The name written into the outputs is valid Unicode (a name that is not UTF-8 has U+FFFD for its bad
+        # bytes); the outputs' own file names keep the input's bytes (task.stem).
+        result = recognize_page(loaded.grey, _recognizer, image_name=unicode_name(Path(task.path).name))
         writers: dict[str, Callable[[], str]] = {
             "txt": result.to_text, "json": result.to_json, "alto": result.to_alto, "page": result.to_page_xml,
             "hocr": result.to_hocr}
-        for fmt in formats:
-            write_atomically(Path(out_dir) / f"{task.stem}{FORMAT_SUFFIXES[fmt]}", writers[fmt]())
+        write_outputs({Path(out_dir) / f"{task.stem}{FORMAT_SUFFIXES[fmt]}": writers[fmt]() for fmt in formats})
     except Exception as exc:  # a page that breaks the layout or a full disk: report it, read the other pages
         return PageFailure(task.path, task.number, type(exc).__name__, str(exc))
     return PageDone(task, len(result.lines))
 
 
 def run_tasks(tasks: list[PageTask], formats: list[str], out_dir: Path, model: Path, jobs: int,
-              threads: int | None, decoding: dict | None = None) -> Iterator[PageDone | PageFailure]:
-    """Each page's outcome as it finishes (in input order with one job, in finishing order with several)."""
+              threads: int | None, decoding: dict | None = None,
+              recognizer=None) -> Iterator[PageDone | PageFailure]:
+    """Each page's outcome as it finishes (in input order with one job, in finishing order with several).
+    With one job, ``recognizer`` (one already open) reads the pages if given."""
+    global _recognizer
     read = functools.partial(read_page_task, formats=formats, out_dir=str(out_dir))
     if jobs == 1:
-        _open_recognizer(str(model), threads, decoding)
+        if recognizer is not None:
+            _recognizer = recognizer
+        else:
+            _open_recognizer(str(model), threads, decoding)
         yield from map(read, tasks)
         return
     import multiprocessing
 
     # spawn: each worker starts clean and opens its own onnxruntime session (no session or thread pool
     # inherited from a fork)
-    with ProcessPoolExecutor(max_workers=min(jobs, len(tasks)), mp_context=multiprocessing.get_context("spawn"),
-                             initializer=_open_recognizer, initargs=(str(model), threads, decoding)) as pool:
+    pool = ProcessPoolExecutor(max_workers=min(jobs, len(tasks)), mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_start_worker, initargs=(str(model), threads, decoding))
+    try:
         futures = [pool.submit(read, task) for task in tasks]
-        try:
-            for future in as_completed(futures):
-                yield future.result()
-        except BaseException:
-            pool.shutdown(wait=False, cancel_futures=True)
-            raise
+        for future in as_completed(futures):
+            yield future.result()
+    except BaseException:
+        # Ctrl-C, or the caller stopped reading: the pages not started are cancelled, the ones running finish
+        # (whole files; a worker ignores Ctrl-C). One shutdown call: a second (a ``with`` block's exit) before
+        # the pool has seen the first would take back its cancel_futures.
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown()
 
 
 def add_parser(commands) -> None:
@@ -212,55 +286,55 @@ def add_parser(commands) -> None:
     cli_decoding.add_arguments(pages)
 
 
-def checked_decoding(model: Path, decoding: dict | None) -> dict | None:
-    """``decoding`` with its language model loaded (once: the workers get it loaded) and checked against the
-    recognition model: its file, and the text convention the recognition model writes. Raises
-    ``LanguageModelError``."""
-    if not decoding or decoding.get("language_model") is None:
-        return decoding
-    from .beam_search import CTCBeamSearch
-    from .recognizer import read_model_info
-
-    language_model = decoding["language_model"]
-    if not isinstance(language_model, CharacterLanguageModel):
-        language_model = CharacterLanguageModel.load(language_model)
-    info = read_model_info(model)
-    CTCBeamSearch(info.alphabet, language_model, decoding.get("beam_search") or cli_decoding.DEFAULTS,
-                  text_normalisation=info.text_normalisation)
-    return {**decoding, "language_model": language_model}
-
-
 def main(args, model: Path, decoding: dict | None = None) -> int:
-    """Run ``arabic-ocr pages`` with parsed ``args``, a checked ``model`` and ``Recognizer`` decoding options
-    (``recognition.cli_decoding``); returns the exit status."""
+    """Run ``arabic-ocr pages`` with parsed ``args``, a ``model`` file and ``Recognizer`` decoding options
+    (``recognition.cli_decoding``); returns the exit status. Everything that is bad usage (a format, a path,
+    --out naming a file, a model or language model file that cannot be read, two pages of one output name)
+    exits 2 before the --out folder is created or a page is read."""
     from tqdm import tqdm
 
-    try:
-        decoding = checked_decoding(model, decoding)  # a bad or unsuitable LM file is bad usage, before any page
-    except LanguageModelError as exc:
-        print(f"arabic-ocr: {exc}", file=sys.stderr)
-        return 2
+    threads = args.threads or (1 if args.jobs > 1 else None)
     try:
         formats = parse_formats(args.format)
         if args.jobs < 1 or args.threads < 0:
             raise PagesUsageError("--jobs must be at least 1 and --threads at least 0")
-        tasks, failures = plan(expand_page_files(args.paths))   # before loading a model or creating the folder
-    except PagesUsageError as exc:
+        files = expand_page_files(args.paths)
+        if args.out.exists() and not args.out.is_dir():
+            raise PagesUsageError(f"--out {args.out} is a file, not a folder")
+        # The model (and the language model, checked against the text convention the model writes) opened here,
+        # once: it is this process's recogniser with one job; with several it is the check, and the workers
+        # get the language model loaded.
+        recognizer = open_model(model, threads, decoding)
+        if decoding and decoding.get("language_model") is not None:
+            decoding = {**decoding, "language_model": recognizer.decoder.lm}
+        if args.jobs > 1:
+            recognizer = None
+        tasks, failures = plan(files)
+    except (PagesUsageError, ModelFileError, LanguageModelError) as exc:
         print(f"arabic-ocr: {exc}", file=sys.stderr)
         return 2
-    args.out.mkdir(parents=True, exist_ok=True)
-    threads = args.threads or (1 if args.jobs > 1 else None)
-    lines = 0
-    # tqdm draws only when stderr is a terminal (disable=None); piped or logged runs get the summary alone.
-    with tqdm(total=len(tasks), unit="page", file=sys.stderr, disable=None, dynamic_ncols=True) as bar:
-        for outcome in run_tasks(tasks, formats, args.out, model, args.jobs, threads, decoding) if tasks else ():
-            if isinstance(outcome, PageFailure):
-                failures.append(outcome)
-                if not bar.disable:   # seen at once on a terminal; listed again in the summary
-                    bar.write(f"arabic-ocr: failed: {outcome.describe()}", file=sys.stderr)
-            else:
-                lines += outcome.lines
-            bar.update(1)
+    try:
+        args.out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        print(f"arabic-ocr: cannot create the --out folder {args.out}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    lines = written = 0
+    try:
+        # tqdm draws only when stderr is a terminal (disable=None); piped or logged runs get the summary alone.
+        with tqdm(total=len(tasks), unit="page", file=sys.stderr, disable=None, dynamic_ncols=True) as bar:
+            outcomes = run_tasks(tasks, formats, args.out, model, args.jobs, threads, decoding, recognizer)
+            for outcome in outcomes if tasks else ():
+                if isinstance(outcome, PageFailure):
+                    failures.append(outcome)
+                    if not bar.disable:   # seen at once on a terminal; listed again in the summary
+                        bar.write(f"arabic-ocr: failed: {outcome.describe()}", file=sys.stderr)
+                else:
+                    lines += outcome.lines
+                    written += 1
+                bar.update(1)
+    except KeyboardInterrupt:
+        print(f"arabic-ocr: interrupted; {written} page(s) written to {args.out}", file=sys.stderr)
+        return 130
     failed_pages = len(failures)
     done = len(tasks) - sum(f.number is not None for f in failures)
     print(f"arabic-ocr: {done} page(s) written to {args.out} ({lines} lines, {', '.join(formats)})"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
@@ -18,10 +19,12 @@ ROOT = Path(__file__).resolve().parent.parent
 SHIPPED_INT8 = ROOT / "models" / "arabic-crnn-v1-int8.onnx"
 
 
-def arabic_ocr(*args: str, executable: list[str] | None = None) -> subprocess.CompletedProcess:
+def arabic_ocr(*args: str, executable: list[str] | None = None, env_extra: dict | None = None,
+               text: bool = True) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
+    env.update(env_extra or {})
     command = executable or [sys.executable, "-m", "recognition.cli"]
-    return subprocess.run([*command, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    return subprocess.run([*command, *args], cwd=ROOT, env=env, capture_output=True, text=text, timeout=120)
 
 
 def test_lines_prints_a_json_object_per_image_and_fails_if_any_failed(tmp_path):
@@ -156,3 +159,47 @@ def test_pages_refuses_an_lm_built_on_another_text_convention_before_any_page(tm
         assert result.returncode == 2 and "normalised as 'keep-harakat-v9'" in result.stderr, result.stderr
         assert "Traceback" not in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+# -- file names, model files, vanished files (audit 2) -----------------------------------------------------------
+
+@pytest.mark.parametrize("encoding", [None, "utf-8", "latin-1"])
+def test_lines_writes_utf8_json_lines_for_a_file_name_that_is_not_utf8(tmp_path, encoding):
+    """A name's bytes that are not UTF-8 (a surrogate escape in Python) are written as U+FFFD: the raw byte
+    made the output invalid UTF-8, and with PYTHONIOENCODING=utf-8 a traceback lost the files after it. The
+    output is UTF-8 whatever the locale says."""
+    write_line_folder(tmp_path / "in", ["قال أبو محمد", "سنة 45"], "Amiri-Regular")
+    os.rename(tmp_path / "in" / "000000.png", tmp_path / "in" / os.fsdecode(b"a\xff.png"))
+    result = arabic_ocr("lines", str(tmp_path / "in"), "--model", str(SHIPPED_INT8), "--threads", "1", text=False,
+                        env_extra={"PYTHONIOENCODING": encoding} if encoding else None)
+    assert result.returncode == 0 and b"Traceback" not in result.stderr, result.stderr.decode(errors="replace")
+    records = [json.loads(line) for line in result.stdout.decode("utf-8").splitlines()]
+    assert [Path(r["file"]).name for r in records] == ["000001.png", "a\ufffd.png"]
+    assert records[1]["text"].startswith("قال")
+
+
+def test_a_model_file_that_is_not_an_onnx_model_is_bad_usage(tmp_path):
+    paths = write_line_folder(tmp_path / "lines", ["قال أبو محمد"], "Amiri-Regular")
+    bad = tmp_path / "model.onnx"
+    bad.write_bytes(b"not a model")
+    out = tmp_path / "out"
+    for command in (["lines", str(paths[0])], ["pages", str(paths[0]), "--out", str(out)],
+                    ["pages", str(paths[0]), "--out", str(out), "--jobs", "2"]):
+        result = arabic_ocr(*command, "--model", str(bad))
+        assert result.returncode == 2 and "Traceback" not in result.stderr, (command, result.stderr)
+        assert result.stderr.startswith(f"arabic-ocr: {bad} is not a loadable ONNX model (")
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert not out.exists()   # refused before the output folder is made
+
+
+def test_a_file_gone_since_it_was_listed_is_that_files_error_only(tmp_path):
+    from recognition import Recognizer
+
+    paths = write_line_folder(tmp_path, ["قال أبو محمد"], "Amiri-Regular")
+    out = io.StringIO()
+    total, failures = cli.recognize_files(Recognizer(SHIPPED_INT8, threads=1), [tmp_path / "gone.png", paths[0]],
+                                          out)
+    records = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert (total, failures) == (2, 1)
+    assert records[0]["error"]["code"] == "unreadable_file" and "gone.png" in records[0]["error"]["message"]
+    assert records[1]["text"].startswith("قال")

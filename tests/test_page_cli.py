@@ -7,16 +7,21 @@ import io
 import json
 import os
 import pty
+import signal
+import stat
 import struct
 import subprocess
 import sys
 import termios
+import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+from lxml import etree
 from PIL import Image
 
+from recognition import page_cli
 from recognition.metrics import edit_distance
 from recognition.text import normalize_text
 from tests.conftest import CORPUS_LINES
@@ -141,3 +146,104 @@ def test_help_explains_names_formats_jobs_and_exit_status():
     for words in ("NAME-0001", "300 dpi", "--jobs", "--format", "alto.xml", "page.xml", "hocr", "progress bar",
                   "Exits with 1 if any page failed"):
         assert words in help_text, words
+
+
+# -- names, modes and what a failure leaves (audit 2) ------------------------------------------------------------
+
+def test_pages_named_with_a_control_character_or_bytes_that_are_not_utf8_are_read_and_written(pages, tmp_path):
+    """A Linux file name may hold C0 controls and bytes that are not UTF-8: the outputs are named with the
+    input's bytes, and the name written inside them is valid, XML-safe Unicode (U+FFFD for what is not)."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    save(pages[:1], folder / "scan\x01one.png")
+    save(pages[1:2], folder / os.fsdecode(b"x\xffy.png"))
+    out = tmp_path / "out"
+    result = arabic_ocr("pages", str(folder), "--format", "txt,alto,page,hocr", "--out", str(out),
+                        "--threads", "1", "--model", str(SHIPPED_INT8))
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    assert sorted(os.fsencode(p.name) for p in out.iterdir()) == sorted(
+        stem + suffix for stem in (b"scan\x01one", b"x\xffy") for suffix in (b".txt", b".alto.xml", b".page.xml",
+                                                                         b".hocr"))
+    for written in out.iterdir():
+        if not written.name.endswith(".txt"):
+            etree.fromstring(written.read_bytes())   # well-formed
+    alto = etree.fromstring((out / os.fsdecode(b"x\xffy.alto.xml")).read_bytes())
+    assert alto.find(".//{*}fileName").text == "x\ufffdy.png"
+    assert (out / os.fsdecode(b"x\xffy.txt")).read_text(encoding="utf-8").strip()
+
+
+def test_outputs_get_the_mode_the_umask_allows_and_no_temporary_file_stays(inputs, tmp_path):
+    out = tmp_path / "out"
+    old = os.umask(0o027)
+    try:
+        result = arabic_ocr("pages", str(inputs / "cover.png"), "--format", "txt,json", "--out", str(out),
+                            "--model", str(SHIPPED_INT8))
+    finally:
+        os.umask(old)
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["cover.json", "cover.txt"]
+    assert {stat.S_IMODE(p.stat().st_mode) for p in out.iterdir()} == {0o640}
+
+
+def test_a_page_whose_outputs_cannot_all_be_written_leaves_none_of_them(inputs, tmp_path):
+    """The page's .alto.xml cannot be put in place (a folder has its name): its .txt, written first, is taken
+    back, and no temporary file stays; the page is listed as failed."""
+    out = tmp_path / "out"
+    (out / "cover.alto.xml").mkdir(parents=True)
+    result = arabic_ocr("pages", str(inputs / "cover.png"), "--format", "txt,alto", "--out", str(out),
+                        "--model", str(SHIPPED_INT8))
+    assert result.returncode == 1 and "cover.png page 1" in result.stderr, result.stderr
+    assert [p.name for p in out.iterdir()] == ["cover.alto.xml"] and (out / "cover.alto.xml").is_dir()
+
+
+def test_a_numbered_page_that_clashes_with_a_page_of_a_multipage_file_is_refused(inputs, tmp_path):
+    """scan.tif (2 pages: scan-0001.*, scan-0002.*) and scan-0001.png would write the same files."""
+    save([small_page(5)], tmp_path / "scan-0001.png")
+    out = tmp_path / "out"
+    result = arabic_ocr("pages", str(inputs / "scan.tif"), str(tmp_path / "scan-0001.png"), "--out", str(out))
+    assert result.returncode == 2, result.stderr
+    assert (f"{inputs / 'scan.tif'} page 1 and {tmp_path / 'scan-0001.png'} would both be written as "
+            "scan-0001.*") in result.stderr
+    assert not out.exists()
+
+
+def test_out_naming_a_file_is_bad_usage(inputs, tmp_path):
+    (tmp_path / "results").write_text("not a folder")
+    result = arabic_ocr("pages", str(inputs / "cover.png"), "--out", str(tmp_path / "results"))
+    assert result.returncode == 2 and "is a file, not a folder" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_file_gone_since_it_was_listed_fails_only_itself(inputs, tmp_path):
+    tasks, failures = page_cli.plan([tmp_path / "gone.png", inputs / "cover.png"])
+    assert [t.stem for t in tasks] == ["cover"]
+    assert [(f.path, f.code) for f in failures] == [(str(tmp_path / "gone.png"), "unreadable_file")]
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_ctrl_c_ends_with_a_line_and_exit_130(pages, tmp_path, jobs):
+    """Ctrl-C reaches the command's whole process group (the workers too): a line on stderr, exit 130, no
+    traceback and no temporary file."""
+    book = save([pages[i % len(pages)] for i in range(40)], tmp_path / "book.tif")
+    out = tmp_path / "out"
+    env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
+    process = subprocess.Popen([sys.executable, "-m", "recognition.cli", "pages", str(book), "--out", str(out),
+                                "--jobs", jobs, "--threads", "1", "--model", str(SHIPPED_INT8)],
+                               cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (out.exists() and any(p.suffix == ".txt" for p in out.iterdir())):
+            assert process.poll() is None and time.monotonic() < deadline, "no page was written"
+            time.sleep(0.05)
+        os.killpg(process.pid, signal.SIGINT)
+        stderr = process.communicate(timeout=120)[1].decode()
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr
+    assert stderr.strip().splitlines()[-1].startswith("arabic-ocr: interrupted;"), stderr
+    written = sorted(p.name for p in out.iterdir())
+    assert written and len(written) < 40 and all(name.endswith(".txt") for name in written), written

@@ -5,6 +5,7 @@ tests/schemas/, so no network and no ../shared needed)."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import re
@@ -111,6 +112,46 @@ def test_hocr_lines_carry_bbox_baseline_and_confidence(page):
     assert all(p.get("dir") == "rtl" for p in doc.findall(".//h:p", ns))
     words = [w.text for w in lines[0].findall("h:span", ns)]
     assert " ".join(words) == page.lines[0].text
+
+
+def test_xml_formats_hold_a_file_name_with_characters_xml_cannot(page):
+    """A Linux file name may hold C0 controls, and bytes that are not UTF-8 (lone surrogates in Python):
+    XML 1.0 cannot hold them even escaped, so ALTO, PAGE-XML and hOCR write U+FFFD in their place."""
+    named = dataclasses.replace(page, image_name="scan\x01one\x0b\udcff.png")
+    alto = etree.fromstring(named.to_alto().encode())
+    _schema("alto-4-4.xsd").assertValid(alto)
+    ns = {"a": "http://www.loc.gov/standards/alto/ns-v4#"}
+    assert alto.find(".//a:fileName", ns).text == "scan\ufffdone\ufffd\ufffd.png"
+    page_xml = etree.fromstring(named.to_page_xml().encode())
+    _schema("pagecontent-2019-07-15.xsd").assertValid(page_xml)
+    ns = {"p": "http://schema.primaresearch.org/PAGE/gts/pagecontent/2019-07-15"}
+    assert page_xml.find("p:Page", ns).get("imageFilename") == "scan\ufffdone\ufffd\ufffd.png"
+    hocr = etree.fromstring(named.to_hocr().encode())
+    assert hocr.find(".//{http://www.w3.org/1999/xhtml}title").text == "scan\ufffdone\ufffd\ufffd.png"
+
+
+def test_geometry_of_a_skewed_page_cropped_close_to_its_text_stays_on_the_page(recognizer):
+    """Lines of a turned page, boxed on the levelled page, reach past the original's corners when the page
+    is cropped close to its text: every point is clipped to the page (PAGE-XML allows no negative
+    coordinate), in the result itself, so that every format and the service's stored lines agree."""
+    spec = PageSpec(width=900, height=420, body_lines=3, header=False, heading=False, margin_numbers=False,
+                    footnotes=0, seed=2, skew_degrees=4.0)
+    grey = render_page(spec, WORDS[34:] + WORDS).image
+    ys, xs = np.nonzero(grey < 128)
+    grey = grey[max(0, ys.min() - 1): ys.max() + 2, max(0, xs.min() - 1): xs.max() + 2]
+    cropped = recognize_page(grey, recognizer, image_name="skewed.png")
+    height, width = grey.shape
+    assert cropped.lines and (cropped.width, cropped.height) == (width, height)
+    shapes = [region.polygon for region in cropped.regions]
+    shapes += [shape for line in cropped.lines for shape in (line.polygon, line.baseline)]
+    assert all(0 <= x < width and 0 <= y < height for shape in shapes for x, y in shape)
+    # cropped to its text: its lines reach its edges (where, unclipped, the turned boxes passed them)
+    assert any(x in (0, width - 1) or y in (0, height - 1) for shape in shapes for x, y in shape)
+    _schema("pagecontent-2019-07-15.xsd").assertValid(etree.fromstring(cropped.to_page_xml().encode()))
+    _schema("alto-4-4.xsd").assertValid(etree.fromstring(cropped.to_alto().encode()))
+    stored = cropped.to_dict()["regions"]
+    assert [line["polygon"] for region in stored for line in region["lines"]] == [
+        [list(p) for p in line.polygon] for line in cropped.lines]
 
 
 def test_a_blank_page_gives_no_lines_in_every_format(recognizer):

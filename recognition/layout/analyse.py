@@ -33,7 +33,7 @@ def analyse_layout(grey: np.ndarray, max_side: int = MAX_ANALYSIS_SIDE) -> PageL
     # A level page is its own rotation (OpenCV's identity warp copies every pixel): skip the warp.
     level = flat if angle == 0 else rotate(flat, matrix, size, fill=255)
     comps = find_components(binarise(level))
-    to_page = _PageMapping(cv2.invertAffineTransform(matrix), scale)
+    to_page = _PageMapping(cv2.invertAffineTransform(matrix), scale, (page_w, page_h))
     if len(comps.bodies) == 0:
         return PageLayout(page_w, page_h, angle, [])
 
@@ -126,16 +126,24 @@ def _move_folios(comps: Components, parts: dict, pitch: float) -> None:
 
 
 class _PageMapping:
-    """Analysis coordinates (scaled, levelled) -> original page pixels."""
+    """Analysis coordinates (scaled, levelled) -> original page pixels, on the page.
 
-    def __init__(self, inverse_rotation: np.ndarray, scale: float):
+    A box drawn on the levelled page reaches past the original page's edges where the page was turned (a
+    corner of a skewed page cropped close to its text), and a padded box past them anyway: every point is
+    clipped to the page's pixels (0..width-1, 0..height-1), so that every format (PAGE-XML allows no
+    negative coordinate) and the service's stored lines have the same geometry, all of it on the page.
+    """
+
+    def __init__(self, inverse_rotation: np.ndarray, scale: float, page_size: tuple[int, int]):
         self.inverse = inverse_rotation
         self.scale = scale
+        self.width, self.height = page_size
 
     def __call__(self, points) -> tuple[tuple[int, int], ...]:
         pts = np.asarray(points, dtype=np.float64)
         page = (pts @ self.inverse[:, :2].T + self.inverse[:, 2]) / self.scale
-        return tuple((int(round(x)), int(round(y))) for x, y in page)
+        return tuple((min(max(int(round(x)), 0), self.width - 1), min(max(int(round(y)), 0), self.height - 1))
+                     for x, y in page)
 
 
 def _finish(comps: Components, level: np.ndarray, line: LineParts, to_page: _PageMapping) -> LayoutLine:

@@ -37,7 +37,8 @@ class LayoutLine:
     """One text line: where it is on the page and its cropped image.
 
     ``polygon`` is the line's box on the original page (four corners, clockwise
-    from top-left; a rotated rectangle when the page was skewed); ``baseline``
+    from top-left; a rotated rectangle when the page was skewed, its corners clipped to the page's pixels,
+    0..width-1 and 0..height-1, where it reached past an edge); ``baseline``
     runs from its left to its right end; ``x_height`` is the band (top, bottom
     baseline offsets upwards, in page pixels) where the letters' bodies lie.
     ``image`` is the line alone (its own ink, diacritics included, neighbours'

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
-from .words import SOFTWARE, points, words
+from .words import SOFTWARE, points, words, xml_text
 
 NS = "http://www.loc.gov/standards/alto/ns-v4#"
 SCHEMA = "http://www.loc.gov/standards/alto/v4/alto-4-4.xsd"
@@ -36,7 +36,7 @@ def page_alto(page) -> str:
     description = ET.SubElement(alto, q("Description"))
     ET.SubElement(description, q("MeasurementUnit")).text = "pixel"
     source = ET.SubElement(description, q("sourceImageInformation"))
-    ET.SubElement(source, q("fileName")).text = page.image_name
+    ET.SubElement(source, q("fileName")).text = xml_text(page.image_name)
     processing = ET.SubElement(description, q("OCRProcessing"), ID="OCR_0")
     step = ET.SubElement(processing, q("ocrProcessingStep"))
     software = ET.SubElement(step, q("processingSoftware"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
-from .words import SOFTWARE, words
+from .words import SOFTWARE, words, xml_text
 
 XHTML = "http://www.w3.org/1999/xhtml"
 
@@ -28,14 +28,15 @@ def page_hocr(page) -> str:
     q = lambda tag: f"{{{XHTML}}}{tag}"  # noqa: E731
     html = ET.Element(q("html"), {"lang": "ar", "{http://www.w3.org/XML/1998/namespace}lang": "ar"})
     head = ET.SubElement(html, q("head"))
-    ET.SubElement(head, q("title")).text = page.image_name
+    ET.SubElement(head, q("title")).text = xml_text(page.image_name)
     ET.SubElement(head, q("meta"), {"http-equiv": "Content-Type", "content": "text/html;charset=utf-8"})
     ET.SubElement(head, q("meta"), name="ocr-system", content=SOFTWARE)
     ET.SubElement(head, q("meta"), name="ocr-capabilities",
                   content="ocr_page ocr_carea ocr_par ocr_line ocrx_word ocrp_wconf")
     body = ET.SubElement(html, q("body"))
+    image = xml_text(page.image_name)
     ocr_page = ET.SubElement(body, q("div"), {"class": "ocr_page", "id": "page_1",
-                                              "title": f'image "{page.image_name}"; bbox 0 0 {page.width} {page.height}'})
+                                              "title": f'image "{image}"; bbox 0 0 {page.width} {page.height}'})
     for region in page.regions:
         area = ET.SubElement(ocr_page, q("div"), {"class": "ocr_carea", "id": f"block_{region.id}",
                                                   "title": _bbox(region.bbox), "data-kind": str(region.kind)})

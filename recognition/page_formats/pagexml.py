@@ -7,7 +7,7 @@ import datetime as dt
 import xml.etree.ElementTree as ET
 
 from ..layout import RegionKind
-from .words import SOFTWARE, points
+from .words import SOFTWARE, points, xml_text
 
 NS = "http://schema.primaresearch.org/PAGE/gts/pagecontent/2019-07-15"
 SCHEMA = "http://schema.primaresearch.org/PAGE/gts/pagecontent/2019-07-15/pagecontent.xsd"
@@ -33,7 +33,7 @@ def page_xml(page) -> str:
     now = dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
     ET.SubElement(metadata, q("Created")).text = now
     ET.SubElement(metadata, q("LastChange")).text = now
-    xml_page = ET.SubElement(root, q("Page"), imageFilename=page.image_name, imageWidth=str(page.width),
+    xml_page = ET.SubElement(root, q("Page"), imageFilename=xml_text(page.image_name), imageWidth=str(page.width),
                              imageHeight=str(page.height), readingDirection="right-to-left",
                              textLineOrder="top-to-bottom", primaryLanguage="Arabic")
     if page.regions:

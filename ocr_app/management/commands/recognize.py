@@ -6,7 +6,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from recognition.cli import UsageError, expand, recognize_paths
+from recognition.cli import UsageError, expand, recognize_files
 
 
 class Command(BaseCommand):
@@ -26,20 +26,22 @@ class Command(BaseCommand):
         from django.conf import settings
 
         from recognition.char_lm import LanguageModelError
-        from recognition.recognizer import Recognizer
+        from recognition.page_cli import ModelFileError, open_model
 
         try:
-            files = [str(f) for f in expand(options["paths"])]
+            files = expand(options["paths"])
         except UsageError as exc:
             raise CommandError(str(exc)) from None
         try:  # decoded as the service decodes: with OCR_LANGUAGE_MODEL if it names one
-            recognizer = Recognizer(self._model_path(options["model"]), threads=options["threads"] or None,
-                                    max_batch=options["batch_size"],
-                                    language_model=settings.OCR_LANGUAGE_MODEL or None)
+            recognizer = open_model(self._model_path(options["model"]), options["threads"] or None,
+                                    {"max_batch": options["batch_size"],
+                                     "language_model": settings.OCR_LANGUAGE_MODEL or None})
         except LanguageModelError as exc:
             raise CommandError(f"OCR_LANGUAGE_MODEL: {exc}") from None
+        except ModelFileError as exc:
+            raise CommandError(str(exc)) from None
         as_text = None if options["jsonl"] else _as_text
-        total, failures = recognize_paths(recognizer, files, self.stdout, options["batch_size"], as_text)
+        total, failures = recognize_files(recognizer, files, self.stdout, options["batch_size"], as_text)
         if failures:
             raise CommandError(f"{failures} of {total} files could not be read", returncode=1)
 
