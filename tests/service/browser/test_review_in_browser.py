@@ -202,7 +202,7 @@ def test_back_a_refused_and_a_failed_save_leave_the_line_page_working(
         ReviewClaim.objects.filter(reviewer=reviewer).update(expires_at=timezone.now() - timedelta(seconds=1))
         review_services.save(Recognition.objects.get(pk=second), second_reviewer, LINES[0][0])
         page.keyboard.press("Enter")
-        expect(error).to_contain_text("omar reviewed this line after you opened it")
+        expect(error).to_contain_text("omar saved this line after you opened it")
         expect(page.locator("#line-text")).to_be_focused()
         page.keyboard.press("ArrowDown")           # and she can move on
 
