@@ -223,11 +223,15 @@ def test_the_synthetic_corpus_drops_words_with_one_off_characters(tmp_path):
     assert corpus.words == ["قال", "أبو", "محمد", "قال", "أبو", "محمد"]
 
 
+# Lines with nothing random but their words and face: what a test of one synth option compares against.
+PLAIN_LINES = dict(vocalise_probability=0.0, neighbour_probability=0.0, number_probability=0.0,
+                   quote_probability=0.0, punctuation_probability=0.0, dotless_final_ya_probability=0.0)
+
+
 def test_the_eulogy_glyph_is_drawn_where_the_label_spells_the_phrase():
     """ﷺ (U+FDFA) as books print it, صلى الله عليه وسلم as transcriptions write it; faces without it draw none."""
     corpus = TextCorpus("قال رسول الله فأجاب القوم".split())
-    plain = dict(vocalise_probability=0.0, neighbour_probability=0.0, number_probability=0.0,
-                 quote_probability=0.0, punctuation_probability=0.0, dotless_final_ya_probability=0.0)
+    plain = PLAIN_LINES
     always = synth.SynthConfig(eulogy_ligature_probability=1.0, **plain)
     never = synth.SynthConfig(**plain)
     amiri = [font("Amiri-Regular")]
@@ -264,8 +268,7 @@ def test_spaced_punctuation_sets_marks_french_style_and_leaves_numbers_alone():
 def test_spaced_lines_draw_the_gaps_their_labels_hold_and_rate_zero_keeps_earlier_lines():
     corpus = TextCorpus("قال: «الحبج»، ونعم. فأجاب القوم".split())
     amiri = [font("Amiri-Regular")]
-    plain = dict(vocalise_probability=0.0, neighbour_probability=0.0, number_probability=0.0,
-                 quote_probability=0.0, punctuation_probability=0.0, dotless_final_ya_probability=0.0)
+    plain = PLAIN_LINES
     spaced = synth.SynthConfig(spaced_punctuation_probability=1.0, **plain)
     marked = 0
     for index in range(6):
@@ -286,8 +289,7 @@ def test_hamza_omission_draws_some_seated_alifs_bare_while_the_label_keeps_them(
     """Editions print أنخت, شأو as انخت, شاو; transcriptions restore the hamza, so the label must keep it."""
     corpus = TextCorpus("أنخت إذا شأو أرطى فأجاب أي أن إلى".split())
     amiri = [font("Amiri-Regular")]
-    plain = dict(vocalise_probability=0.0, neighbour_probability=0.0, number_probability=0.0,
-                 quote_probability=0.0, punctuation_probability=0.0, dotless_final_ya_probability=0.0)
+    plain = PLAIN_LINES
     always = synth.SynthConfig(hamza_omission_probability=1.0, **plain)
     rng = np.random.default_rng(3)
     text = "أنخت إذا شأو أرطى أي أن إلى أو"   # eight seated alifs
