@@ -130,6 +130,13 @@ def test_xml_formats_hold_a_file_name_with_characters_xml_cannot(page):
     assert hocr.find(".//{http://www.w3.org/1999/xhtml}title").text == "scan\ufffdone\ufffd\ufffd.png"
 
 
+def test_hocr_escapes_quotes_and_backslashes_in_the_image_property(page):
+    named = dataclasses.replace(page, image_name='say "hi"\\x.png')
+    hocr = etree.fromstring(named.to_hocr().encode())
+    title = hocr.find(".//{http://www.w3.org/1999/xhtml}div[@class='ocr_page']").get("title")
+    assert title.startswith('image "say \\"hi\\"\\\\x.png"; bbox ')
+
+
 def test_geometry_of_a_skewed_page_cropped_close_to_its_text_stays_on_the_page(recognizer):
     """Lines of a turned page, boxed on the levelled page, reach past the original's corners when the page
     is cropped close to its text: every point is clipped to the page (PAGE-XML allows no negative

@@ -34,7 +34,8 @@ def page_hocr(page) -> str:
     ET.SubElement(head, q("meta"), name="ocr-capabilities",
                   content="ocr_page ocr_carea ocr_par ocr_line ocrx_word ocrp_wconf")
     body = ET.SubElement(html, q("body"))
-    image = xml_text(page.image_name)
+    # hOCR's quoted property strings escape " and \ with a backslash: a name holding either ended the string early
+    image = xml_text(page.image_name).replace("\\", "\\\\").replace('"', '\\"')
     ocr_page = ET.SubElement(body, q("div"), {"class": "ocr_page", "id": "page_1",
                                               "title": f'image "{image}"; bbox 0 0 {page.width} {page.height}'})
     for region in page.regions:
