@@ -6,43 +6,34 @@ for an existing name), and a file left behind by a worker killed before its
 database commit is simply adopted by the next upload of that content (or
 removed by ``manage.py check_storage --fix``). Each write goes to a temporary
 file in one ``.incoming`` folder beside the images and is renamed into place,
-so a reader never sees half a file. A temporary file's name says which host,
-PID namespace and process writes it: one whose process has died (a killed worker) is swept
+so a reader never sees half a file. A temporary file's name says which host
+and process writes it: one whose process has died (a killed worker) is swept
 when a serving process starts, and ``check_storage`` counts it as an orphan.
 """
 
 from __future__ import annotations
 
 import os
+import socket
 import tempfile
 from pathlib import Path
 
 from django.core.files.storage import FileSystemStorage
 
-from .processes import judged_here, parse_process, process_alive, this_process
+from .processes import process_alive
 
 TEMP_PREFIX = ".partial-"
 INCOMING = ".incoming"
 
 
 def _writer_prefix() -> str:
-    return f"{TEMP_PREFIX}{this_process()}-"
-
-
-def _writer(temp_path: Path) -> tuple[str, str | None, str]:
-    """(host, PID namespace or None, pid) of a temporary file's writer."""
-    writer = temp_path.name[len(TEMP_PREFIX):].rpartition("-")[0]   # the part mkstemp added has no '-' or ':'
-    if ":" in writer:   # host:pidns:pid (or host:pid), as this_process names it
-        return parse_process(writer)
-    host, _, pid = writer.rpartition("-")   # host-pid: written before names had a PID namespace
-    return host, None, pid
+    return f"{TEMP_PREFIX}{socket.gethostname()}-{os.getpid()}-"
 
 
 def is_abandoned(temp_path: Path) -> bool:
-    """A temporary file whose writer, a process of this host and PID namespace, is gone (other hosts' and
-    namespaces' are not judged: a container sharing our hostname and media folder writes there too)."""
-    host, namespace, rest = _writer(temp_path)
-    if not judged_here(host, namespace) or not (rest.isascii() and rest.isdigit()):
+    """A temporary file whose writer, a process on this host, is gone (other hosts' are not judged)."""
+    host, _, rest = temp_path.name[len(TEMP_PREFIX):].rpartition("-")[0].rpartition("-")
+    if host != socket.gethostname() or not rest.isdigit():
         return False
     try:
         written_at = temp_path.stat().st_mtime
