@@ -38,8 +38,7 @@ class BookAdaptation(models.Model):
     changed_lines = models.JSONField(default=list, help_text="book lines whose reading the adapted model changed")
     rerecognised_lines = models.PositiveIntegerField(default=0)
     attempts = models.PositiveIntegerField(default=0)
-    processed_by = models.CharField(max_length=200, blank=True,
-                                    help_text="host:pidns:pid of the worker running it (ocr_app.processes)")
+    processed_by = models.CharField(max_length=200, blank=True, help_text="host:pid of the worker running it")
     claimed_until = models.DateTimeField(null=True, blank=True, help_text="heartbeat lease of that worker")
     minutes = models.FloatField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)

@@ -87,8 +87,7 @@ class Page(models.Model):
     error_code = models.CharField(max_length=50, blank=True)
     error_message = models.TextField(blank=True)
     attempts = models.PositiveIntegerField(default=0, help_text="times a worker started it")
-    processed_by = models.CharField(max_length=200, blank=True,
-                                    help_text="host:pidns:pid of the last worker to start it (ocr_app.processes)")
+    processed_by = models.CharField(max_length=200, blank=True, help_text="host:pid of the last worker to start it")
     claimed_until = models.DateTimeField(null=True, blank=True, help_text="in-process runner's lease")
     width = models.PositiveIntegerField(null=True, blank=True)
     height = models.PositiveIntegerField(null=True, blank=True)

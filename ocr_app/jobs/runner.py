@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime
 import logging
+import socket
 import threading
 
 from django.conf import settings
@@ -19,7 +20,7 @@ from django.db import connections
 from django.db.models import Q
 from django.utils import timezone
 
-from ..processes import dead_here, names_here_pattern
+from ..processes import dead_here
 from .models import Job, Page
 
 log = logging.getLogger("ocr_app.jobs")
@@ -51,13 +52,13 @@ def claim_next_page() -> int | None:
 
 
 def release_pages_of_dead_processes() -> int:
-    """Job pages left running by a process of this machine (and PID namespace) that no longer exists (a killed
-    server) are free now. (A page without a job, whose request died with its process, is forgotten at start-up instead:
+    """Job pages left running by a process of this machine that no longer exists (a killed server) are free
+    now. (A page without a job, whose request died with its process, is forgotten at start-up instead:
     ``ocr_app.pages.services.forget_pages_of_dead_requests``.)"""
+    prefix = f"{socket.gethostname()}:"
     dead = []
-    # our processes (this host and PID namespace), and this host's named before names had a namespace
     for page_id, worker, started_at in Page.objects.filter(status=Page.Status.RUNNING, job__isnull=False,
-                                                           processed_by__regex=names_here_pattern()) \
+                                                           processed_by__startswith=prefix) \
             .values_list("pk", "processed_by", "started_at"):
         if dead_here(worker, started_at):
             dead.append(page_id)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import socket
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -31,7 +32,7 @@ from ..jobs.intake import SourceFile, count_pages_checked, file_extension, safe_
 from ..jobs.models import Page, PageFile
 from ..jobs.services import discard_written_files, process_page, store_page_file
 from ..jobs.storage import delete_written
-from ..processes import dead_here, names_here_pattern, this_process
+from ..processes import dead_here, this_process
 from ..services import choose_model, image_error
 
 log = logging.getLogger("ocr_app.pages")
@@ -117,9 +118,9 @@ def pages_of_dead_requests() -> list[Page]:
 
     A job-less page is only ever read by the process that created it, in the request, and that process is
     named on the page from its commit on; a page of a live process (another worker's request, or this
-    process's own) is never among these. Another machine's processes are not judged, nor those of another PID
-    namespace (a container sharing our hostname, not our pids)."""
-    open_pages = Page.objects.filter(job__isnull=True, status__in=Page.OPEN, processed_by__regex=names_here_pattern())
+    process's own) is never among these. Another machine's processes are not judged."""
+    open_pages = Page.objects.filter(job__isnull=True, status__in=Page.OPEN,
+                                     processed_by__startswith=f"{socket.gethostname()}:")
     # by the pid and the time the page was started: a restarted container hands out the same pids again,
     # even this process's, and a process started after the page was is not the one reading it
     return [page for page in open_pages.select_related("file") if dead_here(page.processed_by, page.started_at)]
