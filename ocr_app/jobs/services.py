@@ -134,12 +134,14 @@ def create_job(user, files: list[tuple[str, bytes]], name: str = "", model: str 
 
 
 def check_idempotency_key(key: str | None) -> str:
-    """The ``Idempotency-Key`` header's value ("" when not sent): 1-255 printable ASCII characters."""
+    """The ``Idempotency-Key`` header's value ("" when not sent): 1-255 printable ASCII characters, no space
+    or comma (a header sent twice reaches Django joined by a comma, and padding would make two keys of one)."""
     if key is None:
         return ""
-    if not 1 <= len(key) <= 255 or not all(" " <= c <= "~" for c in key):
+    if not 1 <= len(key) <= 255 or not all("!" <= c <= "~" and c != "," for c in key):
         raise ApiError("invalid_idempotency_key", "the Idempotency-Key header must be 1 to 255 printable ASCII "
-                                                  "characters (a fresh UUID per job is what clients send)")
+                                                  "characters without spaces or commas, sent once (a fresh UUID "
+                                                  "per job is what clients send)")
     return key
 
 
