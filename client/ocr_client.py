@@ -84,26 +84,26 @@ class OcrClient:
         self.token = token
         self.retries, self.timeout, self.backoff = retries, timeout, backoff
 
-    def _post(self, path: str, fields: list[tuple[str, str, bytes]]) -> dict:
+    def _post(self, path: str, fields: list[tuple[str, str, bytes]], headers: dict[str, str] | None = None) -> dict:
         body, content_type = _multipart(fields)
-        return self._request_json("POST", path, body, content_type)
+        return self._request_json("POST", path, body, content_type, headers)
 
     def _get(self, path: str) -> dict:
         return self._request_json("GET", path)
 
     def _request_json(self, method: str, path: str, body: bytes | None = None,
-                      content_type: str | None = None) -> dict:
+                      content_type: str | None = None, headers: dict[str, str] | None = None) -> dict:
         """The JSON answer to a request; an answer that is not JSON fails the request like a dropped
         connection (retried, then ``OcrError``)."""
-        return self._request(method, path, body, content_type, parse=json.loads)
+        return self._request(method, path, body, content_type, parse=json.loads, extra_headers=headers)
 
     def _request(self, method: str, path: str, body: bytes | None = None, content_type: str | None = None,
-                 parse=None):
+                 parse=None, extra_headers: dict[str, str] | None = None):
         """The answer's body (``parse(body)`` with ``parse``). 429 and 5xx answers, network errors, answers cut
-        short and answers ``parse`` refuses (a ValueError) are retried ``retries`` times; then, like any
-        other refusal, they raise ``OcrError``."""
+        short and answers ``parse`` refuses (a ValueError) are retried ``retries`` times, each with the same
+        ``extra_headers``; then, like any other refusal, they raise ``OcrError``."""
         for attempt in range(self.retries + 1):
-            headers = {"Authorization": f"Token {self.token}", "Accept": "application/json"}
+            headers = {"Authorization": f"Token {self.token}", "Accept": "application/json", **(extra_headers or {})}
             if content_type:
                 headers["Content-Type"] = content_type
             request = urllib.request.Request(self.url + path, data=body, method=method, headers=headers)
@@ -169,12 +169,15 @@ class OcrClient:
     # -- books as jobs ---------------------------------------------------------------
     def submit_job(self, paths: list[str | Path], name: str | None = None, model: str | None = None,
                    formats: str | None = None) -> dict:
-        """Upload page images, TIFFs, PDFs or zips as one job; answers at once (status queued)."""
+        """Upload page images, TIFFs, PDFs or zips as one job; answers at once (status queued).
+
+        Each call sends a fresh ``Idempotency-Key``, the same on all its retries: a retry of a POST that reached
+        the server (its answer lost or cut short) answers the job that POST created instead of a second one."""
         fields: list[tuple[str, str | None, bytes]] = [("files", str(p), Path(p).read_bytes()) for p in paths]
         for key, value in (("name", name), ("model", model), ("formats", formats)):
             if value:
                 fields.append((key, None, value.encode()))
-        return self._post("/api/v1/jobs/", fields)
+        return self._post("/api/v1/jobs/", fields, headers={"Idempotency-Key": str(uuid.uuid4())})
 
     def job(self, job_id: int) -> dict:
         return self._get(f"/api/v1/jobs/{job_id}/")

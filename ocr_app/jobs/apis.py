@@ -7,7 +7,7 @@ import tempfile
 from django.conf import settings
 from django.http import FileResponse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.generics import get_object_or_404
 from rest_framework.parsers import FormParser, MultiPartParser
@@ -57,6 +57,17 @@ JOB_RESPONSE = OpenApiResponse(OpenApiTypes.OBJECT, description="id, name, statu
                                "pages_done, pages_failed, pages_cancelled, failures[], timings{..., eta_s}, urls")
 
 
+IDEMPOTENCY_KEY = OpenApiParameter(
+    "Idempotency-Key", str, OpenApiParameter.HEADER, required=False,
+    description="1-255 printable ASCII characters, e.g. a fresh UUID per job, sent again on every retry of that "
+                "POST: a request repeated with it answers the job already created (200, nothing stored again); the "
+                "key sent with other files or parameters is 409 idempotency_key_reused; keys are per user")
+REPEATED = OpenApiResponse(OpenApiTypes.OBJECT, description="the job this request's Idempotency-Key created "
+                                                            "before (a retry), as GET gives it; nothing created")
+SUBMIT_CONFLICT = {409: OpenApiResponse(ErrorSerializer, description="idempotency_key_reused: the Idempotency-Key "
+                                        "created a job from other files or parameters")}
+
+
 def _text_field(request, name: str) -> str | None:
     value = request.data.get(name)
     if value is not None and not isinstance(value, str):
@@ -77,7 +88,8 @@ class JobListCreateApi(APIView):
         return paginator.get_paginated_response([job_body(job, request) for job in page])
 
     @extend_schema(summary="Recognise a book: queue its pages, answer at once", request=JobUploadSerializer,
-                   responses={202: JOB_RESPONSE, **errors(400, 413, 415, 503, *ALWAYS)})
+                   parameters=[IDEMPOTENCY_KEY],
+                   responses={202: JOB_RESPONSE, 200: REPEATED, **SUBMIT_CONFLICT, **errors(400, 413, 415, 503, *ALWAYS)})
     def post(self, request):
         files, total = [], 0
         for upload in request.FILES.getlist("files"):
@@ -96,9 +108,10 @@ class JobListCreateApi(APIView):
         formats = request.data.getlist("formats") if hasattr(request.data, "getlist") else None
         if formats and any("\x00" in f for f in formats):
             raise ApiError("invalid_request", "'formats' must not contain NUL characters")
-        job = services.create_job(request.user, files, name=_text_field(request, "name") or "",
-                                  model=_text_field(request, "model"), formats=formats or None)
-        return Response(job_body(job, request), status=status.HTTP_202_ACCEPTED)
+        job, created = services.submit_job(request.user, files, name=_text_field(request, "name") or "",
+                                           model=_text_field(request, "model"), formats=formats or None,
+                                           idempotency_key=request.headers.get("Idempotency-Key"))
+        return Response(job_body(job, request), status=status.HTTP_202_ACCEPTED if created else status.HTTP_200_OK)
 
 
 class JobDetailApi(APIView):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
+from django.db.models import Q
 
 
 def _page_file_path(instance: PageFile, filename: str) -> str:
@@ -49,9 +50,17 @@ class Job(models.Model):
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # A client that retries a POST (its answer was lost) sends the same key: the request answers this job.
+    idempotency_key = models.CharField(max_length=255, blank=True, default="",
+                                       help_text="the Idempotency-Key header of the request that created it")
+    request_fingerprint = models.CharField(max_length=64, blank=True, default="",
+                                           help_text="SHA-256 of that request's files (names, sizes, digests) and "
+                                                     "parameters: the key sent with another request is refused")
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        constraints = [models.UniqueConstraint(fields=["user", "idempotency_key"], condition=~Q(idempotency_key=""),
+                                               name="unique_idempotency_key_per_user")]
 
     def __str__(self) -> str:
         return f"job {self.pk} {self.name} ({self.status})"

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import logging
 import time
 
 import numpy as np
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 from PIL import Image
@@ -89,8 +90,11 @@ def store_page_file(source: SourceFile, written: list[str]) -> PageFile:
 
 
 def create_job(user, files: list[tuple[str, bytes]], name: str = "", model: str | None = None,
-               formats: str | list[str] | None = None) -> Job:
-    """Check and store the uploads, create the job and its pages, and queue the pages (after commit)."""
+               formats: str | list[str] | None = None, idempotency_key: str = "", fingerprint: str = "") -> Job:
+    """Check and store the uploads, create the job and its pages, and queue the pages (after commit).
+
+    The job's row is the transaction's first write: a request whose ``idempotency_key`` another one holds
+    fails there (IntegrityError, see ``submit_job``) before it stores a file."""
     version = choose_model(model)
     wanted = parse_formats(formats)
     sources = read_uploads(files, intake_limits())
@@ -102,7 +106,8 @@ def create_job(user, files: list[tuple[str, bytes]], name: str = "", model: str 
         try:
             with transaction.atomic():
                 job = Job.objects.create(user=user, name=(name or files[0][0])[:200], model_version=version,
-                                         formats=wanted, pages_total=sum(len(n) for n in names))
+                                         formats=wanted, pages_total=sum(len(n) for n in names),
+                                         idempotency_key=idempotency_key, request_fingerprint=fingerprint)
                 pages, index = [], 0
                 for source, stems in zip(sources, names):
                     page_file = store_page_file(source, written) if isinstance(source, SourceFile) else None
@@ -126,6 +131,61 @@ def create_job(user, files: list[tuple[str, bytes]], name: str = "", model: str 
             raise
     log.info("job %s: %d pages queued for %s", job.pk, len(queued), user)
     return job
+
+
+def check_idempotency_key(key: str | None) -> str:
+    """The ``Idempotency-Key`` header's value ("" when not sent): 1-255 printable ASCII characters, no space
+    or comma (a header sent twice reaches Django joined by a comma, and padding would make two keys of one)."""
+    if key is None:
+        return ""
+    if not 1 <= len(key) <= 255 or not all("!" <= c <= "~" and c != "," for c in key):
+        raise ApiError("invalid_idempotency_key", "the Idempotency-Key header must be 1 to 255 printable ASCII "
+                                                  "characters without spaces or commas, sent once (a fresh UUID "
+                                                  "per job is what clients send)")
+    return key
+
+
+def request_fingerprint(files: list[tuple[str, bytes]], name: str, model: str | None,
+                        formats: str | list[str] | None) -> str:
+    """SHA-256 over what makes a job request: each file's name, size and SHA-256, in upload order (the book's
+    page order), and the parameters as sent."""
+    described = {"files": [[file_name, len(data), hashlib.sha256(data).hexdigest()] for file_name, data in files],
+                 "name": name, "model": model, "formats": formats}
+    return hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()
+
+
+def _job_of_key(user, key: str, fingerprint: str) -> Job | None:
+    """The job created earlier with ``key`` (None if none); 409 when it was created by another request."""
+    job = Job.objects.filter(user=user, idempotency_key=key).first()
+    if job is not None and job.request_fingerprint != fingerprint:
+        raise ApiError("idempotency_key_reused", f"this Idempotency-Key created job {job.pk} from other files or "
+                                                 "parameters; send a new key for a new job", 409, {"job": job.pk})
+    return job
+
+
+def submit_job(user, files: list[tuple[str, bytes]], name: str = "", model: str | None = None,
+               formats: str | list[str] | None = None, idempotency_key: str | None = None) -> tuple[Job, bool]:
+    """``create_job`` at most once per user and ``Idempotency-Key``: (the job, whether this call created it).
+
+    A request repeated with its key (a client retrying a POST whose answer it never got) answers the job the
+    first one created and stores nothing. Two at once: the database's unique key decides, and the loser, its
+    transaction rolled back and its files removed by ``create_job``, answers the winner's job."""
+    key = check_idempotency_key(idempotency_key)
+    if not key:
+        return create_job(user, files, name=name, model=model, formats=formats), True
+    fingerprint = request_fingerprint(files, name, model, formats)
+    earlier = _job_of_key(user, key, fingerprint)
+    if earlier is not None:
+        return earlier, False
+    try:
+        return create_job(user, files, name=name, model=model, formats=formats, idempotency_key=key,
+                          fingerprint=fingerprint), True
+    except IntegrityError:
+        earlier = _job_of_key(user, key, fingerprint)
+        if earlier is None:   # not the key's constraint
+            raise
+        log.info("job %s: a concurrent request with its Idempotency-Key created it first", earlier.pk)
+        return earlier, False
 
 
 def cancel_job(job: Job) -> Job:

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import http.client
+import http.server
 import json
+import threading
+from contextlib import contextmanager
+from urllib.parse import urlsplit
 
 import pytest
 from rest_framework.authtoken.models import Token
 
 from client import ocr_client
 from ocr_app.jobs import runner
+from ocr_app.jobs.models import Job
 from tests.service import job_pages
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -70,3 +76,66 @@ def test_progress_line():
     line = ocr_client.job_progress_line({"status": "running", "pages_total": 50, "pages_done": 12, "pages_failed": 1,
                                          "timings": {"pages_per_minute": 30.0, "eta_s": 74}}, width=10)
     assert line == "[##........] 13/50 pages, 1 failed, 30.0 pages/min, ETA 1m14s"
+
+
+@contextmanager
+def cutting_the_first_job_answer_short(upstream: str):
+    """A proxy in front of the live server that passes every request on, and cuts the answer to the first
+    ``POST /api/v1/jobs/`` short once the server has answered it (the job exists): what a dropped connection or
+    a proxy's timeout does. Yields (its url, the Idempotency-Key of each job POST it passed on)."""
+    target = urlsplit(upstream)
+    keys: list[str | None] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def _pass_on(self):
+            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            connection = http.client.HTTPConnection(target.hostname, target.port, timeout=60)
+            headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
+            connection.request(self.command, self.path, body=body, headers=headers)
+            answer = connection.getresponse()
+            data = answer.read()
+            connection.close()
+            job_post = self.command == "POST" and self.path == "/api/v1/jobs/"
+            if job_post:
+                keys.append(self.headers.get("Idempotency-Key"))
+            self.send_response(answer.status)
+            for name, value in answer.getheaders():
+                if name.lower() not in ("connection", "transfer-encoding", "content-length"):
+                    self.send_header(name, value)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            if job_post and len(keys) == 1:
+                self.wfile.write(data[: len(data) // 2])   # the connection drops mid-answer
+                self.close_connection = True
+                return
+            self.wfile.write(data)
+
+        do_GET = do_POST = _pass_on
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", keys
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_job_post_retried_after_its_answer_was_cut_short_makes_one_job(live_server, token, user, book):
+    """The client retries a POST whose answer was cut short; the first one had created the job, and the retry
+    made a second one (every page read twice). Each submit_job sends one Idempotency-Key on all its tries."""
+    files = sorted(p for p in book.iterdir() if p.suffix in (".png", ".pdf"))
+    with cutting_the_first_job_answer_short(live_server.url) as (url, keys):
+        client = ocr_client.OcrClient(url, token, retries=3, backoff=0.01)
+        job = client.submit_job(files, name="Tarikh")
+        assert Job.objects.count() == 1 and job["id"] == Job.objects.get().pk
+        assert len(keys) == 2 and keys[0] and keys[0] == keys[1]   # the try cut short, and its retry
+        assert (job["name"], job["pages_total"]) == ("Tarikh", 3)
+        # the next job is a job of its own, under a key of its own
+        second = client.submit_job(files[:1])
+    assert len(keys) == 3 and keys[2] not in keys[:2]
+    assert Job.objects.count() == 2 and second["id"] != job["id"]

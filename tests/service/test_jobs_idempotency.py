@@ -1,0 +1,205 @@
+"""``Idempotency-Key`` on ``POST /api/v1/jobs/``: a retried POST never makes a second job.
+
+A client whose POST reached the server but whose answer was lost (a dropped connection, an answer cut
+short) sends the request again with the same key and gets the job the first one created.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from ocr_app.jobs.models import Job, Page, PageFile
+from tests.service import job_pages
+from tests.service.conftest import media_files
+from tests.service.test_jobs_api import _named
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(scope="module")
+def pages():
+    return [job_pages.small_page(seed) for seed in range(2)]
+
+
+def _post(api, files: dict[str, bytes], key: str | None, **fields):
+    uploads = [_named(name, data) for name, data in files.items()]
+    headers = {} if key is None else {"HTTP_IDEMPOTENCY_KEY": key}
+    return api.post("/api/v1/jobs/", {"files": uploads, **fields}, format="multipart", **headers)
+
+
+def test_a_post_repeated_with_its_key_answers_the_first_job_and_stores_nothing(api, pages, settings):
+    book = {"cover.png": job_pages.png(pages[0]), "book.pdf": job_pages.pdf(pages)}
+    first = _post(api, book, "3b7e-retry-me", name="Diwan", formats="txt,alto")
+    assert first.status_code == 202, first.content
+    stored = sorted(media_files(settings))
+    rows = (Job.objects.count(), Page.objects.count(), PageFile.objects.count())
+
+    again = _post(api, book, "3b7e-retry-me", name="Diwan", formats="txt,alto")
+    assert again.status_code == 200, again.content
+    body, shown = dict(again.json()), dict(api.get(first.json()["url"]).json())
+    assert body.pop("timings").keys() == shown.pop("timings").keys()   # queued_s grows as time passes
+    assert body == shown   # the job, as a GET answers it
+    assert again.json()["id"] == first.json()["id"]
+    assert (Job.objects.count(), Page.objects.count(), PageFile.objects.count()) == rows == (1, 3, 2)
+    assert sorted(media_files(settings)) == stored
+
+    # without a key every POST is a job of its own, as before
+    assert _post(api, book, None, name="Diwan", formats="txt,alto").status_code == 202
+    assert Job.objects.count() == 2
+
+
+@pytest.mark.parametrize("change", ["content", "file name", "file order", "name", "formats", "model"])
+def test_a_key_sent_with_another_request_is_a_409_and_stores_nothing(api, pages, settings, change):
+    cover, back = job_pages.png(pages[0]), job_pages.png(pages[1])
+    first = _post(api, {"cover.png": cover, "back.png": back}, "key-1", name="Diwan")
+    assert first.status_code == 202, first.content
+    stored, rows = sorted(media_files(settings)), (Job.objects.count(), Page.objects.count())
+
+    other, fields = {
+        "content": ({"cover.png": back, "back.png": back}, {}),
+        "file name": ({"cover-2.png": cover, "back.png": back}, {}),
+        "file order": ({"back.png": back, "cover.png": cover}, {}),   # the same files: another book
+        "name": ({"cover.png": cover, "back.png": back}, {"name": "Another"}),
+        "formats": ({"cover.png": cover, "back.png": back}, {"formats": "txt"}),
+        "model": ({"cover.png": cover, "back.png": back}, {"model": "arabic-crnn-v2-int8"}),
+    }[change]
+    fields = {"name": "Diwan", **fields}
+    answer = _post(api, other, "key-1", **fields)
+    assert answer.status_code == 409, answer.content
+    error = answer.json()["error"]
+    assert error["code"] == "idempotency_key_reused" and str(first.json()["id"]) in error["message"]
+    assert error["details"] == {"job": first.json()["id"]}
+    assert (Job.objects.count(), Page.objects.count()) == rows and sorted(media_files(settings)) == stored
+
+
+@pytest.mark.parametrize("key", ["", "x" * 256, "clé", "tab\tin-it", "nul\x00", "bell\x07", " ", " padded ",
+                                 "sent-twice,sent-twice", "in side"])
+def test_a_malformed_key_is_a_400_and_stores_nothing(api, pages, settings, key):
+    answer = _post(api, {"p.png": job_pages.png(pages[0])}, key)
+    assert answer.status_code == 400, answer.content
+    error = answer.json()["error"]
+    assert error["code"] == "invalid_idempotency_key" and "1 to 255 printable ASCII" in error["message"]
+    assert not Job.objects.exists() and media_files(settings) == []
+
+
+@pytest.mark.parametrize("key", ["a", "x" * 255, "~!#$%&'*+-.^_`|{}[]<>=\"/\\:;?@()0"])
+def test_any_printable_ascii_key_of_1_to_255_characters_without_space_or_comma_is_taken(api, pages, key):
+    assert _post(api, {"p.png": job_pages.png(pages[0])}, key).status_code == 202
+    assert _post(api, {"p.png": job_pages.png(pages[0])}, key).status_code == 200
+    assert Job.objects.get().idempotency_key == key
+
+
+def test_another_users_key_is_their_own(api, other_api, pages, user, other_user):
+    book = {"p.png": job_pages.png(pages[0])}
+    mine = _post(api, book, "shared-key")
+    theirs = _post(other_api, book, "shared-key")
+    assert (mine.status_code, theirs.status_code) == (202, 202)
+    assert mine.json()["id"] != theirs.json()["id"]
+    # a different request under the same key is no conflict across users either
+    assert _post(other_api, {"q.png": job_pages.png(pages[1])}, "key-of-mine").status_code == 202
+    assert _post(api, book, "key-of-mine").status_code == 202
+    assert {(job.user_id, job.idempotency_key) for job in Job.objects.all()} == {
+        (user.pk, "shared-key"), (other_user.pk, "shared-key"), (user.pk, "key-of-mine"),
+        (other_user.pk, "key-of-mine")}
+
+
+def test_the_database_holds_one_key_per_user(user):
+    """A unique constraint, not only the service's check: two writers that both checked first still make one."""
+    from django.db import IntegrityError, transaction
+
+    from ocr_app.registry import active_version
+
+    make = dict(user=user, name="b", model_version=active_version(), idempotency_key="k1", request_fingerprint="f")
+    Job.objects.create(**make)
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Job.objects.create(**make)
+    Job.objects.create(**{**make, "idempotency_key": ""})
+    Job.objects.create(**{**make, "idempotency_key": ""})   # no key: any number of jobs
+    assert Job.objects.count() == 3
+
+
+def test_the_api_schema_documents_the_idempotency_key(api):
+    post = api.get("/api/schema/?format=json").json()["paths"]["/api/v1/jobs/"]["post"]
+    header = [p for p in post["parameters"] if p["in"] == "header" and p["name"] == "Idempotency-Key"]
+    assert header and not header[0].get("required") and "retry" in header[0]["description"]
+    assert {"200", "202", "400", "409"} <= set(post["responses"])
+
+
+def _blocked_inserts(cursor) -> int:
+    """Sessions waiting for a lock on the jobs table (their INSERT waits out the test's LOCK TABLE)."""
+    cursor.execute("SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = 'ocr_app_job'::regclass")
+    return cursor.fetchone()[0]
+
+
+def _waits_in(thread: threading.Thread, function: str) -> bool:
+    import sys
+
+    frame = sys._current_frames().get(thread.ident)
+    while frame is not None:
+        if frame.f_code.co_name == function:
+            return True
+        frame = frame.f_back
+    return False
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("same_request", [True, False])
+def test_two_posts_at_once_with_one_key_end_with_one_job(user, pages, settings, caplog, same_request):
+    """Both requests look the key up before either has stored its job, so both go on to create one: the
+    database's unique key lets one commit, and the other answers its job (or 409 when it was another
+    request), its transaction rolled back before it stored a file. The test holds the jobs table locked
+    until both are past their look-up, so the race is the same on every run."""
+    from django.db import connection, connections, transaction
+    from rest_framework.authtoken.models import Token
+    from rest_framework.test import APIClient
+
+    if connection.vendor != "postgresql":
+        pytest.skip("SQLite runs one write transaction at a time: the race needs PostgreSQL")
+    token = Token.objects.get_or_create(user=user)[0].key
+    books = [{"p.png": job_pages.png(pages[0])},
+             {"p.png": job_pages.png(pages[0] if same_request else pages[1])}]
+    answers: list = [None, None]
+
+    def post(n: int) -> None:
+        try:
+            client = APIClient()
+            client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
+            answers[n] = _post(client, books[n], "the-one-key")
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=post, args=(n,)) for n in range(2)]
+    with caplog.at_level("INFO", logger="ocr_app.jobs"):
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("LOCK TABLE ocr_app_job IN SHARE ROW EXCLUSIVE MODE")   # reads go on, inserts wait
+            for thread in threads:
+                thread.start()
+            deadline = time.monotonic() + 60
+            # the same files: one request waits for the other's claim on their content, past its look-up;
+            # other files: both wait at their INSERT
+            while not (_blocked_inserts(cursor) == 2 or (
+                    same_request and _blocked_inserts(cursor) == 1
+                    and any(_waits_in(thread, "claimed") for thread in threads))):
+                assert time.monotonic() < deadline, "the requests did not both get past their look-up"
+                time.sleep(0.05)
+        for thread in threads:
+            thread.join(timeout=120)
+    statuses = sorted(answer.status_code for answer in answers)
+    job = Job.objects.get()
+    winner = next(answer for answer in answers if answer.status_code == 202)
+    assert winner.json()["id"] == job.pk
+    if same_request:
+        assert statuses == [200, 202]
+        assert [answer.json()["id"] for answer in answers] == [job.pk, job.pk]
+        assert "a concurrent request with its Idempotency-Key created it first" in caplog.text
+    else:
+        assert statuses == [202, 409]
+        loser = next(answer for answer in answers if answer.status_code == 409)
+        assert loser.json()["error"]["code"] == "idempotency_key_reused"
+    # only the winner's page file: the loser stored none, or removed it
+    assert Page.objects.count() == 1
+    assert [p.relative_to(settings.MEDIA_ROOT).as_posix() for p in media_files(settings)] == [
+        PageFile.objects.get().file.name]
