@@ -14,9 +14,12 @@ name that is not valid UTF-8 is written with U+FFFD for its undecodable bytes.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import signal
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TextIO
@@ -114,11 +117,39 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    with _ctrl_c_heard_once():
+        try:
+            return _main(argv)
+        except KeyboardInterrupt:   # Ctrl-C: a line, not a traceback (`pages` says how far it got)
+            print("arabic-ocr: interrupted", file=sys.stderr)
+            return 130
+
+
+def _first_ctrl_c(signum, frame) -> None:
+    """The first Ctrl-C raises KeyboardInterrupt, as Python's own handler does; from then on SIGINT is ignored for
+    the rest of the process. The command is already ending (the pages being read finish and are put in place, the
+    worker pool shuts down, the last line is printed): a second KeyboardInterrupt in the middle of that would end
+    it with a traceback, and one during the interpreter's exit (which puts back SIGINT's default action for a
+    Python handler, not for an ignored signal) would kill it by the signal instead of exit status 130."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def _ctrl_c_heard_once() -> Iterator[None]:
+    """``_first_ctrl_c`` as SIGINT's handler while the command runs; put back as it was if Ctrl-C was not pressed.
+    Left alone where it is not Python's default (ignored, as in a background job, or a caller's own handler), and
+    off the main thread, where no handler can be set."""
+    if threading.current_thread() is not threading.main_thread() \
+            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        yield
+        return
+    signal.signal(signal.SIGINT, _first_ctrl_c)
     try:
-        return _main(argv)
-    except KeyboardInterrupt:   # Ctrl-C: a line, not a traceback (`pages` says how far it got)
-        print("arabic-ocr: interrupted", file=sys.stderr)
-        return 130
+        yield
+    finally:
+        if signal.getsignal(signal.SIGINT) is _first_ctrl_c:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _main(argv: list[str] | None) -> int:

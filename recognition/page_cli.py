@@ -10,7 +10,10 @@ failed page leaves no half-written file and no page with only some of its
 formats. Pages are read by ``recognition.page.recognize_page``; with
 ``--jobs N`` by N worker processes, each with its own ``Recognizer``. One
 unreadable page fails only itself: the others are written, the failures are
-listed with their reasons on stderr, and the exit status is 1.
+listed with their reasons on stderr, and the exit status is 1. Ctrl-C stops
+the run: the pages being read by workers finish (with one job, the page being
+read is dropped), one line says how many were written, and the exit status is
+130; a further Ctrl-C while it finishes is ignored (``recognition.cli.main``).
 """
 
 from __future__ import annotations
@@ -243,7 +246,15 @@ def run_tasks(tasks: list[PageTask], formats: list[str], out_dir: Path, model: P
     pool = ProcessPoolExecutor(max_workers=min(jobs, len(tasks)), mp_context=multiprocessing.get_context("spawn"),
                                initializer=_start_worker, initargs=(str(model), threads, decoding))
     try:
-        futures = [pool.submit(read, task) for task in tasks]
+        # The workers start (on submit) with SIGINT blocked, and keep it blocked (a blocked signal stays blocked
+        # across fork and exec, as multiprocessing's resource tracker is started): a Ctrl-C pressed while a worker
+        # is still importing, before its initializer ignores SIGINT, would end it with a traceback. A Ctrl-C
+        # meanwhile is not lost: it reaches this process when unblocked.
+        unblocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            futures = [pool.submit(read, task) for task in tasks]
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, unblocked)
         for future in as_completed(futures):
             yield future.result()
     except BaseException:
