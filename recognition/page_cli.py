@@ -13,7 +13,7 @@ unreadable page fails only itself: the others are written, the failures are
 listed with their reasons on stderr, and the exit status is 1. Ctrl-C stops
 the run: the pages being read by workers finish (with one job, the page being
 read is dropped), one line says how many were written, and the exit status is
-130; a further Ctrl-C while it finishes is ignored (``recognition.cli.main``).
+130; a further Ctrl-C while it finishes is ignored (``recognition.cli.console_main``).
 """
 
 from __future__ import annotations
@@ -185,7 +185,6 @@ def write_outputs(outputs: dict[Path, str]) -> None:
     reader or an interrupted run never sees half a file, and if any of them fails (a full disk, text that
     cannot be encoded) none of them is left, nor any temporary file."""
     written: list[tuple[Path, Path]] = []
-    placed: list[Path] = []
     try:
         for target, text in outputs.items():
             handle, temporary = _create_next_to(target)
@@ -194,10 +193,14 @@ def write_outputs(outputs: dict[Path, str]) -> None:
                 out.write(text)
         for temporary, target in written:
             os.replace(temporary, target)
-            placed.append(target)
     except BaseException:
+        # A temporary file that is gone was renamed into place: judged by the file, not by a list appended to
+        # after the rename, which a Ctrl-C between the two would leave behind the disk.
         for temporary, target in written:
-            (target if target in placed else temporary).unlink(missing_ok=True)
+            if temporary.exists():
+                temporary.unlink(missing_ok=True)
+            else:
+                target.unlink(missing_ok=True)
         raise
 
 

@@ -244,9 +244,12 @@ def interrupted_run(book: Path, out: Path, jobs: str, formats: str, again: bool)
         # to the end of stderr: every process of the group that holds it (the workers too) has ended
         stderr = process.communicate(timeout=60)[1].decode()
     finally:
-        with contextlib.suppress(ProcessLookupError):   # whatever is left of the group after a failure
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+        # After a failure, whatever is left of the group. Once stderr is closed by all of them the group is gone
+        # and its id may be another's; while one of them lives, the id cannot be given to anyone else.
+        if process.stderr is not None and not process.stderr.closed or process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
     assert process.returncode == 130, stderr
     return stderr
 

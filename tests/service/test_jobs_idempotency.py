@@ -176,6 +176,18 @@ def test_a_job_submitted_before_fingerprints_were_normalised_still_answers_its_r
     assert Job.objects.count() == 1 and sorted(media_files(settings)) == stored
 
 
+def test_the_legacy_fingerprint_is_the_one_the_earlier_code_stored():
+    """Pinned to values computed by the code that stored them (before normalisation), so that a change to
+    ``legacy_request_fingerprint`` cannot drift from what pre-upgrade rows hold."""
+    from ocr_app.jobs import services
+
+    assert services.legacy_request_fingerprint([("p1.png", b"page one"), ("p2.png", b"page two")], "Diwan", None,
+                                               ["txt,alto"]) == \
+        "70b34004ac906dc46834f23b79d543597bc659db4f95c8fd488b5dbe1556fafb"
+    assert services.legacy_request_fingerprint([("p1.png", b"page one")], "", "arabic-crnn-v2", "txt") == \
+        "2697db56db83a059d631a4b9733ef9a8dfbc73a543ef7df37375fa21321e38f5"
+
+
 @pytest.mark.parametrize("key", ["", "x" * 256, "clé", "tab\tin-it", "nul\x00", "bell\x07", " ", " padded ",
                                  "sent-twice,sent-twice", "in side"])
 def test_a_malformed_key_is_a_400_and_stores_nothing(api, pages, settings, key):
