@@ -16,7 +16,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TextIO
@@ -114,11 +116,42 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command as a function: SIGINT's handler is as it was when it returns, Ctrl-C or not."""
+    return _run(argv, leave_ctrl_c_ignored=False)
+
+
+def console_main() -> int:
+    """The ``arabic-ocr`` console script: after a Ctrl-C, SIGINT stays ignored through the interpreter's exit
+    (which puts back SIGINT's default action for a Python handler, not for an ignored signal), so that a second
+    press there cannot kill it by the signal instead of exit status 130."""
+    return _run(None, leave_ctrl_c_ignored=True)
+
+
+def _run(argv: list[str] | None, leave_ctrl_c_ignored: bool) -> int:
+    """``_first_ctrl_c`` is SIGINT's handler while the command runs, where the handler is Python's default on the
+    main thread (an ignored SIGINT, as in a background job, or a caller's own handler is left alone; off the main
+    thread no handler can be set). The handler is set inside the ``try``: a Ctrl-C that is already pending when
+    it is set ends the command like any other."""
+    handling = (threading.current_thread() is threading.main_thread()
+                and signal.getsignal(signal.SIGINT) is signal.default_int_handler)
     try:
+        if handling:
+            signal.signal(signal.SIGINT, _first_ctrl_c)
         return _main(argv)
     except KeyboardInterrupt:   # Ctrl-C: a line, not a traceback (`pages` says how far it got)
         print("arabic-ocr: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if handling and not (leave_ctrl_c_ignored and signal.getsignal(signal.SIGINT) is signal.SIG_IGN):
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def _first_ctrl_c(signum, frame) -> None:
+    """The first Ctrl-C raises KeyboardInterrupt, as Python's own handler does; from then on SIGINT is ignored
+    while the command ends (the pages being read finish and are put in place, the worker pool shuts down, the
+    last line is printed): a second KeyboardInterrupt in the middle of that would end it with a traceback."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    raise KeyboardInterrupt
 
 
 def _main(argv: list[str] | None) -> int:
@@ -157,4 +190,4 @@ def _main(argv: list[str] | None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(console_main())

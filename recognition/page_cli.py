@@ -10,7 +10,10 @@ failed page leaves no half-written file and no page with only some of its
 formats. Pages are read by ``recognition.page.recognize_page``; with
 ``--jobs N`` by N worker processes, each with its own ``Recognizer``. One
 unreadable page fails only itself: the others are written, the failures are
-listed with their reasons on stderr, and the exit status is 1.
+listed with their reasons on stderr, and the exit status is 1. Ctrl-C stops
+the run: the pages being read by workers finish (with one job, the page being
+read is dropped), one line says how many were written, and the exit status is
+130; a further Ctrl-C while it finishes is ignored (``recognition.cli.console_main``).
 """
 
 from __future__ import annotations
@@ -182,7 +185,6 @@ def write_outputs(outputs: dict[Path, str]) -> None:
     reader or an interrupted run never sees half a file, and if any of them fails (a full disk, text that
     cannot be encoded) none of them is left, nor any temporary file."""
     written: list[tuple[Path, Path]] = []
-    placed: list[Path] = []
     try:
         for target, text in outputs.items():
             handle, temporary = _create_next_to(target)
@@ -191,10 +193,14 @@ def write_outputs(outputs: dict[Path, str]) -> None:
                 out.write(text)
         for temporary, target in written:
             os.replace(temporary, target)
-            placed.append(target)
     except BaseException:
+        # A temporary file that is gone was renamed into place: judged by the file, not by a list appended to
+        # after the rename, which a Ctrl-C between the two would leave behind the disk.
         for temporary, target in written:
-            (target if target in placed else temporary).unlink(missing_ok=True)
+            if temporary.exists():
+                temporary.unlink(missing_ok=True)
+            else:
+                target.unlink(missing_ok=True)
         raise
 
 
@@ -243,7 +249,15 @@ def run_tasks(tasks: list[PageTask], formats: list[str], out_dir: Path, model: P
     pool = ProcessPoolExecutor(max_workers=min(jobs, len(tasks)), mp_context=multiprocessing.get_context("spawn"),
                                initializer=_start_worker, initargs=(str(model), threads, decoding))
     try:
-        futures = [pool.submit(read, task) for task in tasks]
+        # The workers start (on submit) with SIGINT blocked, and keep it blocked (a blocked signal stays blocked
+        # across fork and exec, as multiprocessing's resource tracker is started): a Ctrl-C pressed while a worker
+        # is still importing, before its initializer ignores SIGINT, would end it with a traceback. A Ctrl-C
+        # meanwhile is not lost: it reaches this process when unblocked.
+        unblocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            futures = [pool.submit(read, task) for task in tasks]
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, unblocked)
         for future in as_completed(futures):
             yield future.result()
     except BaseException:

@@ -122,9 +122,11 @@ def pdf_pages(source: bytes | str | os.PathLike, max_pixels: int, decode: bool =
             else:   # "done"
                 return
     finally:
-        receiver.close()
+        # Killed before its pipe is closed: a child that outlived the caller's reading (Ctrl-C, a page abandoned)
+        # must not meet a closed pipe on its next send and print a BrokenPipeError traceback on our stderr.
         if child.is_alive():
             child.kill()
+        receiver.close()
         child.join()
         child.close()   # its exit-status pipe now, not when a traceback that holds this frame is dropped
 
@@ -187,7 +189,9 @@ def _death(page: int, exitcode: int | None, memory: int, seconds: float) -> Imag
 def _render_in_child(sender, document: bytes | str, max_pixels: int, decode: bool, numbers: list[int] | None,
                      memory: int, seconds: float) -> None:
     """The child's whole life: cap itself, open the PDF (its bytes or its path), send each page, say done or why
-    not."""
+    not. Ctrl-C (SIGINT to the terminal's whole process group) is ignored: the caller ends the child when it
+    stops, and a KeyboardInterrupt here would only print a traceback on the caller's stderr."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     _cap_address_space(memory)
     _cap_cpu_time(seconds)
     _no_core_dumps()

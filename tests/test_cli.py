@@ -88,7 +88,7 @@ def test_help_explains_the_command_and_its_output():
 def test_the_package_declares_the_console_script_and_the_core_dependencies():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
     module, _, function = project["scripts"]["arabic-ocr"].partition(":")
-    assert module == "recognition.cli" and getattr(cli, function) is cli.main
+    assert module == "recognition.cli" and getattr(cli, function) is cli.console_main
     serving = {line.split("==")[0].lower() for line in (ROOT / "requirements.txt").read_text().splitlines()
                if "==" in line}
     core = {dep.split(">")[0].split("<")[0].split("[")[0].lower() for dep in project["dependencies"]}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import io
 import json
@@ -221,15 +222,14 @@ def test_a_file_gone_since_it_was_listed_fails_only_itself(inputs, tmp_path):
     assert [(f.path, f.code) for f in failures] == [(str(tmp_path / "gone.png"), "unreadable_file")]
 
 
-@pytest.mark.parametrize("jobs", ["1", "2"])
-def test_ctrl_c_ends_with_a_line_and_exit_130(pages, tmp_path, jobs):
-    """Ctrl-C reaches the command's whole process group (the workers too): a line on stderr, exit 130, no
-    traceback and no temporary file."""
-    book = save([pages[i % len(pages)] for i in range(40)], tmp_path / "book.tif")
-    out = tmp_path / "out"
+def interrupted_run(book: Path, out: Path, jobs: str, formats: str, again: bool) -> str:
+    """Run ``pages`` on ``book`` in a session of its own; once its first page is written, Ctrl-C it as a terminal
+    does (SIGINT to the whole process group: the workers too), and with ``again`` keep pressing it every 20 ms
+    until the command has ended, so that further presses land in every part of its finishing (the pages being
+    read, the pool's shutdown, the last line, the interpreter's exit). Returns what it wrote on stderr."""
     env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
     process = subprocess.Popen([sys.executable, "-m", "recognition.cli", "pages", str(book), "--out", str(out),
-                                "--jobs", jobs, "--threads", "1", "--model", str(SHIPPED_INT8)],
+                                "--format", formats, "--jobs", jobs, "--threads", "1", "--model", str(SHIPPED_INT8)],
                                cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                start_new_session=True)
     try:
@@ -238,12 +238,51 @@ def test_ctrl_c_ends_with_a_line_and_exit_130(pages, tmp_path, jobs):
             assert process.poll() is None and time.monotonic() < deadline, "no page was written"
             time.sleep(0.05)
         os.killpg(process.pid, signal.SIGINT)
-        stderr = process.communicate(timeout=120)[1].decode()
+        while again and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+            os.killpg(process.pid, signal.SIGINT)   # not yet reaped: the group is there (if only as a zombie)
+        # to the end of stderr: every process of the group that holds it (the workers too) has ended
+        stderr = process.communicate(timeout=60)[1].decode()
     finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
+        # After a failure, whatever is left of the group. Once stderr is closed by all of them the group is gone
+        # and its id may be another's; while one of them lives, the id cannot be given to anyone else.
+        if process.stderr is not None and not process.stderr.closed or process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
     assert process.returncode == 130, stderr
+    return stderr
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_ctrl_c_ends_with_a_line_and_exit_130(pages, tmp_path, jobs):
+    """Ctrl-C reaches the command's whole process group (the workers too): a line on stderr, exit 130, no
+    traceback and no temporary file."""
+    book = save([pages[i % len(pages)] for i in range(40)], tmp_path / "book.tif")
+    out = tmp_path / "out"
+    stderr = interrupted_run(book, out, jobs, "txt", again=False)
     assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr
     assert stderr.strip().splitlines()[-1].startswith("arabic-ocr: interrupted;"), stderr
     written = sorted(p.name for p in out.iterdir())
     assert written and len(written) < 40 and all(name.endswith(".txt") for name in written), written
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_ctrl_c_pressed_again_while_the_command_finishes_ends_it_as_cleanly(pages, tmp_path, jobs):
+    """A person who sees no prompt at once presses Ctrl-C again, and again: still exit 130, one line, no
+    traceback (from this process or a worker), and every page written has all its formats, each complete."""
+    book = save([pages[i % len(pages)] for i in range(40)], tmp_path / "book.tif")
+    out = tmp_path / "out"
+    stderr = interrupted_run(book, out, jobs, "txt,json,alto", again=True)
+    assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr
+    assert [line for line in stderr.splitlines() if line.strip()] == [stderr.strip().splitlines()[-1]], stderr
+    assert stderr.strip().startswith("arabic-ocr: interrupted;"), stderr
+    written = sorted(p.name for p in out.iterdir())
+    stems = {name.split(".")[0] for name in written}
+    assert stems and len(stems) < 40, written
+    assert written == sorted(f"{stem}{suffix}" for stem in stems for suffix in (".txt", ".json", ".alto.xml"))
+    for stem in stems:
+        assert (out / f"{stem}.txt").read_text(encoding="utf-8").strip()
+        document = json.loads((out / f"{stem}.json").read_text(encoding="utf-8"))
+        assert document["regions"] and document["text"] == (out / f"{stem}.txt").read_text(encoding="utf-8")
+        etree.fromstring((out / f"{stem}.alto.xml").read_bytes())   # well-formed

@@ -89,6 +89,11 @@ def store_page_file(source: SourceFile, written: list[str]) -> PageFile:
     return page_file
 
 
+def job_name(name: str, files: list[tuple[str, bytes]]) -> str:
+    """The name a job is stored with: the one given, else its first file's; 200 characters at most."""
+    return (name or (files[0][0] if files else ""))[:200]
+
+
 def create_job(user, files: list[tuple[str, bytes]], name: str = "", model: str | None = None,
                formats: str | list[str] | None = None, idempotency_key: str = "", fingerprint: str = "") -> Job:
     """Check and store the uploads, create the job and its pages, and queue the pages (after commit).
@@ -105,7 +110,7 @@ def create_job(user, files: list[tuple[str, bytes]], name: str = "", model: str 
     with claimed(s.sha256 for s in sources if isinstance(s, SourceFile)):
         try:
             with transaction.atomic():
-                job = Job.objects.create(user=user, name=(name or files[0][0])[:200], model_version=version,
+                job = Job.objects.create(user=user, name=job_name(name, files), model_version=version,
                                          formats=wanted, pages_total=sum(len(n) for n in names),
                                          idempotency_key=idempotency_key, request_fingerprint=fingerprint)
                 pages, index = [], 0
@@ -145,19 +150,42 @@ def check_idempotency_key(key: str | None) -> str:
     return key
 
 
-def request_fingerprint(files: list[tuple[str, bytes]], name: str, model: str | None,
-                        formats: str | list[str] | None) -> str:
-    """SHA-256 over what makes a job request: each file's name, size and SHA-256, in upload order (the book's
-    page order), and the parameters as sent."""
-    described = {"files": [[file_name, len(data), hashlib.sha256(data).hexdigest()] for file_name, data in files],
-                 "name": name, "model": model, "formats": formats}
+def _fingerprint(described: dict) -> str:
     return hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()
 
 
-def _job_of_key(user, key: str, fingerprint: str) -> Job | None:
+def _described_files(files: list[tuple[str, bytes]]) -> list[list]:
+    """Each file's name, size and SHA-256, in upload order (the book's page order)."""
+    return [[file_name, len(data), hashlib.sha256(data).hexdigest()] for file_name, data in files]
+
+
+def request_fingerprint(files: list[tuple[str, bytes]], name: str, model: str | None,
+                        formats: str | list[str] | None, described_files: list[list] | None = None) -> str:
+    """SHA-256 over the job a request asks for, as ``create_job`` makes it: its files (``_described_files``),
+    the job's name as stored (``job_name``: none given is the first file's), the model asked for (an empty one
+    is none, as ``choose_model`` reads it: the active model) and the set of formats (``parse_formats``). So one
+    request encoded two ways has one fingerprint: ``formats=txt,alto``, two ``formats`` fields or
+    ``alto,TXT``; an empty ``model`` field or none. The model is the name sent, not the version it resolves to:
+    what the active model (or a name's newest version) is can change between a POST and its retry, which must
+    still find its job. Raises ``ApiError`` for formats that ``create_job`` refuses."""
+    return _fingerprint({"fingerprint": 2, "files": described_files or _described_files(files),
+                         "name": job_name(name, files), "model": model or None,
+                         "formats": parse_formats(formats)})
+
+
+def legacy_request_fingerprint(files: list[tuple[str, bytes]], name: str, model: str | None,
+                               formats: str | list[str] | None, described_files: list[list] | None = None) -> str:
+    """The fingerprint stored by jobs submitted before requests were normalised (``request_fingerprint``): the
+    parameters as sent. A retry of such a job is matched by it, as it was then: only a request sent the same
+    way (a client's retry resends its bytes); the same job asked another way stays a 409 for those rows."""
+    return _fingerprint({"files": described_files or _described_files(files), "name": name, "model": model,
+                         "formats": formats})
+
+
+def _job_of_key(user, key: str, fingerprints: set[str]) -> Job | None:
     """The job created earlier with ``key`` (None if none); 409 when it was created by another request."""
     job = Job.objects.filter(user=user, idempotency_key=key).first()
-    if job is not None and job.request_fingerprint != fingerprint:
+    if job is not None and job.request_fingerprint not in fingerprints:
         raise ApiError("idempotency_key_reused", f"this Idempotency-Key created job {job.pk} from other files or "
                                                  "parameters; send a new key for a new job", 409, {"job": job.pk})
     return job
@@ -173,15 +201,18 @@ def submit_job(user, files: list[tuple[str, bytes]], name: str = "", model: str 
     key = check_idempotency_key(idempotency_key)
     if not key:
         return create_job(user, files, name=name, model=model, formats=formats), True
-    fingerprint = request_fingerprint(files, name, model, formats)
-    earlier = _job_of_key(user, key, fingerprint)
+    described = _described_files(files)
+    fingerprint = request_fingerprint(files, name, model, formats, described)
+    # the legacy one: a retry of a job submitted before fingerprints were taken of the normalised request
+    fingerprints = {fingerprint, legacy_request_fingerprint(files, name, model, formats, described)}
+    earlier = _job_of_key(user, key, fingerprints)
     if earlier is not None:
         return earlier, False
     try:
         return create_job(user, files, name=name, model=model, formats=formats, idempotency_key=key,
                           fingerprint=fingerprint), True
     except IntegrityError:
-        earlier = _job_of_key(user, key, fingerprint)
+        earlier = _job_of_key(user, key, fingerprints)
         if earlier is None:   # not the key's constraint
             raise
         log.info("job %s: a concurrent request with its Idempotency-Key created it first", earlier.pk)

@@ -75,6 +75,119 @@ def test_a_key_sent_with_another_request_is_a_409_and_stores_nothing(api, pages,
     assert (Job.objects.count(), Page.objects.count()) == rows and sorted(media_files(settings)) == stored
 
 
+# The same request sent another way: (first POST's fields, retry's fields). Absent fields are left out.
+SAME_JOB = {
+    "formats in one field, then in two": ({"formats": "txt,alto"}, {"formats": ["txt", "alto"]}),
+    "formats in another order": ({"formats": "txt,alto"}, {"formats": "alto,txt"}),
+    "formats in another case, padded, repeated": ({"formats": "txt,alto"}, {"formats": [" ALTO ,txt", "txt,"]}),
+    "no formats, then all of them": ({}, {"formats": "hocr,page,alto,txt"}),
+    "an empty model field, then none": ({"model": ""}, {}),
+    "no model field, then an empty one": ({}, {"model": ""}),
+    "no name, then the first file's": ({"name": ""}, {"name": "cover.png"}),
+}
+
+
+@pytest.mark.parametrize("case", SAME_JOB)
+def test_a_retry_that_asks_for_the_same_job_another_way_answers_the_first_job(api, pages, settings, case):
+    """The fingerprint is the job the request asks for, not how its fields were encoded: a client (or a proxy,
+    or a form library) that encodes its retry differently still gets its job, and nothing is stored again."""
+    first_fields, retry_fields = SAME_JOB[case]
+    book = {"cover.png": job_pages.png(pages[0]), "back.png": job_pages.png(pages[1])}
+    first = _post(api, book, "same-job", **first_fields)
+    assert first.status_code == 202, first.content
+    stored, rows = sorted(media_files(settings)), (Job.objects.count(), Page.objects.count())
+    again = _post(api, book, "same-job", **retry_fields)
+    assert again.status_code == 200, again.content
+    assert again.json()["id"] == first.json()["id"]
+    assert (Job.objects.count(), Page.objects.count()) == rows == (1, 2)
+    assert sorted(media_files(settings)) == stored
+
+
+@pytest.mark.parametrize("retry_formats", ["txt", "txt,alto,page", "alto", None])
+def test_a_retry_that_asks_for_another_set_of_formats_is_a_409(api, pages, retry_formats):
+    book = {"cover.png": job_pages.png(pages[0])}
+    first = _post(api, book, "set-of-formats", formats="alto,txt")
+    assert first.status_code == 202, first.content
+    fields = {} if retry_formats is None else {"formats": retry_formats}   # none: all four
+    answer = _post(api, book, "set-of-formats", **fields)
+    assert answer.status_code == 409, answer.content
+    assert answer.json()["error"]["code"] == "idempotency_key_reused" and Job.objects.count() == 1
+
+
+def test_a_retry_naming_the_model_is_another_request_than_one_naming_none(api, pages):
+    """The model is compared as asked for, not as resolved: a request naming none gets whichever model is
+    active when it is read, so it is not the same request as one naming that model (and the retry of either
+    must find its job even if another model has been activated meanwhile)."""
+    from ocr_app.registry import active_version
+
+    book = {"cover.png": job_pages.png(pages[0])}
+    assert _post(api, book, "which-model").status_code == 202
+    answer = _post(api, book, "which-model", model=active_version().name)
+    assert answer.status_code == 409, answer.content
+
+
+def test_service_callers_get_the_same_normalisation(user, pages):
+    """``submit_job`` called directly (not through the API, which already reads an empty field as none):
+    ``model=""`` is ``model=None``, and formats as a string or a list of any spelling are one set."""
+    from ocr_app.jobs import services
+
+    files = [("p.png", job_pages.png(pages[0]))]
+    job, created = services.submit_job(user, files, model="", formats="alto,txt", idempotency_key="direct")
+    assert created
+    assert services.submit_job(user, files, model=None, formats=["TXT", "alto"], idempotency_key="direct") == (
+        job, False)
+    assert services.request_fingerprint(files, "", "", "alto,txt") == services.request_fingerprint(
+        files, "p.png", None, ["txt", " alto"])
+    for other in [dict(name="Other"), dict(model="arabic-crnn-v2-int8"), dict(formats="txt"),
+                  dict(files=[("q.png", files[0][1])]), dict(files=files * 2)]:
+        asked = {"files": files, "name": "", "model": None, "formats": "alto,txt", **other}
+        assert services.request_fingerprint(**asked) != job.request_fingerprint, other
+
+
+def test_a_retry_with_formats_that_name_none_is_a_400_not_a_match_or_a_conflict(api, pages):
+    """The request is validated before its key is looked up: a bad one is refused as bad, whatever its key."""
+    book = {"cover.png": job_pages.png(pages[0])}
+    assert _post(api, book, "then-broken").status_code == 202
+    for formats in ["", ",", "pdf"]:
+        answer = _post(api, book, "then-broken", formats=formats)
+        assert answer.status_code == 400 and answer.json()["error"]["code"] == "unknown_format", answer.content
+    assert Job.objects.count() == 1
+
+
+def test_a_job_submitted_before_fingerprints_were_normalised_still_answers_its_retry(api, user, pages, settings):
+    """Rows stored by the earlier code hold the SHA-256 of the request as sent (the API's values: formats as
+    the list of fields, the name as sent, no model as None). Those cannot be recomputed in normalised form, so
+    the look-up accepts either fingerprint: a retry sent as the first request was (what a client's retry is)
+    still answers its job; one that asks for the same job another way is a 409 for such a row, as it was
+    before the upgrade."""
+    from ocr_app.jobs import services
+
+    book = {"cover.png": job_pages.png(pages[0])}
+    files = list(book.items())
+    old = services.create_job(user, files, name="Diwan", formats=["txt,alto"], idempotency_key="pre-upgrade",
+                              fingerprint=services.legacy_request_fingerprint(files, "Diwan", None, ["txt,alto"]))
+    assert old.request_fingerprint != services.request_fingerprint(files, "Diwan", None, ["txt,alto"])
+    stored = sorted(media_files(settings))
+    again = _post(api, book, "pre-upgrade", name="Diwan", formats="txt,alto")
+    assert again.status_code == 200 and again.json()["id"] == old.pk, again.content
+    reordered = _post(api, book, "pre-upgrade", name="Diwan", formats="alto,txt")
+    assert reordered.status_code == 409, reordered.content
+    assert _post(api, book, "pre-upgrade", name="Other", formats="txt,alto").status_code == 409
+    assert Job.objects.count() == 1 and sorted(media_files(settings)) == stored
+
+
+def test_the_legacy_fingerprint_is_the_one_the_earlier_code_stored():
+    """Pinned to values computed by the code that stored them (before normalisation), so that a change to
+    ``legacy_request_fingerprint`` cannot drift from what pre-upgrade rows hold."""
+    from ocr_app.jobs import services
+
+    assert services.legacy_request_fingerprint([("p1.png", b"page one"), ("p2.png", b"page two")], "Diwan", None,
+                                               ["txt,alto"]) == \
+        "70b34004ac906dc46834f23b79d543597bc659db4f95c8fd488b5dbe1556fafb"
+    assert services.legacy_request_fingerprint([("p1.png", b"page one")], "", "arabic-crnn-v2", "txt") == \
+        "2697db56db83a059d631a4b9733ef9a8dfbc73a543ef7df37375fa21321e38f5"
+
+
 @pytest.mark.parametrize("key", ["", "x" * 256, "clé", "tab\tin-it", "nul\x00", "bell\x07", " ", " padded ",
                                  "sent-twice,sent-twice", "in side"])
 def test_a_malformed_key_is_a_400_and_stores_nothing(api, pages, settings, key):
